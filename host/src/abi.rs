@@ -1,0 +1,385 @@
+//! ABI v1: the contract between the host and a guest module.
+//!
+//! `docs/abi.md` is the normative description; this module implements the
+//! host side: the register-time checks of a module's exports and imports,
+//! and the `fnhost_v1` import functions.
+
+use std::collections::HashMap;
+
+use wasmtime::{Caller, Engine, ExternType, FuncType, Linker, Module, ModuleExport, ValType};
+
+use crate::error::{Error, Result};
+use crate::guest_mem as gm;
+use crate::sandbox::State;
+
+/// The ABI version this host implements.
+pub const ABI_VERSION: u32 = 1;
+/// Module name of the host functions a guest may import.
+pub const IMPORT_MODULE: &str = "fnhost_v1";
+/// Export whose presence declares ABI version 1 (`fnhost_abi_v<N>` for N).
+pub const VERSION_EXPORT_PREFIX: &str = "fnhost_abi_v";
+
+/// Handler finished; the output is what `fnhost_v1.output` last set.
+pub const STATUS_OK: i32 = 0;
+/// Handler failed; the error is what `fnhost_v1.error` set.
+pub const STATUS_ERROR: i32 = 1;
+
+/// `fnhost_v1.context_str` keys.
+pub mod context_str {
+    /// The invocation's request id (a UUID).
+    pub const REQUEST_ID: i32 = 0;
+    /// The function's name.
+    pub const FUNCTION_NAME: i32 = 1;
+    /// The function's version (`$LATEST` until versions exist).
+    pub const FUNCTION_VERSION: i32 = 2;
+}
+
+/// `fnhost_v1.context_u64` keys.
+pub mod context_u64 {
+    /// The function's linear-memory limit in bytes.
+    pub const MEMORY_LIMIT: i32 = 0;
+    /// Nanoseconds left before the deadline (0 once it passed).
+    pub const REMAINING_NS: i32 = 1;
+    /// The function's timeout in nanoseconds.
+    pub const TIMEOUT_NS: i32 = 2;
+}
+
+/// Longest error kind kept, in bytes; longer ones are cut.
+pub const MAX_ERROR_KIND: usize = 256;
+/// Longest error message kept, in bytes; longer ones are cut.
+pub const MAX_ERROR_MESSAGE: usize = 64 * 1024;
+
+/// Maps `i32`/`i64` tokens to wasm value types.
+macro_rules! valtype {
+    (i32) => {
+        wasmtime::ValType::I32
+    };
+    (i64) => {
+        wasmtime::ValType::I64
+    };
+}
+pub(crate) use valtype;
+
+/// Every host function a guest may import, with its type: the table that
+/// register-time import checks run against.
+#[derive(Default)]
+pub(crate) struct Provided(HashMap<(&'static str, &'static str), FuncType>);
+
+impl Provided {
+    pub(crate) fn add(
+        &mut self,
+        engine: &Engine,
+        module: &'static str,
+        name: &'static str,
+        params: &[ValType],
+        results: &[ValType],
+    ) {
+        let ty = FuncType::new(engine, params.iter().cloned(), results.iter().cloned());
+        self.0.insert((module, name), ty);
+    }
+}
+
+/// Where the ABI exports of a checked module live (resolved once at
+/// register time, so the invoke path never looks up a name).
+#[derive(Clone)]
+pub(crate) struct Exports {
+    pub memory: ModuleExport,
+    pub alloc: ModuleExport,
+    pub handle: ModuleExport,
+    pub init: Option<ModuleExport>,
+    pub initialize: Option<ModuleExport>,
+}
+
+fn sig(ty: &FuncType) -> String {
+    let list = |it: &mut dyn Iterator<Item = ValType>| {
+        it.map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "({}) -> ({})",
+        list(&mut ty.params()),
+        list(&mut ty.results())
+    )
+}
+
+fn expect_func(
+    module: &Module,
+    name: &str,
+    params: &[ValType],
+    results: &[ValType],
+    required: bool,
+) -> Result<Option<ModuleExport>> {
+    let Some(ext) = module.get_export(name) else {
+        if required {
+            return Err(Error::BadExport {
+                name: name.into(),
+                reason: "missing: every fnhost ABI v1 guest must export it".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let ExternType::Func(ft) = ext else {
+        return Err(Error::BadExport {
+            name: name.into(),
+            reason: "must be a function".into(),
+        });
+    };
+    let want = FuncType::new(
+        module.engine(),
+        params.iter().cloned(),
+        results.iter().cloned(),
+    );
+    if !FuncType::eq(&ft, &want) {
+        return Err(Error::BadExport {
+            name: name.into(),
+            reason: format!("has type {}, expected {}", sig(&ft), sig(&want)),
+        });
+    }
+    Ok(module.get_export_index(name))
+}
+
+/// Checks a compiled module against ABI v1: version, exports, imports.
+pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
+    use ValType::I32;
+    // Version first: a module for another ABI gets a message about that,
+    // not about whatever export it happens to lack.
+    let versions: Vec<u32> = module
+        .exports()
+        .filter_map(|e| e.name().strip_prefix(VERSION_EXPORT_PREFIX)?.parse().ok())
+        .collect();
+    if !versions.contains(&ABI_VERSION) {
+        return match versions.first() {
+            Some(&found) => Err(Error::UnsupportedAbiVersion {
+                found,
+                supported: ABI_VERSION,
+            }),
+            None => Err(Error::BadExport {
+                name: format!("{VERSION_EXPORT_PREFIX}{ABI_VERSION}"),
+                reason: "missing: the module does not declare an fnhost ABI version".into(),
+            }),
+        };
+    }
+    let memory = match module.get_export("memory") {
+        Some(ExternType::Memory(m)) if m.is_64() => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must be a 32-bit memory (memory64 is not supported)".into(),
+            });
+        }
+        Some(ExternType::Memory(m)) if m.is_shared() => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must not be shared".into(),
+            });
+        }
+        Some(ExternType::Memory(_)) => module.get_export_index("memory"),
+        Some(_) => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must be a memory".into(),
+            });
+        }
+        None => None,
+    }
+    .ok_or_else(|| Error::BadExport {
+        name: "memory".into(),
+        reason: "missing: the guest must export its linear memory".into(),
+    })?;
+    let alloc = expect_func(module, "fnhost_alloc", &[I32], &[I32], true)?;
+    let handle = expect_func(module, "fnhost_handle", &[I32, I32], &[I32], true)?;
+    let init = expect_func(module, "fnhost_init", &[], &[I32], false)?;
+    let initialize = expect_func(module, "_initialize", &[], &[], false)?;
+
+    for import in module.imports() {
+        let (m, n) = (import.module(), import.name());
+        let unsupported = |reason: String| Error::UnsupportedImport {
+            module: m.into(),
+            name: n.into(),
+            reason,
+        };
+        let ExternType::Func(ft) = import.ty() else {
+            return Err(unsupported(
+                "only function imports are provided (a guest defines its own memory and tables)"
+                    .into(),
+            ));
+        };
+        let Some(want) = provided.0.get(&(m, n)) else {
+            return Err(if m == IMPORT_MODULE || m == crate::wasi::IMPORT_MODULE {
+                unsupported(format!("`{m}` has no function `{n}`"))
+            } else {
+                unsupported(format!(
+                    "unknown module `{m}`: a guest may import only from `{IMPORT_MODULE}` and `{}`",
+                    crate::wasi::IMPORT_MODULE
+                ))
+            });
+        };
+        if !FuncType::eq(&ft, want) {
+            return Err(unsupported(format!(
+                "has type {}, expected {}",
+                sig(&ft),
+                sig(want)
+            )));
+        }
+    }
+    Ok(Exports {
+        memory,
+        alloc: alloc.expect("required export"),
+        handle: handle.expect("required export"),
+        init,
+        initialize,
+    })
+}
+
+/// Registers the `fnhost_v1` functions.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<State>,
+    provided: &mut Provided,
+) -> wasmtime::Result<()> {
+    use ValType::{I32, I64};
+    let engine = linker.engine().clone();
+    provided.add(&engine, IMPORT_MODULE, "output", &[I32, I32], &[]);
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "output",
+        |mut caller: Caller<'_, State>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let memory = crate::sandbox::memory(&mut caller);
+            let (mem, st) = match memory {
+                Some(m) => m.data_and_store_mut(&mut caller),
+                None => {
+                    return Err(caller
+                        .data_mut()
+                        .fault(Error::abi("output called before memory exists")));
+                }
+            };
+            let (ptr, len) = (ptr as u32, len as u32 as u64);
+            let max = st.func.max_output;
+            if len > max as u64 {
+                return Err(st.fault(Error::OutputTooLarge { size: len, max }));
+            }
+            match gm::slice(mem, ptr, len) {
+                Ok(bytes) => {
+                    st.call.output = Some(bytes.to_vec());
+                    Ok(())
+                }
+                Err(oob) => Err(st.fault(Error::abi(format!("fnhost_v1.output: {oob}")))),
+            }
+        },
+    )?;
+
+    provided.add(&engine, IMPORT_MODULE, "error", &[I32, I32, I32, I32], &[]);
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "error",
+        |mut caller: Caller<'_, State>,
+         kp: i32,
+         kl: i32,
+         mp: i32,
+         ml: i32|
+         -> wasmtime::Result<()> {
+            let memory = crate::sandbox::memory(&mut caller);
+            let (mem, st) = match memory {
+                Some(m) => m.data_and_store_mut(&mut caller),
+                None => {
+                    return Err(caller
+                        .data_mut()
+                        .fault(Error::abi("error called before memory exists")));
+                }
+            };
+            let text = |p: i32, l: i32, max: usize| -> Result<String, gm::OutOfBounds> {
+                let bytes = gm::slice(mem, p as u32, l as u32 as u64)?;
+                Ok(String::from_utf8_lossy(truncate_utf8(bytes, max)).into_owned())
+            };
+            match (
+                text(kp, kl, MAX_ERROR_KIND),
+                text(mp, ml, MAX_ERROR_MESSAGE),
+            ) {
+                (Ok(kind), Ok(message)) => {
+                    st.call.error = Some((kind, message));
+                    Ok(())
+                }
+                (Err(oob), _) | (_, Err(oob)) => {
+                    Err(st.fault(Error::abi(format!("fnhost_v1.error: {oob}"))))
+                }
+            }
+        },
+    )?;
+
+    provided.add(
+        &engine,
+        IMPORT_MODULE,
+        "context_str",
+        &[I32, I32, I32],
+        &[I32],
+    );
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "context_str",
+        |mut caller: Caller<'_, State>, key: i32, buf: i32, cap: i32| -> wasmtime::Result<i32> {
+            let memory = crate::sandbox::memory(&mut caller);
+            let (mem, st) = match memory {
+                Some(m) => m.data_and_store_mut(&mut caller),
+                None => {
+                    return Err(caller
+                        .data_mut()
+                        .fault(Error::abi("context_str called before memory exists")));
+                }
+            };
+            let id;
+            let value: &str = match key {
+                context_str::REQUEST_ID => {
+                    id = st.call.request_id.to_string();
+                    &id
+                }
+                context_str::FUNCTION_NAME => &st.func.name,
+                context_str::FUNCTION_VERSION => "$LATEST",
+                _ => return Ok(-1),
+            };
+            let n = value.len().min(cap as u32 as usize);
+            match gm::write(mem, buf as u32, &value.as_bytes()[..n]) {
+                Ok(()) => Ok(value.len() as i32),
+                Err(oob) => Err(st.fault(Error::abi(format!("fnhost_v1.context_str: {oob}")))),
+            }
+        },
+    )?;
+
+    provided.add(&engine, IMPORT_MODULE, "context_u64", &[I32], &[I64]);
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "context_u64",
+        |caller: Caller<'_, State>, key: i32| -> i64 {
+            let st = caller.data();
+            match key {
+                context_u64::MEMORY_LIMIT => st.func.memory_limit as i64,
+                context_u64::REMAINING_NS => st
+                    .call
+                    .deadline
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_nanos() as i64,
+                context_u64::TIMEOUT_NS => st.func.timeout.as_nanos() as i64,
+                _ => -1,
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// Cuts `bytes` to at most `max`, backing up to a UTF-8 boundary.
+fn truncate_utf8(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut end = max;
+    while end > 0 && (bytes[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truncation_keeps_utf8_whole() {
+        let s = "aé".as_bytes(); // 'é' is two bytes
+        assert_eq!(super::truncate_utf8(s, 2), b"a");
+        assert_eq!(super::truncate_utf8(s, 3), s);
+    }
+}

@@ -1,0 +1,88 @@
+//! The wasmtime engine fnhost runs on, and the epoch ticker that drives
+//! deadlines.
+//!
+//! Settings (and why):
+//! - pooling instance allocator with copy-on-write memory images: a fresh
+//!   instance is a few page-table operations, not a copy;
+//! - `linear_memory_keep_resident`/`table_keep_resident` of 2 MiB with
+//!   `pagemap_scan` and a decommit batch of 32: slots are reset with memset
+//!   instead of madvise where that is cheaper, which avoids cross-CPU TLB
+//!   shootdowns on small VMs (see `shared/WASMTIME-NOTES.md`);
+//! - epoch interruption for deadlines (cheaper than fuel);
+//! - proposals that fnhost does not support are off: threads, GC,
+//!   memory64, stack switching, component model. A module needing one is
+//!   refused at register time with wasmtime's message naming the feature.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{RecvTimeoutError, Sender, bounded};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::{Error, Result};
+
+/// Engine-level settings (chosen on the [`HostBuilder`](crate::HostBuilder)).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineSettings {
+    pub max_instances: u32,
+    pub max_memory: u64,
+    pub max_wasm_stack: usize,
+}
+
+pub(crate) fn build_engine(s: &EngineSettings) -> Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(s.max_instances)
+        .total_memories(s.max_instances)
+        .total_tables(s.max_instances)
+        .max_memory_size(s.max_memory as usize)
+        .table_elements(100_000)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(2 << 20)
+        .pagemap_scan(Enabled::Auto)
+        .decommit_batch_size(32);
+    let mut cfg = Config::new();
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(s.max_wasm_stack)
+        .wasm_threads(false)
+        .wasm_gc(false)
+        .wasm_memory64(false)
+        .wasm_stack_switching(false)
+        .parallel_compilation(true);
+    Engine::new(&cfg).map_err(|e| Error::config("engine", format!("{e:#}")))
+}
+
+/// Increments the engine epoch every `tick` on its own thread (never
+/// inside an executor a spinning guest could starve). Stops on drop.
+pub(crate) struct Ticker {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Ticker> {
+        let (stop, rx) = bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("fnhost-epoch".into())
+            .spawn(move || {
+                // Sleeps in the channel wait; wakes once per tick.
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

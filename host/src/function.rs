@@ -1,0 +1,288 @@
+//! Function configuration and the registered (compiled, checked) function.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::InstancePre;
+
+use crate::abi;
+use crate::error::{Error, Result};
+use crate::sandbox::State;
+
+/// wasm32 linear memory cannot exceed 4 GiB.
+pub const WASM32_MAX_MEMORY: u64 = 4 << 30;
+/// Longest timeout accepted (Lambda's 15 minutes).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Most bytes of environment (`KEY=VALUE` pairs) a function may have
+/// (Lambda's 4 KB).
+pub const MAX_ENV_BYTES: usize = 4096;
+
+/// Where a function's WebAssembly comes from.
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    /// Module bytes (binary, or WAT text).
+    Bytes(bytes::Bytes),
+    /// A file holding the module.
+    File(PathBuf),
+}
+
+/// Everything needed to register a function: its code and its quotas.
+///
+/// Defaults follow Lambda where it makes sense: 128 MiB of memory, 3 s
+/// timeout, 6 MiB sync payloads; `/tmp` defaults to 64 MiB because it lives
+/// in host memory (see [`FunctionConfig::tmp_quota`]).
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    pub(crate) name: String,
+    pub(crate) source: ModuleSource,
+    pub(crate) memory_limit: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) tmp_quota: u64,
+    pub(crate) max_input: usize,
+    pub(crate) max_output: usize,
+    pub(crate) max_log_bytes: usize,
+}
+
+impl FunctionConfig {
+    /// A function named `name` whose module is `bytes` (binary or WAT text).
+    pub fn from_bytes(name: impl Into<String>, bytes: impl Into<bytes::Bytes>) -> FunctionConfig {
+        FunctionConfig::new(name.into(), ModuleSource::Bytes(bytes.into()))
+    }
+
+    /// A function named `name` whose module is read from `path`.
+    pub fn from_file(name: impl Into<String>, path: impl Into<PathBuf>) -> FunctionConfig {
+        FunctionConfig::new(name.into(), ModuleSource::File(path.into()))
+    }
+
+    fn new(name: String, source: ModuleSource) -> FunctionConfig {
+        FunctionConfig {
+            name,
+            source,
+            memory_limit: 128 << 20,
+            timeout: Duration::from_secs(3),
+            env: Vec::new(),
+            tmp_quota: 64 << 20,
+            max_input: 6 << 20,
+            max_output: 6 << 20,
+            max_log_bytes: 256 << 10,
+        }
+    }
+
+    /// Linear-memory limit in bytes (default 128 MiB). Must be at least one
+    /// 64 KiB page and at most the host's `max_memory` (wasm32: ≤ 4 GiB).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Wall-clock deadline covering instantiation, init and handler
+    /// (default 3 s, at most 15 min).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Adds an environment variable visible to this function only.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Byte quota of the private `/tmp` (default 64 MiB). `/tmp` is held in
+    /// host memory, so this also bounds the host memory one instance's
+    /// scratch files can take. 0 makes `/tmp` read-only and empty.
+    pub fn tmp_quota(mut self, bytes: u64) -> Self {
+        self.tmp_quota = bytes;
+        self
+    }
+
+    /// Largest payload accepted (default 6 MiB, Lambda's sync limit).
+    pub fn max_input(mut self, bytes: usize) -> Self {
+        self.max_input = bytes;
+        self
+    }
+
+    /// Largest output a guest may return (default 6 MiB).
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
+    /// Most stdout/stderr bytes kept per invocation (default 256 KiB); more
+    /// is dropped and counted.
+    pub fn max_log_bytes(mut self, bytes: usize) -> Self {
+        self.max_log_bytes = bytes;
+        self
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub(crate) fn validate(&self, host_max_memory: u64) -> Result<()> {
+        let n = &self.name;
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::config(
+                "name",
+                format!("{n:?}: use 1-64 characters from A-Z, a-z, 0-9, '-' and '_'"),
+            ));
+        }
+        if self.memory_limit < 64 << 10 {
+            return Err(Error::config(
+                "memory_limit",
+                "must be at least one 64 KiB page",
+            ));
+        }
+        if self.memory_limit > host_max_memory {
+            return Err(Error::config(
+                "memory_limit",
+                format!(
+                    "{} bytes is over the host's max_memory of {host_max_memory} bytes \
+                     (wasm32 linear memory caps at 4 GiB)",
+                    self.memory_limit
+                ),
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(Error::config(
+                "timeout",
+                format!("{:?}: must be above 0 and at most 15 minutes", self.timeout),
+            ));
+        }
+        let mut env_bytes = 0;
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(Error::config(
+                    "env",
+                    format!("{k:?}: keys must be non-empty without '=' or NUL; values without NUL"),
+                ));
+            }
+            env_bytes += k.len() + v.len() + 1;
+        }
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(Error::config(
+                "env",
+                format!("{env_bytes} bytes; at most {MAX_ENV_BYTES} allowed"),
+            ));
+        }
+        for (field, v) in [
+            ("max_input", self.max_input),
+            ("max_output", self.max_output),
+        ] {
+            if v as u64 > WASM32_MAX_MEMORY / 2 {
+                return Err(Error::config(field, "must be at most 2 GiB"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a function every instance of it reads (shared by `Arc`).
+#[derive(Debug)]
+pub(crate) struct FunctionSpec {
+    pub name: String,
+    /// `KEY=VALUE` strings, rendered once at register time.
+    pub env: Vec<String>,
+    pub memory_limit: u64,
+    pub timeout: Duration,
+    pub tmp_quota: u64,
+    pub max_input: usize,
+    pub max_output: usize,
+    pub max_log_bytes: usize,
+    /// Host secret for per-instance random seeds.
+    pub secret: [u8; 32],
+}
+
+impl FunctionSpec {
+    pub(crate) fn new(cfg: &FunctionConfig, secret: [u8; 32]) -> FunctionSpec {
+        FunctionSpec {
+            name: cfg.name.clone(),
+            env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            memory_limit: cfg.memory_limit,
+            timeout: cfg.timeout,
+            tmp_quota: cfg.tmp_quota,
+            max_input: cfg.max_input,
+            max_output: cfg.max_output,
+            max_log_bytes: cfg.max_log_bytes,
+            secret,
+        }
+    }
+}
+
+/// A registered function: checked, compiled and pre-linked.
+pub(crate) struct Function {
+    pub spec: Arc<FunctionSpec>,
+    pub pre: InstancePre<State>,
+    pub exports: abi::Exports,
+    /// BLAKE3 of the module bytes, hex.
+    pub module_hash: String,
+}
+
+/// What a registered function is, for callers (`Host::function_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Name.
+    pub name: String,
+    /// BLAKE3 hash of the module bytes (hex): the content address.
+    pub module_hash: String,
+    /// Memory limit in bytes.
+    pub memory_limit: u64,
+    /// Timeout.
+    pub timeout: Duration,
+    /// `/tmp` quota in bytes.
+    pub tmp_quota: u64,
+}
+
+impl Function {
+    pub(crate) fn info(&self) -> FunctionInfo {
+        FunctionInfo {
+            name: self.spec.name.clone(),
+            module_hash: self.module_hash.clone(),
+            memory_limit: self.spec.memory_limit,
+            timeout: self.spec.timeout,
+            tmp_quota: self.spec.tmp_quota,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(cfg: FunctionConfig) -> &'static str {
+        match cfg.validate(WASM32_MAX_MEMORY) {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let base = || FunctionConfig::from_bytes("f", &b""[..]);
+        assert!(base().validate(WASM32_MAX_MEMORY).is_ok());
+        assert_eq!(
+            field_of(FunctionConfig::from_bytes("a b", &b""[..])),
+            "name"
+        );
+        assert_eq!(field_of(FunctionConfig::from_bytes("", &b""[..])), "name");
+        assert_eq!(field_of(base().memory_limit(1000)), "memory_limit");
+        assert_eq!(field_of(base().memory_limit(5 << 30)), "memory_limit");
+        assert_eq!(field_of(base().timeout(Duration::ZERO)), "timeout");
+        assert_eq!(
+            field_of(base().timeout(Duration::from_secs(901))),
+            "timeout"
+        );
+        assert_eq!(field_of(base().env("A=B", "c")), "env");
+        assert_eq!(field_of(base().env("A", "x".repeat(5000))), "env");
+        assert_eq!(field_of(base().max_output(3 << 30)), "max_output");
+    }
+}

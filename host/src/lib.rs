@@ -1,0 +1,85 @@
+//! # fnhost: serverless functions as a Rust crate
+//!
+//! A [`Host`] holds registered WebAssembly functions and invokes them by
+//! name. Every invocation runs in a fresh, isolated instance under the
+//! function's quotas, and yields an [`Invocation`]: the output (or a typed
+//! [`Error`]), the guest's captured logs, and a Lambda-style [`Report`].
+//!
+//! ## Concepts
+//! - **Function**: a `wasm32-wasip1` module implementing ABI v1
+//!   (`docs/abi.md`), plus a [`FunctionConfig`]: memory limit, timeout,
+//!   environment variables, `/tmp` quota, input/output caps.
+//! - **Register** ([`Host::register`]): the module is size-checked, loaded
+//!   from the on-disk artifact cache or compiled (then cached), checked
+//!   against the ABI (version, exports, imports) and pre-linked.
+//! - **Invoke** ([`Host::invoke`]): a fresh instance from the pooling
+//!   allocator (copy-on-write memory), the guest's init, one copy of the
+//!   payload in, the handler, one copy of the output out. The deadline
+//!   covers all of it.
+//! - **Quotas**: linear memory (grows past the limit fail, ending in
+//!   [`Error::OutOfMemory`]), wall-clock timeout ([`Error::Timeout`]), a
+//!   private in-memory `/tmp` whose writes past the quota fail with `ENOSPC`
+//!   inside the guest, bounded output and logs.
+//!
+//! ## Example
+//! A guest written by hand in WAT that answers `hello, <payload>`:
+//!
+//! ```
+//! use fnhost::{FunctionConfig, Host};
+//!
+//! let guest = r#"(module
+//!   (import "fnhost_v1" "output" (func $output (param i32 i32)))
+//!   (memory (export "memory") 1)
+//!   (data (i32.const 0) "hello, ")
+//!   (func (export "fnhost_abi_v1"))
+//!   ;; The payload is written at offset 7, right after "hello, ".
+//!   (func (export "fnhost_alloc") (param i32) (result i32) (i32.const 7))
+//!   (func (export "fnhost_handle") (param $ptr i32) (param $len i32) (result i32)
+//!     (call $output (i32.const 0) (i32.add (local.get $len) (i32.const 7)))
+//!     (i32.const 0)))"#;
+//!
+//! let host = Host::builder().no_artifact_cache().max_instances(4).build()?;
+//! host.register(FunctionConfig::from_bytes("hello", guest))?;
+//!
+//! let inv = host.invoke("hello", b"world")?;
+//! assert!(inv.report.is_cold());
+//! println!("{}", inv.report.report_line());
+//! assert_eq!(inv.into_output()?, "hello, world");
+//!
+//! // Errors are typed: match on them, never on strings.
+//! assert!(matches!(host.invoke("nope", b""), Err(fnhost::Error::NotFound { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Guests are usually written in Rust with the `fnhost-guest` SDK:
+//! `#[fnhost_guest::handler]` on a plain function, built for
+//! `wasm32-wasip1`.
+//!
+//! ## Modules
+//! - [`abi`]: ABI v1 constants and register-time checks.
+//! - [`Error`], [`ErrorKind`]: every failure, typed.
+//! - [`Report`], [`Logs`]: what an invocation reports.
+
+#![deny(missing_docs)]
+
+pub mod abi;
+mod cache;
+mod engine;
+mod error;
+mod function;
+mod guest_mem;
+mod host;
+mod logs;
+mod report;
+mod sandbox;
+mod wasi;
+
+pub use cache::default_cache_dir;
+pub use error::{Error, ErrorKind, Result};
+pub use function::{
+    FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, WASM32_MAX_MEMORY,
+};
+pub use host::{Host, HostBuilder, HostStats, Invocation};
+pub use logs::{Logs, escape_control};
+pub use report::{Report, RequestId};
+pub use wasmtime::Trap;

@@ -1,0 +1,120 @@
+//! Captured guest output (stdout and stderr), bounded per invocation.
+
+use std::fmt::Write as _;
+
+/// Collects what a guest writes to stdout/stderr, up to a byte cap; the rest
+/// is counted, not stored.
+#[derive(Debug, Default)]
+pub(crate) struct LogBuffer {
+    buf: Vec<u8>,
+    max: usize,
+    dropped: u64,
+}
+
+impl LogBuffer {
+    pub(crate) fn new(max: usize) -> LogBuffer {
+        LogBuffer {
+            buf: Vec::new(),
+            max,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        let room = self.max - self.buf.len();
+        let take = room.min(bytes.len());
+        self.buf.extend_from_slice(&bytes[..take]);
+        self.dropped += (bytes.len() - take) as u64;
+    }
+
+    pub(crate) fn finish(self) -> Logs {
+        Logs {
+            bytes: self.buf,
+            dropped: self.dropped,
+        }
+    }
+}
+
+/// The guest's captured stdout and stderr, interleaved in write order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logs {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Logs {
+    /// The captured bytes, exactly as the guest wrote them (at most the
+    /// function's `max_log_bytes`).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes the guest wrote past the cap, which were dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// True when output was dropped.
+    pub fn is_truncated(&self) -> bool {
+        self.dropped > 0
+    }
+
+    /// The logs for human eyes: invalid UTF-8 replaced, control characters
+    /// (terminal escape sequences included) escaped, and a visible marker
+    /// when output was dropped.
+    pub fn to_display_string(&self) -> String {
+        let mut out = escape_control(&String::from_utf8_lossy(&self.bytes));
+        if self.dropped > 0 {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let _ = writeln!(
+                out,
+                "[fnhost: log truncated, {} bytes dropped]",
+                self.dropped
+            );
+        }
+        out
+    }
+}
+
+/// Escapes control characters except newline and tab, so guest text cannot
+/// drive a terminal (HOSTILE row 27): ESC becomes `\x1b`, and so on.
+pub fn escape_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_and_marked() {
+        let mut b = LogBuffer::new(5);
+        b.push(b"hello world");
+        b.push(b"!");
+        let logs = b.finish();
+        assert_eq!(logs.bytes(), b"hello");
+        assert_eq!(logs.dropped(), 7);
+        assert_eq!(
+            logs.to_display_string(),
+            "hello\n[fnhost: log truncated, 7 bytes dropped]\n"
+        );
+    }
+
+    #[test]
+    fn escapes_terminal_sequences() {
+        assert_eq!(escape_control("a\x1b[31mred\x07\n"), "a\\x1b[31mred\\x07\n");
+        assert_eq!(escape_control("\u{9b}x"), "\\x9bx");
+    }
+}

@@ -1,0 +1,304 @@
+//! One sandboxed instance: its store state, its quotas, and the steps of an
+//! invocation (instantiate, init, copy in, handle, copy out).
+//!
+//! Every failure is turned into a typed [`Error`] by [`classify`], which
+//! looks at what the host recorded while the guest ran (a host-raised
+//! fault, a denied memory grow, a guest error record) before falling back
+//! to the wasmtime trap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{AsContextMut, Caller, Memory, ResourceLimiter, Store, TypedFunc};
+
+use crate::abi;
+use crate::error::Error;
+use crate::function::{Function, FunctionSpec};
+use crate::guest_mem as gm;
+use crate::logs::LogBuffer;
+use crate::report::RequestId;
+use crate::wasi::Wasi;
+
+/// Most table elements an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Memory and table quotas, and what the guest actually used.
+pub(crate) struct Limiter {
+    memory_limit: usize,
+    /// Peak linear memory in bytes.
+    pub peak: usize,
+    /// A grow was refused because of the limit.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Per-invocation context: what the guest can ask about, and what it set.
+pub(crate) struct Call {
+    pub request_id: RequestId,
+    pub started: Instant,
+    pub deadline: Instant,
+    pub output: Option<Vec<u8>>,
+    pub error: Option<(String, String)>,
+    /// An error the host raised while the guest was running (ABI
+    /// violation, output too large, deadline hit during a host call...).
+    pub fault: Option<Error>,
+    pub logs: LogBuffer,
+}
+
+impl Call {
+    pub(crate) fn new(spec: &FunctionSpec, request_id: RequestId, started: Instant) -> Call {
+        Call {
+            request_id,
+            started,
+            deadline: started + spec.timeout,
+            output: None,
+            error: None,
+            fault: None,
+            logs: LogBuffer::new(spec.max_log_bytes),
+        }
+    }
+}
+
+/// The data a store carries.
+pub(crate) struct State {
+    pub func: Arc<FunctionSpec>,
+    pub limiter: Limiter,
+    pub memory: Option<Memory>,
+    pub call: Call,
+    pub wasi: Wasi,
+}
+
+impl State {
+    /// Records a host-raised error and returns the wasmtime error that
+    /// unwinds the guest.
+    pub(crate) fn fault(&mut self, e: Error) -> wasmtime::Error {
+        let msg = e.to_string();
+        self.call.fault.get_or_insert(e);
+        wasmtime::Error::msg(msg)
+    }
+
+    /// Seed for this instance's random generator: the host secret keyed
+    /// with the request id, so no two instances share a stream.
+    pub(crate) fn random_seed(&self) -> [u8; 32] {
+        *blake3::keyed_hash(&self.func.secret, &self.call.request_id.0.to_le_bytes()).as_bytes()
+    }
+}
+
+/// The guest's memory, once the instance exists; during the start function
+/// it is looked up by name.
+pub(crate) fn memory(caller: &mut Caller<'_, State>) -> Option<Memory> {
+    if let Some(m) = caller.data().memory {
+        return Some(m);
+    }
+    caller.get_export("memory").and_then(|e| e.into_memory())
+}
+
+/// A live instance: its store and typed entry points.
+pub(crate) struct Instance {
+    pub store: Store<State>,
+    alloc: TypedFunc<i32, i32>,
+    handle: TypedFunc<(i32, i32), i32>,
+    memory: Memory,
+}
+
+/// Epoch ticks that cover `timeout`: the deadline fires after the timeout
+/// and at most one tick later.
+pub(crate) fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).saturating_add(1)
+}
+
+/// Creates a store for `func` and runs instantiation, `_initialize` and
+/// `fnhost_init` under the deadline. On failure the store is returned with
+/// the error so its logs can be reported.
+pub(crate) fn start(
+    func: &Function,
+    call: Call,
+    tick: Duration,
+) -> Result<Instance, (Error, Store<State>)> {
+    let spec = func.spec.clone();
+    let mut store = Store::new(
+        func.pre.module().engine(),
+        State {
+            limiter: Limiter {
+                memory_limit: spec.memory_limit as usize,
+                peak: 0,
+                hit: false,
+            },
+            func: spec.clone(),
+            memory: None,
+            call,
+            wasi: Wasi::default(),
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
+    match init(&mut store, func) {
+        Ok((alloc, handle, memory)) => Ok(Instance {
+            store,
+            alloc,
+            handle,
+            memory,
+        }),
+        Err(e) => {
+            let e = classify(&mut store, e);
+            Err((e, store))
+        }
+    }
+}
+
+type EntryPoints = (TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Memory);
+
+fn init(store: &mut Store<State>, func: &Function) -> Result<EntryPoints, Failure> {
+    let instance = func.pre.instantiate(&mut *store)?;
+    let ex = &func.exports;
+    let memory = instance
+        .get_module_export(&mut *store, &ex.memory)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| Error::abi("memory export vanished"))?;
+    store.data_mut().memory = Some(memory);
+    let func_of = |store: &mut Store<State>, e: &wasmtime::ModuleExport| {
+        instance
+            .get_module_export(store.as_context_mut(), e)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| Error::abi("export vanished"))
+    };
+    if let Some(e) = &ex.initialize {
+        func_of(store, e)?
+            .typed::<(), ()>(&*store)?
+            .call(&mut *store, ())?;
+    }
+    if let Some(e) = &ex.init {
+        let status = func_of(store, e)?
+            .typed::<(), i32>(&*store)?
+            .call(&mut *store, ())?;
+        check_status(store.data_mut(), status, "fnhost_init")?;
+    }
+    let alloc = func_of(store, &ex.alloc)?.typed(&*store)?;
+    let handle = func_of(store, &ex.handle)?.typed(&*store)?;
+    Ok((alloc, handle, memory))
+}
+
+/// A step failed either inside wasm (a wasmtime error to classify) or in
+/// the host's own checks (already typed).
+pub(crate) enum Failure {
+    Wasm(wasmtime::Error),
+    Host(Error),
+}
+
+impl From<wasmtime::Error> for Failure {
+    fn from(e: wasmtime::Error) -> Failure {
+        Failure::Wasm(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Host(e)
+    }
+}
+
+fn check_status(st: &mut State, status: i32, what: &str) -> Result<(), Error> {
+    match status {
+        abi::STATUS_OK => Ok(()),
+        abi::STATUS_ERROR => match st.call.error.take() {
+            Some((kind, message)) => Err(Error::Guest { kind, message }),
+            None => Err(Error::abi(format!(
+                "{what} returned status 1 (error) without calling fnhost_v1.error"
+            ))),
+        },
+        n => Err(Error::abi(format!("{what} returned unknown status {n}"))),
+    }
+}
+
+/// Turns a failure into the error a caller can act on.
+pub(crate) fn classify(store: &mut Store<State>, f: Failure) -> Error {
+    let e = match f {
+        Failure::Host(e) => return e,
+        Failure::Wasm(e) => e,
+    };
+    let st = store.data_mut();
+    if let Some(fault) = st.call.fault.take() {
+        return fault;
+    }
+    let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+    if trap == Some(wasmtime::Trap::Interrupt) {
+        return Error::Timeout {
+            timeout: st.func.timeout,
+        };
+    }
+    if st.limiter.hit {
+        return Error::OutOfMemory {
+            limit: st.func.memory_limit,
+        };
+    }
+    // A guest that recorded an error and then trapped (a Rust panic) reports
+    // its error, not the opaque trap.
+    if let Some((kind, message)) = st.call.error.take() {
+        return Error::Guest { kind, message };
+    }
+    match trap {
+        Some(code) => Error::Trap {
+            message: code.to_string(),
+            code: Some(code),
+        },
+        None => Error::Instantiate {
+            reason: format!("{e:#}"),
+        },
+    }
+}
+
+impl Instance {
+    /// One invocation on this instance: copy `payload` in, run the
+    /// handler, copy the output out.
+    pub(crate) fn invoke(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+        self.invoke_inner(payload)
+            .map_err(|f| classify(&mut self.store, f))
+    }
+
+    fn invoke_inner(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let len = payload.len();
+        let ptr = if len == 0 {
+            0
+        } else {
+            let ptr = self.alloc.call(&mut self.store, len as i32)?;
+            if ptr == 0 {
+                return Err(
+                    Error::abi(format!("fnhost_alloc({len}) returned a null pointer")).into(),
+                );
+            }
+            let mem = self.memory.data_mut(&mut self.store);
+            gm::slice_mut(mem, ptr as u32, len as u64)
+                .map_err(|oob| Error::abi(format!("fnhost_alloc({len}) returned {oob}")))?
+                .copy_from_slice(payload);
+            ptr
+        };
+        let status = self.handle.call(&mut self.store, (ptr, len as i32))?;
+        let st = self.store.data_mut();
+        check_status(st, status, "fnhost_handle")?;
+        Ok(st.call.output.take().unwrap_or_default())
+    }
+}

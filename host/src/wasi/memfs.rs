@@ -1,0 +1,464 @@
+//! The per-instance scratch filesystem behind the guest's `/tmp`.
+//!
+//! It lives in host memory and belongs to one instance: nothing outside it
+//! exists for the guest, so no path can escape (`..` above the root and
+//! absolute paths are refused, symlinks and hard links cannot be made), and
+//! dropping the instance wipes it. Every byte it holds is charged to a quota
+//! *before* it is stored: file contents, plus [`NODE_COST`] and the name for
+//! each file or directory. A write that would cross the quota fails whole
+//! with `ENOSPC`.
+
+use std::collections::BTreeMap;
+
+use super::errno::{self, Errno};
+
+/// Bytes charged for each file or directory, on top of its name.
+pub const NODE_COST: u64 = 64;
+/// Longest path accepted, in bytes.
+pub const MAX_PATH: usize = 4096;
+/// Longest path component accepted, in bytes.
+pub const MAX_NAME: usize = 255;
+
+pub(crate) type Ino = u64;
+/// The inode of the preopened root (`/tmp`).
+pub(crate) const ROOT: Ino = 1;
+
+#[derive(Debug)]
+pub(crate) enum Node {
+    Dir {
+        entries: BTreeMap<Box<str>, Ino>,
+        parent: Ino,
+    },
+    File {
+        data: Vec<u8>,
+        /// Open file descriptors; an unlinked file lives until the last closes.
+        open: u32,
+        linked: bool,
+    },
+}
+
+/// File type as WASI numbers it.
+pub(crate) const FILETYPE_DIRECTORY: u8 = 3;
+pub(crate) const FILETYPE_REGULAR_FILE: u8 = 4;
+
+#[derive(Debug)]
+pub(crate) struct MemFs {
+    nodes: std::collections::HashMap<Ino, Node>,
+    next_ino: Ino,
+    used: u64,
+    quota: u64,
+}
+
+impl MemFs {
+    pub(crate) fn new(quota: u64) -> MemFs {
+        let mut nodes = std::collections::HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node::Dir {
+                entries: BTreeMap::new(),
+                parent: ROOT,
+            },
+        );
+        MemFs {
+            nodes,
+            next_ino: ROOT + 1,
+            used: 0,
+            quota,
+        }
+    }
+
+    /// Bytes charged against the quota right now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
+
+    pub(crate) fn node(&self, ino: Ino) -> Result<&Node, Errno> {
+        self.nodes.get(&ino).ok_or(errno::BADF)
+    }
+
+    fn node_mut(&mut self, ino: Ino) -> Result<&mut Node, Errno> {
+        self.nodes.get_mut(&ino).ok_or(errno::BADF)
+    }
+
+    fn charge(&mut self, bytes: u64) -> Result<(), Errno> {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.quota => {
+                self.used = total;
+                Ok(())
+            }
+            _ => Err(errno::NOSPC),
+        }
+    }
+
+    fn refund(&mut self, bytes: u64) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
+    /// Splits a guest path into components, refusing escapes.
+    fn components(path: &str) -> Result<Vec<&str>, Errno> {
+        if path.is_empty() {
+            return Err(errno::NOENT);
+        }
+        if path.len() > MAX_PATH {
+            return Err(errno::NAMETOOLONG);
+        }
+        if path.starts_with('/') || path.contains('\0') {
+            return Err(errno::NOTCAPABLE);
+        }
+        let mut out = Vec::new();
+        for c in path.split('/') {
+            match c {
+                "" | "." => {}
+                c if c.len() > MAX_NAME => return Err(errno::NAMETOOLONG),
+                c => out.push(c),
+            }
+        }
+        Ok(out)
+    }
+
+    fn step(&self, at: Ino, name: &str) -> Result<Ino, Errno> {
+        match self.node(at)? {
+            Node::Dir { entries, parent } => {
+                if name == ".." {
+                    // `..` at the preopen root would leave the sandbox.
+                    if at == ROOT {
+                        return Err(errno::NOTCAPABLE);
+                    }
+                    Ok(*parent)
+                } else {
+                    entries.get(name).copied().ok_or(errno::NOENT)
+                }
+            }
+            Node::File { .. } => Err(errno::NOTDIR),
+        }
+    }
+
+    /// Resolves `path` relative to directory `dir`.
+    pub(crate) fn lookup(&self, dir: Ino, path: &str) -> Result<Ino, Errno> {
+        let comps = Self::components(path)?;
+        let mut at = dir;
+        for c in comps {
+            at = self.step(at, c)?;
+        }
+        if path.ends_with('/') && !self.is_dir(at) {
+            return Err(errno::NOTDIR);
+        }
+        Ok(at)
+    }
+
+    /// Resolves all but the last component; returns the parent and the name.
+    pub(crate) fn parent_of<'p>(&self, dir: Ino, path: &'p str) -> Result<(Ino, &'p str), Errno> {
+        let mut comps = Self::components(path)?;
+        let name = comps.pop().ok_or(errno::INVAL)?;
+        if name == ".." {
+            return Err(errno::INVAL);
+        }
+        let mut at = dir;
+        for c in comps {
+            at = self.step(at, c)?;
+        }
+        if !self.is_dir(at) {
+            return Err(errno::NOTDIR);
+        }
+        Ok((at, name))
+    }
+
+    pub(crate) fn is_dir(&self, ino: Ino) -> bool {
+        matches!(self.nodes.get(&ino), Some(Node::Dir { .. }))
+    }
+
+    fn entries_mut(&mut self, dir: Ino) -> Result<&mut BTreeMap<Box<str>, Ino>, Errno> {
+        match self.node_mut(dir)? {
+            Node::Dir { entries, .. } => Ok(entries),
+            Node::File { .. } => Err(errno::NOTDIR),
+        }
+    }
+
+    fn insert(&mut self, parent: Ino, name: &str, node: Node) -> Result<Ino, Errno> {
+        if self.entries_mut(parent)?.contains_key(name) {
+            return Err(errno::EXIST);
+        }
+        self.charge(NODE_COST + name.len() as u64)?;
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(ino, node);
+        self.entries_mut(parent)?.insert(name.into(), ino);
+        Ok(ino)
+    }
+
+    pub(crate) fn create_file(&mut self, parent: Ino, name: &str) -> Result<Ino, Errno> {
+        self.insert(
+            parent,
+            name,
+            Node::File {
+                data: Vec::new(),
+                open: 0,
+                linked: true,
+            },
+        )
+    }
+
+    pub(crate) fn create_dir(&mut self, parent: Ino, name: &str) -> Result<Ino, Errno> {
+        self.insert(
+            parent,
+            name,
+            Node::Dir {
+                entries: BTreeMap::new(),
+                parent,
+            },
+        )
+    }
+
+    /// Removes a file's directory entry.
+    pub(crate) fn unlink_file(&mut self, parent: Ino, name: &str) -> Result<(), Errno> {
+        let ino = *self.entries_mut(parent)?.get(name).ok_or(errno::NOENT)?;
+        let open = match self.node_mut(ino)? {
+            Node::Dir { .. } => return Err(errno::ISDIR),
+            Node::File { open, linked, .. } => {
+                *linked = false;
+                *open
+            }
+        };
+        self.entries_mut(parent)?.remove(name);
+        self.refund(NODE_COST + name.len() as u64);
+        if open == 0 {
+            self.free_file(ino);
+        }
+        Ok(())
+    }
+
+    fn free_file(&mut self, ino: Ino) {
+        if let Some(Node::File { data, .. }) = self.nodes.remove(&ino) {
+            self.refund(data.len() as u64);
+        }
+    }
+
+    pub(crate) fn remove_dir(&mut self, parent: Ino, name: &str) -> Result<(), Errno> {
+        let ino = *self.entries_mut(parent)?.get(name).ok_or(errno::NOENT)?;
+        match self.node(ino)? {
+            Node::Dir { entries, .. } if !entries.is_empty() => return Err(errno::NOTEMPTY),
+            Node::Dir { .. } => {}
+            Node::File { .. } => return Err(errno::NOTDIR),
+        }
+        self.entries_mut(parent)?.remove(name);
+        self.nodes.remove(&ino);
+        self.refund(NODE_COST + name.len() as u64);
+        Ok(())
+    }
+
+    /// Is `ino` the same as or inside directory `dir`?
+    fn is_within(&self, mut ino: Ino, dir: Ino) -> bool {
+        loop {
+            if ino == dir {
+                return true;
+            }
+            match self.nodes.get(&ino) {
+                Some(Node::Dir { parent, .. }) if *parent != ino => ino = *parent,
+                _ => return false,
+            }
+        }
+    }
+
+    pub(crate) fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+    ) -> Result<(), Errno> {
+        let ino = *self.entries_mut(from_dir)?.get(from).ok_or(errno::NOENT)?;
+        if self.is_dir(ino) && self.is_within(to_dir, ino) {
+            return Err(errno::INVAL);
+        }
+        if let Some(&existing) = self.entries_mut(to_dir)?.get(to) {
+            if existing == ino {
+                return Ok(());
+            }
+            match (self.is_dir(ino), self.node(existing)?) {
+                (true, Node::Dir { entries, .. }) if entries.is_empty() => {
+                    self.remove_dir(to_dir, to)?
+                }
+                (true, Node::Dir { .. }) => return Err(errno::NOTEMPTY),
+                (true, Node::File { .. }) => return Err(errno::NOTDIR),
+                (false, Node::Dir { .. }) => return Err(errno::ISDIR),
+                (false, Node::File { .. }) => self.unlink_file(to_dir, to)?,
+            }
+        }
+        // The new name may be longer than the old one.
+        let (old_len, new_len) = (from.len() as u64, to.len() as u64);
+        if new_len > old_len {
+            self.charge(new_len - old_len)?;
+        } else {
+            self.refund(old_len - new_len);
+        }
+        self.entries_mut(from_dir)?.remove(from);
+        self.entries_mut(to_dir)?.insert(to.into(), ino);
+        if let Node::Dir { parent, .. } = self.node_mut(ino)? {
+            *parent = to_dir;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_file(&mut self, ino: Ino) {
+        if let Some(Node::File { open, .. }) = self.nodes.get_mut(&ino) {
+            *open += 1;
+        }
+    }
+
+    pub(crate) fn close_file(&mut self, ino: Ino) {
+        let free = match self.nodes.get_mut(&ino) {
+            Some(Node::File { open, linked, .. }) => {
+                *open = open.saturating_sub(1);
+                *open == 0 && !*linked
+            }
+            _ => false,
+        };
+        if free {
+            self.free_file(ino);
+        }
+    }
+
+    pub(crate) fn file(&self, ino: Ino) -> Result<&[u8], Errno> {
+        match self.node(ino)? {
+            Node::File { data, .. } => Ok(data),
+            Node::Dir { .. } => Err(errno::ISDIR),
+        }
+    }
+
+    /// Resizes a file, charging or refunding the difference.
+    pub(crate) fn set_len(&mut self, ino: Ino, len: u64) -> Result<(), Errno> {
+        let cur = self.file(ino)?.len() as u64;
+        if len > cur {
+            self.charge(len - cur)?;
+        } else {
+            self.refund(cur - len);
+        }
+        let quota_left = self.quota - self.used;
+        if let Node::File { data, .. } = self.node_mut(ino)? {
+            grow_within(data, len as usize, quota_left);
+            data.resize(len as usize, 0);
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `offset`, extending the file (zero-filled) as needed.
+    pub(crate) fn write_at(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let end = offset.checked_add(bytes.len() as u64).ok_or(errno::FBIG)?;
+        let cur = self.file(ino)?.len() as u64;
+        if end > cur {
+            self.set_len(ino, end)?;
+        }
+        if let Node::File { data, .. } = self.node_mut(ino)? {
+            data[offset as usize..end as usize].copy_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Directory listing for `fd_readdir`: `.`, `..`, then names in order.
+    pub(crate) fn dir_entries(&self, dir: Ino) -> Result<Vec<(Ino, u8, &str)>, Errno> {
+        match self.node(dir)? {
+            Node::Dir { entries, parent } => {
+                let mut out = vec![
+                    (dir, FILETYPE_DIRECTORY, "."),
+                    (*parent, FILETYPE_DIRECTORY, ".."),
+                ];
+                for (name, &ino) in entries {
+                    let ty = if self.is_dir(ino) {
+                        FILETYPE_DIRECTORY
+                    } else {
+                        FILETYPE_REGULAR_FILE
+                    };
+                    out.push((ino, ty, name));
+                }
+                Ok(out)
+            }
+            Node::File { .. } => Err(errno::NOTDIR),
+        }
+    }
+
+    /// `(filetype, size, nlink)` for `filestat`.
+    pub(crate) fn stat(&self, ino: Ino) -> Result<(u8, u64, u64), Errno> {
+        Ok(match self.node(ino)? {
+            Node::Dir { .. } => (FILETYPE_DIRECTORY, 0, 1),
+            Node::File { data, linked, .. } => {
+                (FILETYPE_REGULAR_FILE, data.len() as u64, *linked as u64)
+            }
+        })
+    }
+}
+
+/// Grows a buffer's capacity for `len` bytes, amortised but never reserving
+/// more than the quota still allows (so host memory stays near the quota).
+fn grow_within(data: &mut Vec<u8>, len: usize, quota_left: u64) {
+    if len > data.capacity() {
+        let doubled = data.capacity().saturating_mul(2);
+        let target = doubled
+            .min(len.saturating_add(quota_left as usize))
+            .max(len);
+        data.reserve_exact(target - data.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_counts_contents_names_and_nodes() {
+        let mut fs = MemFs::new(1000);
+        let f = fs.create_file(ROOT, "a").unwrap();
+        assert_eq!(fs.used(), NODE_COST + 1);
+        fs.write_at(f, 0, &[1; 100]).unwrap();
+        assert_eq!(fs.used(), NODE_COST + 1 + 100);
+        // A write that would cross the quota fails whole.
+        assert_eq!(fs.write_at(f, 100, &[2; 900]), Err(errno::NOSPC));
+        assert_eq!(fs.file(f).unwrap().len(), 100);
+        // Sparse writes are charged for the hole too.
+        assert_eq!(fs.write_at(f, 10_000, &[1]), Err(errno::NOSPC));
+        fs.unlink_file(ROOT, "a").unwrap();
+        assert_eq!(fs.used(), 0);
+    }
+
+    #[test]
+    fn paths_cannot_escape_the_root() {
+        let mut fs = MemFs::new(1 << 20);
+        let d = fs.create_dir(ROOT, "d").unwrap();
+        assert_eq!(fs.lookup(ROOT, ".."), Err(errno::NOTCAPABLE));
+        assert_eq!(fs.lookup(ROOT, "d/../.."), Err(errno::NOTCAPABLE));
+        assert_eq!(fs.lookup(ROOT, "/etc/passwd"), Err(errno::NOTCAPABLE));
+        assert_eq!(fs.lookup(d, ".."), Ok(ROOT));
+        assert_eq!(fs.lookup(ROOT, "d/./"), Ok(d));
+        assert_eq!(fs.parent_of(ROOT, "d/x"), Ok((d, "x")));
+    }
+
+    #[test]
+    fn unlinked_open_file_lives_until_closed() {
+        let mut fs = MemFs::new(1 << 20);
+        let f = fs.create_file(ROOT, "f").unwrap();
+        fs.open_file(f);
+        fs.write_at(f, 0, b"hello").unwrap();
+        fs.unlink_file(ROOT, "f").unwrap();
+        assert_eq!(fs.file(f).unwrap(), b"hello");
+        assert_eq!(fs.used(), 5);
+        fs.close_file(f);
+        assert!(fs.file(f).is_err());
+        assert_eq!(fs.used(), 0);
+    }
+
+    #[test]
+    fn rename_moves_and_replaces() {
+        let mut fs = MemFs::new(1 << 20);
+        let d = fs.create_dir(ROOT, "d").unwrap();
+        let f = fs.create_file(ROOT, "f").unwrap();
+        fs.rename(ROOT, "f", d, "g").unwrap();
+        assert_eq!(fs.lookup(ROOT, "d/g"), Ok(f));
+        assert_eq!(fs.lookup(ROOT, "f"), Err(errno::NOENT));
+        // A directory cannot move into itself.
+        assert_eq!(fs.rename(ROOT, "d", d, "x"), Err(errno::INVAL));
+        let before = fs.used();
+        fs.create_file(ROOT, "h").unwrap();
+        fs.rename(d, "g", ROOT, "h").unwrap();
+        assert_eq!(fs.used(), before);
+    }
+}

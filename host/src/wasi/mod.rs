@@ -1,0 +1,1119 @@
+//! fnhost's own WASI preview1 layer (`wasi_snapshot_preview1`).
+//!
+//! Why our own rather than `wasmtime-wasi`: its preview1 filesystem has no
+//! byte quota and cannot be wrapped to count bytes (see
+//! `shared/WASMTIME-NOTES.md`), and building its context costs 10–17 % of a
+//! fresh invocation. This layer gives a guest exactly what a function may
+//! have and nothing more:
+//!
+//! - fd 0: empty stdin; fds 1 and 2: captured into the invocation's bounded
+//!   log buffer;
+//! - fd 3: the preopened directory `/tmp`, a private in-memory scratch
+//!   filesystem with a byte quota ([`memfs`]), created on first use and
+//!   wiped when the instance ends;
+//! - the function's own environment variables, `argv = [function name]`;
+//! - clocks, `random_get` (BLAKE3 keyed per instance from a host secret),
+//!   `sched_yield`, `poll_oneoff` clock sleeps that never outlive the
+//!   deadline;
+//! - no sockets, no symlinks, no hard links, nothing else on the host.
+//!
+//! Every guest pointer is bounds-checked ([`crate::guest_mem`]); a bad one
+//! gets `EFAULT`, never a host panic.
+
+pub(crate) mod errno;
+pub(crate) mod memfs;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::{Caller, Linker, ValType};
+
+use crate::abi::Provided;
+
+use self::errno::Errno;
+use self::memfs::{FILETYPE_DIRECTORY, FILETYPE_REGULAR_FILE, Ino, MemFs, ROOT};
+use crate::guest_mem as gm;
+use crate::sandbox::State;
+
+const MODULE: &str = "wasi_snapshot_preview1";
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+const PREOPEN_FD: u32 = 3;
+const PREOPEN_NAME: &[u8] = b"/tmp";
+/// Open file descriptors an instance may hold.
+const MAX_FDS: usize = 1024;
+/// Most iovecs accepted in one call (POSIX `IOV_MAX`).
+const MAX_IOVS: u32 = 1024;
+/// All rights bits of preview1.
+const ALL_RIGHTS: u64 = (1 << 29) - 1;
+
+const OFLAGS_CREAT: i32 = 1;
+const OFLAGS_DIRECTORY: i32 = 2;
+const OFLAGS_EXCL: i32 = 4;
+const OFLAGS_TRUNC: i32 = 8;
+const FDFLAGS_APPEND: i32 = 1;
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+
+/// One open file descriptor.
+#[derive(Debug, Clone, Copy)]
+enum Fd {
+    Stdin,
+    Stdout,
+    Stderr,
+    Dir {
+        ino: Ino,
+        preopen: bool,
+    },
+    File {
+        ino: Ino,
+        pos: u64,
+        append: bool,
+        read: bool,
+        write: bool,
+    },
+}
+
+/// Per-instance WASI state. Empty (no allocation) until the guest touches
+/// a file descriptor other than stdout/stderr.
+#[derive(Debug, Default)]
+pub(crate) struct Wasi {
+    fds: Vec<Option<Fd>>,
+    fs: Option<Box<MemFs>>,
+    rng: Option<Box<blake3::OutputReader>>,
+}
+
+impl Wasi {
+    fn table(&mut self) -> &mut Vec<Option<Fd>> {
+        if self.fds.is_empty() {
+            self.fds = vec![
+                Some(Fd::Stdin),
+                Some(Fd::Stdout),
+                Some(Fd::Stderr),
+                Some(Fd::Dir {
+                    ino: ROOT,
+                    preopen: true,
+                }),
+            ];
+        }
+        &mut self.fds
+    }
+
+    fn get(&mut self, fd: i32) -> Result<Fd, Errno> {
+        let t = self.table();
+        t.get(fd as u32 as usize)
+            .copied()
+            .flatten()
+            .ok_or(errno::BADF)
+    }
+
+    fn set(&mut self, fd: i32, v: Fd) {
+        if let Some(slot) = self.table().get_mut(fd as u32 as usize) {
+            *slot = Some(v);
+        }
+    }
+
+    fn alloc_fd(&mut self, v: Fd) -> Result<u32, Errno> {
+        let t = self.table();
+        if let Some(i) = t.iter().position(Option::is_none) {
+            t[i] = Some(v);
+            return Ok(i as u32);
+        }
+        if t.len() >= MAX_FDS {
+            return Err(errno::MFILE);
+        }
+        t.push(Some(v));
+        Ok((t.len() - 1) as u32)
+    }
+
+    fn fs(&mut self, quota: u64) -> &mut MemFs {
+        self.fs.get_or_insert_with(|| Box::new(MemFs::new(quota)))
+    }
+}
+
+/// Registers every preview1 function on `linker`.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<State>,
+    provided: &mut Provided,
+) -> wasmtime::Result<()> {
+    // Each `$name` below is a function `fn(&mut [u8], &mut State, args..) ->
+    // Result<(), Errno>`; the wrapper hands it the guest memory and the
+    // store state as disjoint borrows and returns the errno.
+    macro_rules! wasi {
+        ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+            provided.add(linker.engine(), MODULE, stringify!($name), &[$(crate::abi::valtype!($ty)),*], &[ValType::I32]);
+            linker.func_wrap(
+                MODULE,
+                stringify!($name),
+                |mut caller: Caller<'_, State>, $($arg: $ty),*| -> i32 {
+                    let Some(memory) = crate::sandbox::memory(&mut caller) else {
+                        return errno::FAULT as i32;
+                    };
+                    let (mem, st) = memory.data_and_store_mut(&mut caller);
+                    match $name(mem, st, $($arg),*) {
+                        Ok(()) => errno::SUCCESS as i32,
+                        Err(e) => e as i32,
+                    }
+                },
+            )?;
+        )*};
+    }
+    wasi! {
+        args_get(argv: i32, argv_buf: i32);
+        args_sizes_get(argc: i32, size: i32);
+        environ_get(environ: i32, buf: i32);
+        environ_sizes_get(count: i32, size: i32);
+        clock_res_get(id: i32, out: i32);
+        clock_time_get(id: i32, precision: i64, out: i32);
+        fd_advise(fd: i32, offset: i64, len: i64, advice: i32);
+        fd_allocate(fd: i32, offset: i64, len: i64);
+        fd_close(fd: i32);
+        fd_datasync(fd: i32);
+        fd_fdstat_get(fd: i32, out: i32);
+        fd_fdstat_set_flags(fd: i32, flags: i32);
+        fd_fdstat_set_rights(fd: i32, base: i64, inheriting: i64);
+        fd_filestat_get(fd: i32, out: i32);
+        fd_filestat_set_size(fd: i32, size: i64);
+        fd_filestat_set_times(fd: i32, atim: i64, mtim: i64, flags: i32);
+        fd_pread(fd: i32, iovs: i32, iovs_len: i32, offset: i64, nread: i32);
+        fd_prestat_get(fd: i32, out: i32);
+        fd_prestat_dir_name(fd: i32, path: i32, path_len: i32);
+        fd_pwrite(fd: i32, iovs: i32, iovs_len: i32, offset: i64, nwritten: i32);
+        fd_read(fd: i32, iovs: i32, iovs_len: i32, nread: i32);
+        fd_readdir(fd: i32, buf: i32, buf_len: i32, cookie: i64, used: i32);
+        fd_renumber(fd: i32, to: i32);
+        fd_seek(fd: i32, offset: i64, whence: i32, out: i32);
+        fd_sync(fd: i32);
+        fd_tell(fd: i32, out: i32);
+        fd_write(fd: i32, iovs: i32, iovs_len: i32, nwritten: i32);
+        path_create_directory(fd: i32, path: i32, path_len: i32);
+        path_filestat_get(fd: i32, flags: i32, path: i32, path_len: i32, out: i32);
+        path_filestat_set_times(fd: i32, flags: i32, path: i32, path_len: i32, atim: i64, mtim: i64, fst: i32);
+        path_link(old_fd: i32, old_flags: i32, old_path: i32, old_len: i32, new_fd: i32, new_path: i32, new_len: i32);
+        path_open(fd: i32, dirflags: i32, path: i32, path_len: i32, oflags: i32, base: i64, inheriting: i64, fdflags: i32, out: i32);
+        path_readlink(fd: i32, path: i32, path_len: i32, buf: i32, buf_len: i32, used: i32);
+        path_remove_directory(fd: i32, path: i32, path_len: i32);
+        path_rename(fd: i32, old_path: i32, old_len: i32, new_fd: i32, new_path: i32, new_len: i32);
+        path_symlink(old_path: i32, old_len: i32, fd: i32, new_path: i32, new_len: i32);
+        path_unlink_file(fd: i32, path: i32, path_len: i32);
+        random_get(buf: i32, len: i32);
+        sched_yield();
+        proc_raise(sig: i32);
+        sock_accept(fd: i32, flags: i32, out: i32);
+        sock_recv(fd: i32, ri: i32, ri_len: i32, ri_flags: i32, ro_len: i32, ro_flags: i32);
+        sock_send(fd: i32, si: i32, si_len: i32, si_flags: i32, so_len: i32);
+        sock_shutdown(fd: i32, how: i32);
+    }
+    // The two calls that may end the invocation rather than return.
+    use ValType::I32;
+    provided.add(
+        linker.engine(),
+        MODULE,
+        "poll_oneoff",
+        &[I32, I32, I32, I32],
+        &[I32],
+    );
+    provided.add(linker.engine(), MODULE, "proc_exit", &[I32], &[]);
+    linker.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |mut caller: Caller<'_, State>,
+         input: i32,
+         out: i32,
+         n: i32,
+         nevents: i32|
+         -> wasmtime::Result<i32> {
+            let Some(memory) = crate::sandbox::memory(&mut caller) else {
+                return Ok(errno::FAULT as i32);
+            };
+            let (mem, st) = memory.data_and_store_mut(&mut caller);
+            match poll_oneoff(mem, st, input, out, n, nevents) {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(e)) => Ok(e as i32),
+                Err(deadline) => Err(deadline),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "proc_exit",
+        |mut caller: Caller<'_, State>, code: i32| -> wasmtime::Result<()> {
+            Err(caller.data_mut().fault(crate::Error::Trap {
+                message: format!("guest called proc_exit({code})"),
+                code: None,
+            }))
+        },
+    )?;
+    Ok(())
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+fn guest_str(mem: &[u8], ptr: i32, len: i32) -> Result<&str, Errno> {
+    let len = len as u32 as u64;
+    if len as usize > memfs::MAX_PATH {
+        return Err(errno::NAMETOOLONG);
+    }
+    let bytes = gm::slice(mem, ptr as u32, len)?;
+    std::str::from_utf8(bytes).map_err(|_| errno::ILSEQ)
+}
+
+/// Validates an iovec array and returns its `(ptr, len)` pairs.
+fn iovecs(mem: &[u8], iovs: i32, n: i32) -> Result<impl Iterator<Item = (u32, u32)> + '_, Errno> {
+    let n = n as u32;
+    if n > MAX_IOVS {
+        return Err(errno::INVAL);
+    }
+    let table = gm::slice(mem, iovs as u32, n as u64 * 8)?;
+    Ok(table.chunks_exact(8).map(|c| {
+        let p = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let l = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        (p, l)
+    }))
+}
+
+/// Writes a `(count, total size)` pair of NUL-terminated strings.
+fn write_strings<'a>(
+    mem: &mut [u8],
+    items: impl Iterator<Item = &'a [u8]>,
+    ptrs: i32,
+    buf: i32,
+) -> Result<(), Errno> {
+    let mut ptr_at = ptrs as u32;
+    let mut buf_at = buf as u32;
+    for item in items {
+        gm::write_u32(mem, ptr_at, buf_at)?;
+        gm::write(mem, buf_at, item)?;
+        gm::write(mem, gm::offset(buf_at, item.len() as u64)?, &[0])?;
+        ptr_at = gm::offset(ptr_at, 4)?;
+        buf_at = gm::offset(buf_at, item.len() as u64 + 1)?;
+    }
+    Ok(())
+}
+
+fn filestat(
+    mem: &mut [u8],
+    out: i32,
+    ino: u64,
+    filetype: u8,
+    size: u64,
+    nlink: u64,
+) -> Result<(), Errno> {
+    let mut b = [0u8; 64];
+    b[8..16].copy_from_slice(&ino.to_le_bytes());
+    b[16] = filetype;
+    b[24..32].copy_from_slice(&nlink.to_le_bytes());
+    b[32..40].copy_from_slice(&size.to_le_bytes());
+    gm::write(mem, out as u32, &b)?;
+    Ok(())
+}
+
+fn dir_ino(st: &mut State, fd: i32) -> Result<Ino, Errno> {
+    match st.wasi.get(fd)? {
+        Fd::Dir { ino, .. } => Ok(ino),
+        _ => Err(errno::NOTDIR),
+    }
+}
+
+fn monotonic_origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn now_ns(st: &State, id: i32) -> Result<u64, Errno> {
+    Ok(match id {
+        0 => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        1 => monotonic_origin().elapsed().as_nanos() as u64,
+        // CPU-time clocks: time since this invocation started.
+        2 | 3 => st.call.started.elapsed().as_nanos() as u64,
+        _ => return Err(errno::INVAL),
+    })
+}
+
+// ---- args, environment, clocks, random ----------------------------------
+
+fn args_sizes_get(mem: &mut [u8], st: &mut State, argc: i32, size: i32) -> Result<(), Errno> {
+    gm::write_u32(mem, argc as u32, 1)?;
+    gm::write_u32(mem, size as u32, st.func.name.len() as u32 + 1)?;
+    Ok(())
+}
+
+fn args_get(mem: &mut [u8], st: &mut State, argv: i32, buf: i32) -> Result<(), Errno> {
+    let name = st.func.name.clone();
+    write_strings(mem, std::iter::once(name.as_bytes()), argv, buf)
+}
+
+fn environ_sizes_get(mem: &mut [u8], st: &mut State, count: i32, size: i32) -> Result<(), Errno> {
+    let env = &st.func.env;
+    gm::write_u32(mem, count as u32, env.len() as u32)?;
+    let total: usize = env.iter().map(|e| e.len() + 1).sum();
+    gm::write_u32(mem, size as u32, total as u32)?;
+    Ok(())
+}
+
+fn environ_get(mem: &mut [u8], st: &mut State, environ: i32, buf: i32) -> Result<(), Errno> {
+    let func = st.func.clone();
+    write_strings(mem, func.env.iter().map(|e| e.as_bytes()), environ, buf)
+}
+
+fn clock_res_get(mem: &mut [u8], st: &mut State, id: i32, out: i32) -> Result<(), Errno> {
+    now_ns(st, id)?;
+    gm::write_u64(mem, out as u32, 1)?;
+    Ok(())
+}
+
+fn clock_time_get(
+    mem: &mut [u8],
+    st: &mut State,
+    id: i32,
+    _precision: i64,
+    out: i32,
+) -> Result<(), Errno> {
+    let t = now_ns(st, id)?;
+    gm::write_u64(mem, out as u32, t)?;
+    Ok(())
+}
+
+fn random_get(mem: &mut [u8], st: &mut State, buf: i32, len: i32) -> Result<(), Errno> {
+    let dst = gm::slice_mut(mem, buf as u32, len as u32 as u64)?;
+    let seed = st.random_seed();
+    st.wasi
+        .rng
+        .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&seed).finalize_xof()))
+        .fill(dst);
+    Ok(())
+}
+
+fn sched_yield(_: &mut [u8], _: &mut State) -> Result<(), Errno> {
+    std::thread::yield_now();
+    Ok(())
+}
+
+fn proc_raise(_: &mut [u8], _: &mut State, _sig: i32) -> Result<(), Errno> {
+    Err(errno::NOSYS)
+}
+
+/// Clock subscriptions sleep, but never past the invocation's deadline;
+/// fd subscriptions are always ready (stdio and memory files never block).
+fn poll_oneoff(
+    mem: &mut [u8],
+    st: &mut State,
+    input: i32,
+    out: i32,
+    n: i32,
+    nevents: i32,
+) -> wasmtime::Result<Result<(), Errno>> {
+    let run = |mem: &mut [u8], st: &mut State| -> Result<Option<Duration>, Errno> {
+        let n = n as u32;
+        if n == 0 || n > MAX_IOVS {
+            return Err(errno::INVAL);
+        }
+        let subs = gm::slice(mem, input as u32, n as u64 * 48)?.to_vec();
+        let mut events = Vec::new();
+        let mut sleep: Option<(Duration, u64)> = None;
+        for s in subs.chunks_exact(48) {
+            let userdata = u64::from_le_bytes(s[0..8].try_into().unwrap_or_default());
+            match s[8] {
+                0 => {
+                    let clock = i32::from_le_bytes(s[16..20].try_into().unwrap_or_default());
+                    let timeout = u64::from_le_bytes(s[24..32].try_into().unwrap_or_default());
+                    let abs = u16::from_le_bytes([s[40], s[41]]) & 1 == 1;
+                    let now = now_ns(st, clock)?;
+                    let wait = Duration::from_nanos(if abs {
+                        timeout.saturating_sub(now)
+                    } else {
+                        timeout
+                    });
+                    if sleep.is_none_or(|(d, _)| wait < d) {
+                        sleep = Some((wait, userdata));
+                    }
+                }
+                ty @ (1 | 2) => events.push((userdata, ty, 0u16)),
+                _ => return Err(errno::INVAL),
+            }
+        }
+        let mut slept = None;
+        if events.is_empty() {
+            if let Some((wait, userdata)) = sleep {
+                slept = Some(wait);
+                events.push((userdata, 0, 0));
+            }
+        }
+        for (i, (userdata, ty, err)) in events.iter().enumerate() {
+            let mut e = [0u8; 32];
+            e[0..8].copy_from_slice(&userdata.to_le_bytes());
+            e[8..10].copy_from_slice(&err.to_le_bytes());
+            e[10] = *ty;
+            gm::write(mem, gm::offset(out as u32, i as u64 * 32)?, &e)?;
+        }
+        gm::write_u32(mem, nevents as u32, events.len() as u32)?;
+        Ok(slept)
+    };
+    match run(mem, st) {
+        Err(e) => Ok(Err(e)),
+        Ok(None) => Ok(Ok(())),
+        Ok(Some(wait)) => {
+            let remaining = st.call.deadline.saturating_duration_since(Instant::now());
+            if wait >= remaining {
+                std::thread::sleep(remaining);
+                return Err(st.fault(crate::Error::Timeout {
+                    timeout: st.func.timeout,
+                }));
+            }
+            std::thread::sleep(wait);
+            Ok(Ok(()))
+        }
+    }
+}
+
+// ---- file descriptors ------------------------------------------------------
+
+fn fd_write(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    nwritten: i32,
+) -> Result<(), Errno> {
+    // Fast path: stdout/stderr before the fd table exists.
+    let target = if st.wasi.fds.is_empty() && (fd == 1 || fd == 2) {
+        Fd::Stdout
+    } else {
+        st.wasi.get(fd)?
+    };
+    let mut total: u64 = 0;
+    match target {
+        Fd::Stdout | Fd::Stderr => {
+            for (p, l) in iovecs(mem, iovs, n)? {
+                st.call.logs.push(gm::slice(mem, p, l as u64)?);
+                total += l as u64;
+            }
+        }
+        Fd::File {
+            ino,
+            pos,
+            append,
+            write,
+            ..
+        } => {
+            if !write {
+                return Err(errno::BADF);
+            }
+            let quota = st.func.tmp_quota;
+            let fs = st.wasi.fs(quota);
+            let mut at = if append {
+                fs.file(ino)?.len() as u64
+            } else {
+                pos
+            };
+            for (p, l) in iovecs(mem, iovs, n)? {
+                fs.write_at(ino, at, gm::slice(mem, p, l as u64)?)?;
+                at += l as u64;
+                total += l as u64;
+            }
+            if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
+                *pos = at;
+            }
+        }
+        Fd::Stdin | Fd::Dir { .. } => return Err(errno::BADF),
+    }
+    gm::write_u32(mem, nwritten as u32, total as u32)?;
+    Ok(())
+}
+
+fn fd_pwrite(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    offset: i64,
+    nwritten: i32,
+) -> Result<(), Errno> {
+    let Fd::File {
+        ino, write: true, ..
+    } = st.wasi.get(fd)?
+    else {
+        return Err(errno::SPIPE);
+    };
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let mut at = offset as u64;
+    for (p, l) in iovecs(mem, iovs, n)? {
+        fs.write_at(ino, at, gm::slice(mem, p, l as u64)?)?;
+        at += l as u64;
+    }
+    gm::write_u32(mem, nwritten as u32, (at - offset as u64) as u32)?;
+    Ok(())
+}
+
+/// Copies file bytes from `at` into the iovecs; returns bytes copied.
+fn read_into(mem: &mut [u8], data: &[u8], iovs: i32, n: i32, mut at: u64) -> Result<u64, Errno> {
+    let list: Vec<(u32, u32)> = iovecs(mem, iovs, n)?.collect();
+    let start = at;
+    for (p, l) in list {
+        let avail = data.len().saturating_sub(at as usize);
+        let take = avail.min(l as usize);
+        gm::write(mem, p, &data[at as usize..at as usize + take])?;
+        at += take as u64;
+        if take < l as usize {
+            break;
+        }
+    }
+    Ok(at - start)
+}
+
+fn fd_read(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    nread: i32,
+) -> Result<(), Errno> {
+    let got = match st.wasi.get(fd)? {
+        Fd::Stdin => 0,
+        Fd::File {
+            ino,
+            pos,
+            read: true,
+            ..
+        } => {
+            let quota = st.func.tmp_quota;
+            let data = st.wasi.fs(quota).file(ino)?;
+            let got = read_into(mem, data, iovs, n, pos)?;
+            if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
+                *pos += got;
+            }
+            got
+        }
+        _ => return Err(errno::BADF),
+    };
+    gm::write_u32(mem, nread as u32, got as u32)?;
+    Ok(())
+}
+
+fn fd_pread(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    offset: i64,
+    nread: i32,
+) -> Result<(), Errno> {
+    let Fd::File {
+        ino, read: true, ..
+    } = st.wasi.get(fd)?
+    else {
+        return Err(errno::BADF);
+    };
+    let quota = st.func.tmp_quota;
+    let data = st.wasi.fs(quota).file(ino)?;
+    let got = read_into(mem, data, iovs, n, offset as u64)?;
+    gm::write_u32(mem, nread as u32, got as u32)?;
+    Ok(())
+}
+
+fn fd_seek(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    offset: i64,
+    whence: i32,
+    out: i32,
+) -> Result<(), Errno> {
+    let Fd::File { ino, pos, .. } = st.wasi.get(fd)? else {
+        return Err(errno::SPIPE);
+    };
+    let quota = st.func.tmp_quota;
+    let len = st.wasi.fs(quota).file(ino)?.len() as i64;
+    let base = match whence {
+        0 => 0,
+        1 => pos as i64,
+        2 => len,
+        _ => return Err(errno::INVAL),
+    };
+    let new = base
+        .checked_add(offset)
+        .filter(|p| *p >= 0)
+        .ok_or(errno::INVAL)?;
+    if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
+        *pos = new as u64;
+    }
+    gm::write_u64(mem, out as u32, new as u64)?;
+    Ok(())
+}
+
+fn fd_tell(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+    let Fd::File { pos, .. } = st.wasi.get(fd)? else {
+        return Err(errno::SPIPE);
+    };
+    gm::write_u64(mem, out as u32, pos)?;
+    Ok(())
+}
+
+fn fd_close(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+    let f = st.wasi.get(fd)?;
+    if let Fd::File { ino, .. } = f {
+        let quota = st.func.tmp_quota;
+        st.wasi.fs(quota).close_file(ino);
+    }
+    st.wasi.fds[fd as usize] = None;
+    Ok(())
+}
+
+fn fd_renumber(_: &mut [u8], st: &mut State, fd: i32, to: i32) -> Result<(), Errno> {
+    let f = st.wasi.get(fd)?;
+    st.wasi.get(to)?;
+    if fd != to {
+        fd_close(&mut [], st, to)?;
+        st.wasi.set(to, f);
+        st.wasi.fds[fd as usize] = None;
+    }
+    Ok(())
+}
+
+fn fd_fdstat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+    let (ty, flags) = match st.wasi.get(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => (FILETYPE_CHARACTER_DEVICE, 0u16),
+        Fd::Dir { .. } => (FILETYPE_DIRECTORY, 0),
+        Fd::File { append, .. } => (FILETYPE_REGULAR_FILE, append as u16),
+    };
+    let mut b = [0u8; 24];
+    b[0] = ty;
+    b[2..4].copy_from_slice(&flags.to_le_bytes());
+    b[8..16].copy_from_slice(&ALL_RIGHTS.to_le_bytes());
+    b[16..24].copy_from_slice(&ALL_RIGHTS.to_le_bytes());
+    gm::write(mem, out as u32, &b)?;
+    Ok(())
+}
+
+fn fd_fdstat_set_flags(_: &mut [u8], st: &mut State, fd: i32, flags: i32) -> Result<(), Errno> {
+    match st.wasi.get(fd)? {
+        Fd::File {
+            ino,
+            pos,
+            read,
+            write,
+            ..
+        } => {
+            st.wasi.set(
+                fd,
+                Fd::File {
+                    ino,
+                    pos,
+                    read,
+                    write,
+                    append: flags & FDFLAGS_APPEND != 0,
+                },
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn fd_fdstat_set_rights(
+    _: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _b: i64,
+    _i: i64,
+) -> Result<(), Errno> {
+    st.wasi.get(fd).map(|_| ())
+}
+
+fn fd_filestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+    match st.wasi.get(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => {
+            filestat(mem, out, fd as u64, FILETYPE_CHARACTER_DEVICE, 0, 1)
+        }
+        Fd::Dir { ino, .. } | Fd::File { ino, .. } => {
+            let quota = st.func.tmp_quota;
+            let (ty, size, nlink) = st.wasi.fs(quota).stat(ino)?;
+            filestat(mem, out, ino, ty, size, nlink)
+        }
+    }
+}
+
+fn fd_filestat_set_size(_: &mut [u8], st: &mut State, fd: i32, size: i64) -> Result<(), Errno> {
+    let Fd::File {
+        ino, write: true, ..
+    } = st.wasi.get(fd)?
+    else {
+        return Err(errno::BADF);
+    };
+    let quota = st.func.tmp_quota;
+    st.wasi.fs(quota).set_len(ino, size as u64)
+}
+
+fn fd_allocate(_: &mut [u8], st: &mut State, fd: i32, offset: i64, len: i64) -> Result<(), Errno> {
+    let Fd::File {
+        ino, write: true, ..
+    } = st.wasi.get(fd)?
+    else {
+        return Err(errno::BADF);
+    };
+    let end = (offset as u64).checked_add(len as u64).ok_or(errno::FBIG)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    if end > fs.file(ino)?.len() as u64 {
+        fs.set_len(ino, end)?;
+    }
+    Ok(())
+}
+
+fn fd_filestat_set_times(
+    _: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _a: i64,
+    _m: i64,
+    _f: i32,
+) -> Result<(), Errno> {
+    st.wasi.get(fd).map(|_| ())
+}
+
+fn fd_advise(
+    _: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _o: i64,
+    _l: i64,
+    _a: i32,
+) -> Result<(), Errno> {
+    st.wasi.get(fd).map(|_| ())
+}
+
+fn fd_datasync(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+    st.wasi.get(fd).map(|_| ())
+}
+
+fn fd_sync(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+    st.wasi.get(fd).map(|_| ())
+}
+
+fn fd_prestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+    match st.wasi.get(fd)? {
+        Fd::Dir { preopen: true, .. } if fd as u32 == PREOPEN_FD => {
+            let mut b = [0u8; 8];
+            b[4..8].copy_from_slice(&(PREOPEN_NAME.len() as u32).to_le_bytes());
+            gm::write(mem, out as u32, &b)?;
+            Ok(())
+        }
+        _ => Err(errno::BADF),
+    }
+}
+
+fn fd_prestat_dir_name(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    path: i32,
+    len: i32,
+) -> Result<(), Errno> {
+    match st.wasi.get(fd)? {
+        Fd::Dir { preopen: true, .. } if fd as u32 == PREOPEN_FD => {
+            if (len as u32 as usize) < PREOPEN_NAME.len() {
+                return Err(errno::NAMETOOLONG);
+            }
+            gm::write(mem, path as u32, PREOPEN_NAME)?;
+            Ok(())
+        }
+        _ => Err(errno::BADF),
+    }
+}
+
+fn fd_readdir(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    buf: i32,
+    buf_len: i32,
+    cookie: i64,
+    used: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let entries = fs.dir_entries(dir)?;
+    let cap = buf_len as u32 as usize;
+    gm::slice(mem, buf as u32, cap as u64)?;
+    let mut out = Vec::with_capacity(cap.min(64 * 1024));
+    for (i, (ino, ty, name)) in entries.iter().enumerate().skip(cookie as u64 as usize) {
+        if out.len() >= cap {
+            break;
+        }
+        let mut d = [0u8; 24];
+        d[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        d[8..16].copy_from_slice(&ino.to_le_bytes());
+        d[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        d[20] = *ty;
+        out.extend_from_slice(&d);
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.truncate(cap);
+    gm::write(mem, buf as u32, &out)?;
+    gm::write_u32(mem, used as u32, out.len() as u32)?;
+    Ok(())
+}
+
+// ---- paths -------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+fn path_open(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _dirflags: i32,
+    path: i32,
+    path_len: i32,
+    oflags: i32,
+    base: i64,
+    _inheriting: i64,
+    fdflags: i32,
+    out: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, path_len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let ino = match fs.lookup(dir, path) {
+        Ok(_) if oflags & OFLAGS_CREAT != 0 && oflags & OFLAGS_EXCL != 0 => {
+            return Err(errno::EXIST);
+        }
+        Ok(ino) => ino,
+        Err(errno::NOENT) if oflags & OFLAGS_CREAT != 0 => {
+            let (parent, name) = fs.parent_of(dir, path)?;
+            fs.create_file(parent, name)?
+        }
+        Err(e) => return Err(e),
+    };
+    let entry = if fs.is_dir(ino) {
+        if oflags & OFLAGS_TRUNC != 0 {
+            return Err(errno::ISDIR);
+        }
+        Fd::Dir {
+            ino,
+            preopen: false,
+        }
+    } else {
+        if oflags & OFLAGS_DIRECTORY != 0 {
+            return Err(errno::NOTDIR);
+        }
+        let base = base as u64;
+        let write = base & RIGHT_FD_WRITE != 0 || oflags & OFLAGS_TRUNC != 0;
+        if oflags & OFLAGS_TRUNC != 0 {
+            fs.set_len(ino, 0)?;
+        }
+        fs.open_file(ino);
+        Fd::File {
+            ino,
+            pos: 0,
+            append: fdflags & FDFLAGS_APPEND != 0,
+            read: base & RIGHT_FD_READ != 0 || base == 0,
+            write,
+        }
+    };
+    let new_fd = match st.wasi.alloc_fd(entry) {
+        Ok(f) => f,
+        Err(e) => {
+            if let Fd::File { ino, .. } = entry {
+                st.wasi.fs(quota).close_file(ino);
+            }
+            return Err(e);
+        }
+    };
+    gm::write_u32(mem, out as u32, new_fd)?;
+    Ok(())
+}
+
+fn path_create_directory(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    path: i32,
+    len: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let (parent, name) = fs.parent_of(dir, path)?;
+    fs.create_dir(parent, name).map(|_| ())
+}
+
+fn path_filestat_get(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _flags: i32,
+    path: i32,
+    len: i32,
+    out: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let ino = fs.lookup(dir, path)?;
+    let (ty, size, nlink) = fs.stat(ino)?;
+    filestat(mem, out, ino, ty, size, nlink)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_filestat_set_times(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    _flags: i32,
+    path: i32,
+    len: i32,
+    _a: i64,
+    _m: i64,
+    _f: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    st.wasi.fs(quota).lookup(dir, path).map(|_| ())
+}
+
+fn path_remove_directory(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    path: i32,
+    len: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let (parent, name) = fs.parent_of(dir, path)?;
+    fs.remove_dir(parent, name)
+}
+
+fn path_unlink_file(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    path: i32,
+    len: i32,
+) -> Result<(), Errno> {
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let (parent, name) = fs.parent_of(dir, path)?;
+    fs.unlink_file(parent, name)
+}
+
+fn path_rename(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    old: i32,
+    old_len: i32,
+    new_fd: i32,
+    new: i32,
+    new_len: i32,
+) -> Result<(), Errno> {
+    let from_dir = dir_ino(st, fd)?;
+    let to_dir = dir_ino(st, new_fd)?;
+    let old = guest_str(mem, old, old_len)?;
+    let new = guest_str(mem, new, new_len)?;
+    let quota = st.func.tmp_quota;
+    let fs = st.wasi.fs(quota);
+    let (fp, fname) = fs.parent_of(from_dir, old)?;
+    let (tp, tname) = fs.parent_of(to_dir, new)?;
+    fs.rename(fp, fname, tp, tname)
+}
+
+fn path_readlink(
+    mem: &mut [u8],
+    st: &mut State,
+    fd: i32,
+    path: i32,
+    len: i32,
+    _buf: i32,
+    _buf_len: i32,
+    _used: i32,
+) -> Result<(), Errno> {
+    // There are no symlinks: an existing path is simply not one.
+    let dir = dir_ino(st, fd)?;
+    let path = guest_str(mem, path, len)?;
+    let quota = st.func.tmp_quota;
+    st.wasi.fs(quota).lookup(dir, path)?;
+    Err(errno::INVAL)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_link(
+    _: &mut [u8],
+    _: &mut State,
+    _old_fd: i32,
+    _old_flags: i32,
+    _old: i32,
+    _old_len: i32,
+    _new_fd: i32,
+    _new: i32,
+    _new_len: i32,
+) -> Result<(), Errno> {
+    // Hard links are refused: they are a classic way out of a sandbox dir.
+    Err(errno::PERM)
+}
+
+fn path_symlink(
+    _: &mut [u8],
+    _: &mut State,
+    _old: i32,
+    _ol: i32,
+    _fd: i32,
+    _new: i32,
+    _nl: i32,
+) -> Result<(), Errno> {
+    // Symlinks are refused for the same reason.
+    Err(errno::PERM)
+}
+
+// ---- sockets: none -------------------------------------------------------
+
+fn sock_accept(_: &mut [u8], _: &mut State, _fd: i32, _flags: i32, _out: i32) -> Result<(), Errno> {
+    Err(errno::NOTSUP)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sock_recv(
+    _: &mut [u8],
+    _: &mut State,
+    _fd: i32,
+    _a: i32,
+    _b: i32,
+    _c: i32,
+    _d: i32,
+    _e: i32,
+) -> Result<(), Errno> {
+    Err(errno::NOTSUP)
+}
+
+fn sock_send(
+    _: &mut [u8],
+    _: &mut State,
+    _fd: i32,
+    _a: i32,
+    _b: i32,
+    _c: i32,
+    _d: i32,
+) -> Result<(), Errno> {
+    Err(errno::NOTSUP)
+}
+
+fn sock_shutdown(_: &mut [u8], _: &mut State, _fd: i32, _how: i32) -> Result<(), Errno> {
+    Err(errno::NOTSUP)
+}
+
+/// The module name of this layer's imports.
+pub(crate) const IMPORT_MODULE: &str = MODULE;
