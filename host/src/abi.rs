@@ -158,37 +158,6 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
             }),
         };
     }
-    let memory = match module.get_export("memory") {
-        Some(ExternType::Memory(m)) if m.is_64() => {
-            return Err(Error::BadExport {
-                name: "memory".into(),
-                reason: "must be a 32-bit memory (memory64 is not supported)".into(),
-            });
-        }
-        Some(ExternType::Memory(m)) if m.is_shared() => {
-            return Err(Error::BadExport {
-                name: "memory".into(),
-                reason: "must not be shared".into(),
-            });
-        }
-        Some(ExternType::Memory(_)) => module.get_export_index("memory"),
-        Some(_) => {
-            return Err(Error::BadExport {
-                name: "memory".into(),
-                reason: "must be a memory".into(),
-            });
-        }
-        None => None,
-    }
-    .ok_or_else(|| Error::BadExport {
-        name: "memory".into(),
-        reason: "missing: the guest must export its linear memory".into(),
-    })?;
-    let alloc = expect_func(module, "fnhost_alloc", &[I32], &[I32], true)?;
-    let handle = expect_func(module, "fnhost_handle", &[I32, I32], &[I32], true)?;
-    let init = expect_func(module, "fnhost_init", &[], &[I32], false)?;
-    let initialize = expect_func(module, "_initialize", &[], &[], false)?;
-
     for import in module.imports() {
         let (m, n) = (import.module(), import.name());
         let unsupported = |reason: String| Error::UnsupportedImport {
@@ -220,6 +189,37 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
             )));
         }
     }
+    let memory = match module.get_export("memory") {
+        Some(ExternType::Memory(m)) if m.is_64() => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must be a 32-bit memory (memory64 is not supported)".into(),
+            });
+        }
+        Some(ExternType::Memory(m)) if m.is_shared() => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must not be shared".into(),
+            });
+        }
+        Some(ExternType::Memory(_)) => module.get_export_index("memory"),
+        Some(_) => {
+            return Err(Error::BadExport {
+                name: "memory".into(),
+                reason: "must be a memory".into(),
+            });
+        }
+        None => None,
+    }
+    .ok_or_else(|| Error::BadExport {
+        name: "memory".into(),
+        reason: "missing: the guest must export its linear memory".into(),
+    })?;
+    let alloc = expect_func(module, "fnhost_alloc", &[I32], &[I32], true)?;
+    let handle = expect_func(module, "fnhost_handle", &[I32, I32], &[I32], true)?;
+    let init = expect_func(module, "fnhost_init", &[], &[I32], false)?;
+    let initialize = expect_func(module, "_initialize", &[], &[], false)?;
+
     Ok(Exports {
         memory,
         alloc: alloc.expect("required export"),
@@ -251,17 +251,18 @@ pub(crate) fn add_to_linker(
                 }
             };
             let (ptr, len) = (ptr as u32, len as u32 as u64);
+            // Bounds first (a wild pointer is an ABI violation), then the
+            // cap; only then is anything allocated, sized by the checked len.
+            let bytes = match gm::slice(mem, ptr, len) {
+                Ok(bytes) => bytes,
+                Err(oob) => return Err(st.fault(Error::abi(format!("fnhost_v1.output: {oob}")))),
+            };
             let max = st.func.max_output;
             if len > max as u64 {
                 return Err(st.fault(Error::OutputTooLarge { size: len, max }));
             }
-            match gm::slice(mem, ptr, len) {
-                Ok(bytes) => {
-                    st.call.output = Some(bytes.to_vec());
-                    Ok(())
-                }
-                Err(oob) => Err(st.fault(Error::abi(format!("fnhost_v1.output: {oob}")))),
-            }
+            st.call.output = Some(bytes.to_vec());
+            Ok(())
         },
     )?;
 

@@ -1,0 +1,181 @@
+//! `probe`: a test guest. Each command exercises one rule the host must
+//! enforce (quotas, isolation, errors), and reports what the guest saw.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fnhost_guest::{Context, Error};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One command.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Returns `data`.
+    Echo { data: Value },
+    /// Returns every environment variable the guest can see.
+    Env,
+    /// Writes `bytes` bytes (in chunks) to `path`; reports how far it got.
+    Write { path: String, bytes: usize },
+    /// Reads `path`; reports its length or the error.
+    Read { path: String },
+    /// Lists a directory.
+    List { path: String },
+    /// Tries a symlink `link` → `target` (`link` relative to `/tmp`).
+    Symlink { target: String, link: String },
+    /// Tries a hard link.
+    HardLink { from: String, to: String },
+    /// Tries a rename.
+    Rename { from: String, to: String },
+    /// Loops forever.
+    Spin,
+    /// Sleeps for `ms` milliseconds.
+    Sleep { ms: u64 },
+    /// Allocates and touches `bytes` bytes.
+    Alloc { bytes: usize },
+    /// Recurses `depth` levels (unbounded depth overflows the stack).
+    Recurse { depth: u64 },
+    /// Panics with `message`.
+    Panic { message: String },
+    /// Returns a handled error.
+    Fail { kind: String, message: String },
+    /// Bumps a counter in instance memory and a file in /tmp; returns both.
+    State,
+    /// Prints `text` to stdout, then `err_text` to stderr.
+    Print {
+        text: String,
+        #[serde(default)]
+        err_text: String,
+    },
+    /// Returns an output of `bytes` bytes.
+    Output { bytes: usize },
+    /// Returns what the context says.
+    Context,
+    /// Returns 16 random bytes, hex.
+    Random,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn io_result(r: std::io::Result<Value>) -> Value {
+    match r {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "err": e.kind().to_string(), "raw": e.raw_os_error() }),
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    // Keep a frame alive so the optimiser cannot turn this into a loop.
+    let frame = [depth; 16];
+    std::hint::black_box(&frame);
+    1 + recurse(depth - 1) + std::hint::black_box(frame[3]) * 0
+}
+
+/// Runs one command.
+#[fnhost_guest::handler]
+pub fn probe(op: Op, ctx: &Context) -> Result<Value, Error> {
+    Ok(match op {
+        Op::Echo { data } => data,
+        Op::Env => {
+            let vars: BTreeMap<String, String> = std::env::vars().collect();
+            json!(vars)
+        }
+        Op::Write { path, bytes } => {
+            use std::io::Write;
+            let mut written = 0usize;
+            let res = (|| {
+                let mut f = std::fs::File::create(&path)?;
+                let chunk = vec![7u8; 64 * 1024];
+                while written < bytes {
+                    let n = chunk.len().min(bytes - written);
+                    f.write_all(&chunk[..n])?;
+                    written += n;
+                }
+                Ok(json!(written))
+            })();
+            json!({ "written": written, "result": io_result(res) })
+        }
+        Op::Read { path } => io_result(std::fs::read(&path).map(|b| json!(b.len()))),
+        Op::List { path } => io_result(std::fs::read_dir(&path).and_then(|d| {
+            let mut names = d
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<Vec<_>, _>>()?;
+            names.sort();
+            Ok(json!(names))
+        })),
+        Op::Symlink { target, link } => json!({ "errno": symlink_errno(&target, &link) }),
+        Op::HardLink { from, to } => io_result(std::fs::hard_link(&from, &to).map(|_| json!(true))),
+        Op::Rename { from, to } => io_result(std::fs::rename(&from, &to).map(|_| json!(true))),
+        Op::Spin => loop {
+            std::hint::spin_loop();
+        },
+        Op::Sleep { ms } => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            json!("slept")
+        }
+        Op::Alloc { bytes } => {
+            let v = vec![1u8; bytes];
+            json!(v.iter().map(|b| *b as u64).sum::<u64>())
+        }
+        Op::Recurse { depth } => json!(recurse(depth)),
+        Op::Panic { message } => panic!("{message}"),
+        Op::Fail { kind, message } => return Err(Error::new(kind, message)),
+        Op::State => {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+            let before = std::fs::read_to_string("/tmp/state").ok();
+            let _ = std::fs::write("/tmp/state", n.to_string());
+            json!({ "counter": n, "tmp_before": before })
+        }
+        Op::Print { text, err_text } => {
+            print!("{text}");
+            std::io::Write::flush(&mut std::io::stdout()).ok();
+            eprint!("{err_text}");
+            json!("printed")
+        }
+        Op::Output { bytes } => json!("x".repeat(bytes)),
+        Op::Context => json!({
+            "request_id": ctx.request_id(),
+            "function": ctx.function_name(),
+            "version": ctx.function_version(),
+            "memory_limit": ctx.memory_limit(),
+            "remaining_ms": ctx.remaining_time().as_millis() as u64,
+            "timeout_ms": ctx.timeout().as_millis() as u64,
+        }),
+        Op::Random => {
+            // std has no public random API on wasip1; `RandomState` keys come
+            // from `random_get`, so read them through a hasher.
+            use std::hash::{BuildHasher, Hasher};
+            let a = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            json!(format!("{a:016x}"))
+        }
+    })
+}
+
+/// Calls WASI `path_symlink` directly (std's wrapper is unstable):
+/// `link` is relative to the `/tmp` preopen (fd 3). Returns the errno.
+#[cfg(target_os = "wasi")]
+fn symlink_errno(target: &str, link: &str) -> i32 {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn path_symlink(
+            old: *const u8,
+            old_len: usize,
+            fd: i32,
+            new: *const u8,
+            new_len: usize,
+        ) -> i32;
+    }
+    // SAFETY: both strings outlive the call; the host only reads them.
+    unsafe { path_symlink(target.as_ptr(), target.len(), 3, link.as_ptr(), link.len()) }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn symlink_errno(_target: &str, _link: &str) -> i32 {
+    58 // ENOTSUP
+}

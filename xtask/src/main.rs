@@ -1,0 +1,113 @@
+//! Project tasks that do their own set-up, so a fresh machine needs no
+//! manual step:
+//!
+//! - `cargo xtask quickstart`: the main job: registers the example guests,
+//!   invokes them and prints results and usage reports;
+//! - `cargo xtask test`: the whole test suite (unit, integration, doc,
+//!   trybuild), in release mode so wasmtime is built once;
+//! - `cargo xtask ci`: what `.ci/run` runs: test, fmt check, clippy,
+//!   benches compiled.
+//!
+//! Set-up: `rustup toolchain install` in the repository installs the
+//! toolchain, components and the `wasm32-wasip1` target that
+//! `rust-toolchain.toml` names (a plain `cargo` call does not install
+//! targets).
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprintln!("usage: cargo xtask <quickstart|test|ci> [extra cargo args]");
+        return ExitCode::from(2);
+    };
+    let extra = &args[1..];
+    let result = setup().and_then(|()| match task.as_str() {
+        "quickstart" => cargo(&["run", "--release", "--example", "quickstart"], extra),
+        "test" => test(extra),
+        "ci" => test(extra)
+            .and_then(|()| cargo(&["fmt", "--all", "--check"], &[]))
+            .and_then(|()| {
+                cargo(
+                    &[
+                        "clippy",
+                        "--workspace",
+                        "--all-targets",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[],
+                )
+            }),
+        other => Err(format!(
+            "unknown task `{other}`; expected quickstart, test or ci"
+        )),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    cargo(&["test", "--release", "--workspace"], extra)
+}
+
+/// Installs what `rust-toolchain.toml` lists (toolchain, components and
+/// the wasm32-wasip1 target). Idempotent and quick when all is there.
+fn setup() -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let installed = Command::new("rustup")
+        .arg("toolchain")
+        .arg("install")
+        .current_dir(&root)
+        .status();
+    match installed {
+        Ok(s) if s.success() => {}
+        Ok(s) => return Err(format!("`rustup toolchain install` failed ({s})")),
+        Err(e) => {
+            eprintln!(
+                "xtask: rustup not found ({e}); assuming the toolchain and wasm32-wasip1 target are installed"
+            );
+            return Ok(());
+        }
+    }
+    // Older rustup versions install the toolchain without its targets.
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(&root)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-wasip1") {
+        let s = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !s.success() {
+            return Err("`rustup target add wasm32-wasip1` failed".into());
+        }
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    eprintln!("xtask: cargo {} {}", args.join(" "), extra.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .args(extra)
+        .current_dir(root)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
