@@ -1,1 +1,86 @@
-fn main() {}
+//! The quickstart: registers the example guests (echo, hello, thumbnail,
+//! news, leaderboard), invokes each with a sample event, and prints the
+//! results with Lambda-style START/END/REPORT lines.
+//!
+//! Run with: `cargo xtask quickstart`
+//! (or, once the wasm32-wasip1 target is installed,
+//! `cargo run --release --example quickstart`).
+//!
+//! Compiled modules are cached (see `fnhost::default_cache_dir`), so the
+//! second run compiles nothing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use fnhost::{FunctionConfig, Host};
+use fnhost_examples::{print_invocation, summarize_thumbnails};
+use fnhost_test_guests as guests;
+use serde_json::json;
+
+fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let host = Host::builder().build().context("starting the host")?;
+    host.register(FunctionConfig::from_file("echo", guests::ECHO))?;
+    host.register(FunctionConfig::from_file("hello", guests::HELLO).env("GREETING", "Hello"))?;
+    host.register(
+        FunctionConfig::from_file("thumbnail", guests::THUMBNAIL)
+            .memory_limit(256 << 20)
+            .timeout(Duration::from_secs(10))
+            .env("THUMBNAIL_SIZES", "64,128"),
+    )?;
+    host.register(FunctionConfig::from_file("news", guests::NEWS))?;
+    host.register(FunctionConfig::from_file(
+        "leaderboard",
+        guests::LEADERBOARD,
+    ))?;
+    let stats = host.stats();
+    println!(
+        "registered {} functions in {:.1} ms ({} compiled, {} from the artifact cache at {})\n",
+        host.functions().len(),
+        started.elapsed().as_secs_f64() * 1e3,
+        stats.compiles,
+        stats.cache_hits,
+        fnhost::default_cache_dir().display(),
+    );
+
+    // echo: raw bytes in, the same bytes out.
+    let inv = host.invoke("echo", b"ping")?;
+    print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+
+    // hello: typed JSON, with the function's own environment.
+    let inv = host.invoke("hello", json!({"name": "Ada"}).to_string().as_bytes())?;
+    print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+
+    // hello again, with a handled error.
+    let inv = host.invoke("hello", json!({"name": ""}).to_string().as_bytes())?;
+    print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+
+    // thumbnail: a 1024x768 PNG made here, resized in the sandbox.
+    let png = guests::sample_png(1024, 768);
+    println!("thumbnail input: {} byte PNG, 1024x768", png.len());
+    let inv = host.invoke("thumbnail", &png)?;
+    print_invocation(&inv, summarize_thumbnails);
+
+    // news: an article in, title/links/word counts/category out.
+    let article = json!({
+        "html": "<html><head><title>Election results</title></head><body>\
+                 <p>The government won the vote in parliament; the minister promised a new law.</p>\
+                 <a href=\"https://example.com/results\">Full results</a></body></html>"
+    });
+    let inv = host.invoke("news", article.to_string().as_bytes())?;
+    print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+
+    // leaderboard: three score events, the board carried between them.
+    let mut board = json!({"best": {}, "events": 0});
+    for (player, score) in [("ann", 120), ("bob", 300), ("ann", 410)] {
+        let event = json!({"board": board, "event": {"player": player, "score": score}});
+        let inv = host.invoke("leaderboard", event.to_string().as_bytes())?;
+        let out: serde_json::Value = match inv.output() {
+            Ok(bytes) => serde_json::from_slice(bytes)?,
+            Err(e) => anyhow::bail!("leaderboard failed: {e}"),
+        };
+        board = out["board"].clone();
+        print_invocation(&inv, |_| format!("top: {}", out["top"]));
+    }
+    Ok(())
+}

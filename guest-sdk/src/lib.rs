@@ -84,6 +84,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for calling a handler directly as plain Rust (unit tests,
+    /// native benchmarks). Inside a wasm guest its methods ask the host;
+    /// off wasm they return stand-ins (function `"native"`, no deadline).
+    pub fn native() -> Context {
+        Context { _private: () }
+    }
+
     /// The invocation's request id (a UUID string).
     pub fn request_id(&self) -> String {
         ffi::context_string(0)

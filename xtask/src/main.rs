@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     };
     let extra = &args[1..];
     let result = setup().and_then(|()| match task.as_str() {
-        "quickstart" => cargo(&["run", "--release", "--example", "quickstart"], extra),
+        "quickstart" => quickstart(extra),
         "test" => test(extra),
         "ci" => test(extra)
             .and_then(|()| cargo(&["fmt", "--all", "--check"], &[]))
@@ -53,6 +53,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Builds every example with the same feature set as the tests (so
+/// wasmtime is not compiled a second time), then runs the quickstart.
+fn quickstart(extra: &[String]) -> Result<(), String> {
+    cargo(&["build", "--release", "--workspace", "--examples"], &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let exe = target.join("release").join("examples").join("quickstart");
+    eprintln!("xtask: {}", exe.display());
+    let status = Command::new(&exe)
+        .args(extra)
+        .status()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("quickstart failed ({status})"))
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
     cargo(&["test", "--release", "--workspace"], extra)
 }
@@ -60,7 +84,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 /// Installs what `rust-toolchain.toml` lists (toolchain, components and
 /// the wasm32-wasip1 target). Idempotent and quick when all is there.
 fn setup() -> Result<(), String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root();
     let installed = Command::new("rustup")
         .arg("toolchain")
         .arg("install")
@@ -97,7 +121,7 @@ fn setup() -> Result<(), String> {
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root();
     eprintln!("xtask: cargo {} {}", args.join(" "), extra.join(" "));
     let status = Command::new(cargo)
         .args(args)

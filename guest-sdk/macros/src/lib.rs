@@ -6,7 +6,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::{FnArg, ItemFn, PatType, ReturnType, Type, parse_macro_input, spanned::Spanned};
 
 /// Turns a function into the module's fnhost handler.
@@ -180,7 +180,8 @@ fn expand_handler(
             super::#name(event, #ctx_arg)
         }))
     } else {
-        quote!(::fnhost_guest::__private::run_json(ptr, len, |event: #event_ty, ctx: &::fnhost_guest::Context| {
+        // Spanned at the event type, so "not Deserialize" points there.
+        quote_spanned!(event_ty.span()=> ::fnhost_guest::__private::run_json(ptr, len, |event: #event_ty, ctx: &::fnhost_guest::Context| {
             let _ = ctx;
             super::#name(event, #ctx_arg)
         }))

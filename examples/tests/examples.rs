@@ -1,0 +1,42 @@
+//! Runs every host example as a real process and checks what it prints.
+//! `cargo test` builds the examples beside this test binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "{} is not built; run `cargo test --workspace` (it builds examples)", path.display());
+    path
+}
+
+fn run(name: &str, cache: &std::path::Path) -> String {
+    let out = Command::new(example(name)).env("FNHOST_CACHE_DIR", cache).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let first = run("quickstart", cache.path());
+    for line in [
+        "result: ping",
+        r#"result: {"message":"Hello, Ada!","function":"hello"}"#,
+        "error (guest_error): InvalidName: name must not be empty",
+        r#"result: source "png" 1024x768 -> 64x48"#,
+        r#""category":"politics","scores":{"politics":6}}"#,
+        r#"result: top: [{"player":"ann","rank":1,"score":410},{"player":"bob","rank":2,"score":300}]"#,
+    ] {
+        assert!(first.contains(line), "missing {line:?} in:\n{first}");
+    }
+    assert_eq!(first.matches("\nREPORT RequestId: ").count(), 8, "{first}");
+    assert_eq!(first.matches("\nSTART RequestId: ").count(), 8);
+    assert!(first.contains("(5 compiled, 0 from the artifact cache"), "{first}");
+    // A new process on the same cache compiles nothing.
+    let second = run("quickstart", cache.path());
+    assert!(second.contains("(0 compiled, 5 from the artifact cache"), "{second}");
+}

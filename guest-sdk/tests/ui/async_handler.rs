@@ -1,0 +1,6 @@
+#[fnhost_guest::handler]
+async fn handle(event: Vec<u8>) -> Result<Vec<u8>, fnhost_guest::Error> {
+    Ok(event)
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[fnhost_guest::init]
+fn setup(x: u32) -> Result<(), fnhost_guest::Error> {
+    let _ = x;
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[fnhost_guest::handler]
+fn handle() -> Result<Vec<u8>, fnhost_guest::Error> {
+    Ok(Vec::new())
+}
+
+fn main() {}
