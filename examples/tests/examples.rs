@@ -7,15 +7,32 @@ use std::process::Command;
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    assert!(path.exists(), "{} is not built; run `cargo test --workspace` (it builds examples)", path.display());
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo test --workspace` (it builds examples)",
+        path.display()
+    );
     path
 }
 
 fn run(name: &str, cache: &std::path::Path) -> String {
-    let out = Command::new(example(name)).env("FNHOST_CACHE_DIR", cache).output().unwrap();
+    let out = Command::new(example(name))
+        .env("FNHOST_CACHE_DIR", cache)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{name} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -35,8 +52,14 @@ fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
     }
     assert_eq!(first.matches("\nREPORT RequestId: ").count(), 8, "{first}");
     assert_eq!(first.matches("\nSTART RequestId: ").count(), 8);
-    assert!(first.contains("(5 compiled, 0 from the artifact cache"), "{first}");
+    assert!(
+        first.contains("(5 compiled, 0 from the artifact cache"),
+        "{first}"
+    );
     // A new process on the same cache compiles nothing.
     let second = run("quickstart", cache.path());
-    assert!(second.contains("(0 compiled, 5 from the artifact cache"), "{second}");
+    assert!(
+        second.contains("(0 compiled, 5 from the artifact cache"),
+        "{second}"
+    );
 }

@@ -304,10 +304,10 @@ impl Host {
             reason: format!("{e:#}"),
         })?;
         c.compiles.fetch_add(1, Ordering::Relaxed);
-        if let Some(cache) = &self.inner.cache {
-            if let Err(e) = cache.store(hash, &module) {
-                tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write artifact cache");
-            }
+        if let Some(cache) = &self.inner.cache
+            && let Err(e) = cache.store(hash, &module)
+        {
+            tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write artifact cache");
         }
         Ok(module)
     }

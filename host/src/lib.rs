@@ -83,3 +83,8 @@ pub use host::{Host, HostBuilder, HostStats, Invocation};
 pub use logs::{Logs, escape_control};
 pub use report::{Report, RequestId};
 pub use wasmtime::Trap;
+
+/// The README's code blocks compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

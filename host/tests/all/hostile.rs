@@ -242,12 +242,7 @@ fn wasi_calls_with_wild_pointers_get_efault() {
         ),
     ];
     for (name, call, errno) in cases {
-        let body = format!(
-            "{} {}",
-            if name == "iov_target_oob" { "" } else { "" },
-            report(call)
-        );
-        let inv = run_wat(&host, name, &wat_guest(imports, "", &body), b"");
+        let inv = run_wat(&host, name, &wat_guest(imports, "", &report(call)), b"");
         assert_eq!(inv.output().unwrap(), errno.to_le_bytes(), "{name}");
     }
     // A host import with an out-of-bounds buffer in fnhost_v1 traps as an
