@@ -61,7 +61,11 @@ pub(crate) struct Ticker {
 }
 
 impl Ticker {
-    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Ticker> {
+    pub(crate) fn start(
+        engine: Engine,
+        tick: Duration,
+        on_tick: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Ticker> {
         let (stop, rx) = bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("fnhost-epoch".into())
@@ -69,6 +73,7 @@ impl Ticker {
                 // Sleeps in the channel wait; wakes once per tick.
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(tick) {
                     engine.increment_epoch();
+                    on_tick();
                 }
             })?;
         Ok(Ticker {

@@ -8,6 +8,9 @@ use wasmtime::InstancePre;
 
 use crate::abi;
 use crate::error::{Error, Result};
+use crate::limits::Gate;
+use crate::metrics::Metrics;
+use crate::pool::WarmPool;
 use crate::sandbox::State;
 
 /// wasm32 linear memory cannot exceed 4 GiB.
@@ -43,6 +46,20 @@ pub struct FunctionConfig {
     pub(crate) max_input: usize,
     pub(crate) max_output: usize,
     pub(crate) max_log_bytes: usize,
+    pub(crate) reserved_concurrency: Option<u32>,
+    pub(crate) provisioned_concurrency: u32,
+    pub(crate) reuse: Option<Reuse>,
+    pub(crate) max_wait: Duration,
+}
+
+/// Lambda-style execution-environment reuse (see
+/// [`FunctionConfig::reuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// An instance serves at most this many invocations, then is dropped.
+    pub max_uses: u32,
+    /// An instance idle this long is released (scale to zero).
+    pub idle_ttl: Duration,
 }
 
 impl FunctionConfig {
@@ -67,7 +84,45 @@ impl FunctionConfig {
             max_input: 6 << 20,
             max_output: 6 << 20,
             max_log_bytes: 256 << 10,
+            reserved_concurrency: None,
+            provisioned_concurrency: 0,
+            reuse: None,
+            max_wait: Duration::ZERO,
         }
+    }
+
+    /// Reserved concurrency: this many concurrent invocations are set
+    /// aside for this function from the host's global limit, and it may
+    /// never run more. Without it the function shares the unreserved pool.
+    pub fn reserved_concurrency(mut self, n: u32) -> Self {
+        self.reserved_concurrency = Some(n);
+        self
+    }
+
+    /// Provisioned concurrency: keep this many instances initialised
+    /// ahead of time (refilled in the background), so invocations that
+    /// find one start warm. Without [`reuse`](Self::reuse) each prepared
+    /// instance still serves exactly one invocation.
+    pub fn provisioned_concurrency(mut self, n: u32) -> Self {
+        self.provisioned_concurrency = n;
+        self
+    }
+
+    /// Warm reuse: keep an instance after a successful invocation and
+    /// run later invocations of this function in it (state in memory and
+    /// `/tmp` persists within that instance only, as in Lambda). An
+    /// instance that trapped, timed out or ran out of memory is never
+    /// reused. Default: a fresh instance per invocation.
+    pub fn reuse(mut self, max_uses: u32, idle_ttl: Duration) -> Self {
+        self.reuse = Some(Reuse { max_uses, idle_ttl });
+        self
+    }
+
+    /// At its concurrency limit, wait up to this long for a slot before
+    /// throttling (backpressure). Default 0: throttle at once.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
     }
 
     /// Linear-memory limit in bytes (default 128 MiB). Must be at least one
@@ -198,6 +253,9 @@ pub(crate) struct FunctionSpec {
     pub max_input: usize,
     pub max_output: usize,
     pub max_log_bytes: usize,
+    pub provisioned: u32,
+    pub reuse: Option<Reuse>,
+    pub max_wait: Duration,
     /// Host secret for per-instance random seeds.
     pub secret: [u8; 32],
 }
@@ -213,18 +271,28 @@ impl FunctionSpec {
             max_input: cfg.max_input,
             max_output: cfg.max_output,
             max_log_bytes: cfg.max_log_bytes,
+            provisioned: cfg.provisioned_concurrency,
+            reuse: cfg.reuse,
+            max_wait: cfg.max_wait,
             secret,
         }
     }
 }
 
-/// A registered function: checked, compiled and pre-linked.
+/// A registered function: checked, compiled and pre-linked, with its
+/// concurrency gate, counters and warm instances.
 pub(crate) struct Function {
     pub spec: Arc<FunctionSpec>,
     pub pre: InstancePre<State>,
     pub exports: abi::Exports,
     /// BLAKE3 of the module bytes, hex.
     pub module_hash: String,
+    /// Its own gate when it has reserved concurrency, else the host's
+    /// unreserved gate.
+    pub gate: Arc<Gate>,
+    pub reserved: Option<u32>,
+    pub metrics: Metrics,
+    pub pool: WarmPool,
 }
 
 /// What a registered function is, for callers (`Host::function_info`).
@@ -240,6 +308,12 @@ pub struct FunctionInfo {
     pub timeout: Duration,
     /// `/tmp` quota in bytes.
     pub tmp_quota: u64,
+    /// Reserved concurrency, if any.
+    pub reserved_concurrency: Option<u32>,
+    /// Provisioned (pre-initialised) instances kept ready.
+    pub provisioned_concurrency: u32,
+    /// Warm-reuse settings, if enabled.
+    pub reuse: Option<Reuse>,
 }
 
 impl Function {
@@ -250,6 +324,9 @@ impl Function {
             memory_limit: self.spec.memory_limit,
             timeout: self.spec.timeout,
             tmp_quota: self.spec.tmp_quota,
+            reserved_concurrency: self.reserved,
+            provisioned_concurrency: self.spec.provisioned,
+            reuse: self.spec.reuse,
         }
     }
 }

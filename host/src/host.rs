@@ -1,14 +1,15 @@
 //! The [`Host`]: registry of functions, and the invoke entry point.
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
-use wasmtime::{Engine, Linker, Module};
+use wasmtime::{Linker, Module};
 
 use crate::abi::{self, Provided};
 use crate::cache::{self, ArtifactCache, Lookup};
@@ -17,27 +18,36 @@ use crate::error::{Error, Result};
 use crate::function::{
     Function, FunctionConfig, FunctionInfo, FunctionSpec, ModuleSource, WASM32_MAX_MEMORY,
 };
+use crate::limits::{Gate, Permit};
 use crate::logs::Logs;
-use crate::report::{Report, RequestId};
-use crate::sandbox::{self, Call, State};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::pool::WarmPool;
+use crate::report::Report;
+use crate::runtime::{Core, Job, ShutdownReport, Threads};
 
 /// Builds a [`Host`]. Every setting has a default; `build` validates them
 /// and names the field it refuses.
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
-    max_instances: u32,
+    pub(crate) concurrency_limit: u32,
+    pub(crate) max_idle_instances: u32,
+    pub(crate) workers: usize,
     max_memory: u64,
-    epoch_tick: Duration,
+    pub(crate) epoch_tick: Duration,
     max_module_size: usize,
     max_wasm_stack: usize,
+    pub(crate) maintenance_interval: Duration,
 }
 
 impl Default for HostBuilder {
     fn default() -> Self {
         HostBuilder {
             cache_dir: Some(cache::default_cache_dir()),
-            max_instances: 1000,
+            concurrency_limit: 1000,
+            max_idle_instances: 1000,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            maintenance_interval: Duration::from_secs(1),
             max_memory: WASM32_MAX_MEMORY,
             epoch_tick: Duration::from_millis(5),
             max_module_size: 64 << 20,
@@ -60,9 +70,32 @@ impl HostBuilder {
         self
     }
 
-    /// Instances that may exist at once (pool slots; default 1,000).
-    pub fn max_instances(mut self, n: u32) -> Self {
-        self.max_instances = n;
+    /// Invocations in flight (queued or running) across all functions
+    /// (default 1,000, Lambda's). Reserved concurrency is carved out of it.
+    pub fn concurrency_limit(mut self, n: u32) -> Self {
+        self.concurrency_limit = n;
+        self
+    }
+
+    /// Most idle warm instances kept across all functions (default 1,000).
+    /// Pool slots = concurrency limit + this, so idle instances never
+    /// starve running invocations.
+    pub fn max_idle_instances(mut self, n: u32) -> Self {
+        self.max_idle_instances = n;
+        self
+    }
+
+    /// Worker threads serving [`Host::invoke_async`] (default: available
+    /// cores). [`Host::invoke`] runs on the caller's thread.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// How often idle instances are released and provisioned ones
+    /// refilled (default 1 s).
+    pub fn maintenance_interval(mut self, every: Duration) -> Self {
+        self.maintenance_interval = every;
         self
     }
 
@@ -96,8 +129,26 @@ impl HostBuilder {
 
     /// Validates the settings and starts the host.
     pub fn build(self) -> Result<Host> {
-        if self.max_instances == 0 {
-            return Err(Error::config("max_instances", "must be at least 1"));
+        if self.concurrency_limit == 0 || self.concurrency_limit > 100_000 {
+            return Err(Error::config(
+                "concurrency_limit",
+                "must be between 1 and 100,000",
+            ));
+        }
+        if self.max_idle_instances > 100_000 {
+            return Err(Error::config(
+                "max_idle_instances",
+                "must be at most 100,000",
+            ));
+        }
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(Error::config("workers", "must be between 1 and 1,024"));
+        }
+        if self.maintenance_interval < Duration::from_millis(1) {
+            return Err(Error::config(
+                "maintenance_interval",
+                "must be at least 1 ms",
+            ));
         }
         if self.max_memory < 64 << 10 || self.max_memory > WASM32_MAX_MEMORY {
             return Err(Error::config(
@@ -122,7 +173,7 @@ impl HostBuilder {
             return Err(Error::config("max_module_size", "must be above 0"));
         }
         let engine = engine::build_engine(&EngineSettings {
-            max_instances: self.max_instances,
+            max_instances: self.concurrency_limit + self.max_idle_instances,
             max_memory: self.max_memory,
             max_wasm_stack: self.max_wasm_stack,
         })?;
@@ -137,21 +188,24 @@ impl HostBuilder {
             }
             None => None,
         };
-        let ticker = Ticker::start(engine.clone(), self.epoch_tick)
-            .map_err(|e| Error::io("epoch thread", e))?;
         let secret = host_secret();
+        let core = Arc::new(Core::new(
+            engine.clone(),
+            linker,
+            provided,
+            cache,
+            self.clone(),
+            secret,
+        ));
+        let threads = Threads::start(&core).map_err(|e| Error::io("worker threads", e))?;
+        let c = core.clone();
+        let ticker = Ticker::start(engine, self.epoch_tick, move || c.on_tick())
+            .map_err(|e| Error::io("epoch thread", e))?;
         Ok(Host {
             inner: Arc::new(Inner {
-                request_prefix: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
-                secret,
-                engine,
-                linker,
-                provided,
-                cache,
-                functions: RwLock::new(HashMap::new()),
-                settings: self,
-                counters: Counters::default(),
                 _ticker: ticker,
+                _threads: threads,
+                core,
             }),
         })
     }
@@ -165,25 +219,12 @@ pub struct Host {
     inner: Arc<Inner>,
 }
 
+// Field order is drop order: the ticker stops first, then the workers
+// and maintenance thread (graceful shutdown), then the shared core.
 struct Inner {
-    engine: Engine,
-    linker: Linker<State>,
-    provided: Provided,
-    cache: Option<ArtifactCache>,
-    functions: RwLock<HashMap<String, Arc<Function>>>,
-    settings: HostBuilder,
-    secret: [u8; 32],
-    request_prefix: u64,
-    counters: Counters,
     _ticker: Ticker,
-}
-
-#[derive(Default)]
-struct Counters {
-    compiles: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_rejected: AtomicU64,
-    requests: AtomicU64,
+    _threads: Threads,
+    core: Arc<Core>,
 }
 
 /// Registry counters (see [`Host::stats`]).
@@ -228,14 +269,19 @@ impl Host {
     }
 
     /// Registers a function: reads and size-checks the module, loads it from
-    /// the artifact cache or compiles it, checks it against ABI v1 and links
-    /// it. Nothing is registered if any step fails.
+    /// the artifact cache or compiles it, checks it against ABI v1, links
+    /// it, reserves its concurrency and prepares its provisioned instances.
+    /// Nothing is registered if any step fails.
     pub fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        let core = &self.inner.core;
         let span = tracing::info_span!("register", function = %cfg.name);
         let _enter = span.enter();
-        let s = &self.inner.settings;
+        let s = &core.settings;
         cfg.validate(s.max_memory)?;
-        if self.inner.functions.read().contains_key(&cfg.name) {
+        if core.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        if core.functions.read().contains_key(&cfg.name) {
             return Err(Error::AlreadyExists { name: cfg.name });
         }
         let bytes = match &cfg.source {
@@ -259,40 +305,84 @@ impl Host {
         }
         let module_hash = blake3::hash(&bytes).to_hex().to_string();
         let module = self.load_or_compile(&bytes, &module_hash)?;
-        let exports = abi::check(&module, &self.inner.provided)?;
-        let pre = self
-            .inner
+        let exports = abi::check(&module, &core.provided)?;
+        let pre = core
             .linker
             .instantiate_pre(&module)
             .map_err(|e| Error::InvalidModule {
                 reason: format!("{e:#}"),
             })?;
+        let gate = match cfg.reserved_concurrency {
+            None => core.unreserved.clone(),
+            Some(r) => {
+                let mut total = core.reserved_total.lock();
+                let left = s.concurrency_limit - *total;
+                if r > left {
+                    return Err(Error::config(
+                        "reserved_concurrency",
+                        format!(
+                            "{r} is more than the {left} left unreserved of the host's {}",
+                            s.concurrency_limit
+                        ),
+                    ));
+                }
+                *total += r;
+                core.unreserved.set_limit(s.concurrency_limit - *total);
+                Gate::new(r)
+            }
+        };
         let function = Arc::new(Function {
-            spec: Arc::new(FunctionSpec::new(&cfg, self.inner.secret)),
+            spec: Arc::new(FunctionSpec::new(&cfg, core.secret)),
             pre,
             exports,
             module_hash,
+            gate,
+            reserved: cfg.reserved_concurrency,
+            metrics: Metrics::new(),
+            pool: WarmPool::default(),
         });
-        let info = function.info();
-        let mut map = self.inner.functions.write();
-        if map.contains_key(&cfg.name) {
-            return Err(Error::AlreadyExists { name: cfg.name });
+        // Provisioned instances are ready before the function is visible;
+        // a failing init fails the registration.
+        let inserted = core.refill(&function).and_then(|()| {
+            let mut map = core.functions.write();
+            if map.contains_key(&cfg.name) {
+                return Err(Error::AlreadyExists {
+                    name: cfg.name.clone(),
+                });
+            }
+            map.insert(cfg.name.clone(), function.clone());
+            Ok(())
+        });
+        if let Err(e) = inserted {
+            function.pool.clear(&core.idle_budget);
+            self.release_reservation(&function);
+            return Err(e);
         }
-        map.insert(cfg.name, function);
+        let info = function.info();
         tracing::info!(module_hash = %info.module_hash, "registered");
         Ok(info)
     }
 
+    fn release_reservation(&self, f: &Function) {
+        let core = &self.inner.core;
+        if let Some(r) = f.reserved {
+            let mut total = core.reserved_total.lock();
+            *total -= r;
+            core.unreserved
+                .set_limit(core.settings.concurrency_limit - *total);
+        }
+    }
+
     fn load_or_compile(&self, bytes: &[u8], hash: &str) -> Result<Module> {
-        let c = &self.inner.counters;
-        if let Some(cache) = &self.inner.cache {
-            match cache.load(&self.inner.engine, hash) {
+        let core = &self.inner.core;
+        if let Some(cache) = &core.cache {
+            match cache.load(&core.engine, hash) {
                 Lookup::Hit(m) => {
-                    c.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    core.cache_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(m);
                 }
                 Lookup::Rejected(why) => {
-                    c.cache_rejected.fetch_add(1, Ordering::Relaxed);
+                    core.cache_rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%why, "artifact cache entry rejected; recompiling");
                 }
                 Lookup::Miss => {}
@@ -300,11 +390,11 @@ impl Host {
         }
         let span = tracing::info_span!("compile", bytes = bytes.len());
         let _enter = span.enter();
-        let module = Module::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidModule {
+        let module = Module::new(&core.engine, bytes).map_err(|e| Error::InvalidModule {
             reason: format!("{e:#}"),
         })?;
-        c.compiles.fetch_add(1, Ordering::Relaxed);
-        if let Some(cache) = &self.inner.cache
+        core.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &core.cache
             && let Err(e) = cache.store(hash, &module)
         {
             tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write artifact cache");
@@ -312,14 +402,18 @@ impl Host {
         Ok(module)
     }
 
-    /// Removes a function; invocations already running finish.
+    /// Removes a function: new invocations get `NotFound`; running ones
+    /// finish; its idle instances and reserved concurrency are released.
     pub fn unregister(&self, name: &str) -> Result<()> {
-        self.inner
+        let core = &self.inner.core;
+        let f = core
             .functions
             .write()
             .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| Error::NotFound { name: name.into() })
+            .ok_or_else(|| Error::NotFound { name: name.into() })?;
+        f.pool.clear(&core.idle_budget);
+        self.release_reservation(&f);
+        Ok(())
     }
 
     /// What is registered under `name`.
@@ -331,6 +425,7 @@ impl Host {
     pub fn functions(&self) -> Vec<FunctionInfo> {
         let mut v: Vec<_> = self
             .inner
+            .core
             .functions
             .read()
             .values()
@@ -342,6 +437,7 @@ impl Host {
 
     fn function(&self, name: &str) -> Result<Arc<Function>> {
         self.inner
+            .core
             .functions
             .read()
             .get(name)
@@ -351,7 +447,7 @@ impl Host {
 
     /// Registry counters.
     pub fn stats(&self) -> HostStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.core;
         HostStats {
             compiles: c.compiles.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
@@ -359,67 +455,151 @@ impl Host {
         }
     }
 
+    /// Counters of one function.
+    pub fn function_metrics(&self, name: &str) -> Result<MetricsSnapshot> {
+        self.function(name).map(|f| f.metrics.snapshot())
+    }
+
+    /// Host-wide counters: the sum over registered functions, with the
+    /// host's own current and peak concurrency.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut total = MetricsSnapshot::default();
+        for f in self.inner.core.functions.read().values() {
+            total.absorb(&f.metrics.snapshot());
+        }
+        let (now, max) = self.inner.core.host_in_flight();
+        total.in_flight = now;
+        total.max_in_flight = max;
+        total
+    }
+
+    /// Instances of `name` alive now: `(live, idle)`.
+    pub fn instances(&self, name: &str) -> Result<(u32, usize)> {
+        self.function(name).map(|f| (f.pool.live(), f.pool.idle()))
+    }
+
+    /// Releases reuse-mode instances idle past their TTL as of `now` (the
+    /// maintenance thread does this every interval; tests pass a chosen
+    /// clock). Returns how many were released.
+    pub fn release_idle(&self, now: Instant) -> usize {
+        self.inner.core.reap(now)
+    }
+
     /// Removes every artifact-cache entry (no-op without a cache).
     pub fn clear_artifact_cache(&self) -> Result<()> {
-        match &self.inner.cache {
+        match &self.inner.core.cache {
             Some(c) => c.clear().map_err(|e| Error::io(c.dir(), e)),
             None => Ok(()),
         }
     }
 
-    /// Invokes `name` with `payload` in a fresh instance, on the calling
-    /// thread.
+    /// Invokes `name` with `payload` on the calling thread, after the same
+    /// admission control as every path (concurrency limits, payload cap).
     ///
-    /// `Err` means no guest code ran (unknown function, payload too large);
-    /// otherwise the [`Invocation`] carries the outcome, logs and report.
+    /// `Err` means no guest code ran (unknown function, payload too large,
+    /// throttled, shutting down); otherwise the [`Invocation`] carries the
+    /// outcome, logs and report.
     pub fn invoke(&self, name: &str, payload: &[u8]) -> Result<Invocation> {
-        let function = self.function(name)?;
-        let spec = &function.spec;
-        if payload.len() > spec.max_input {
-            return Err(Error::PayloadTooLarge {
-                size: payload.len(),
-                max: spec.max_input,
-            });
-        }
-        let request_id = self.next_request_id();
-        let span = tracing::debug_span!("invoke", function = %spec.name, request_id = %request_id);
-        let _enter = span.enter();
-        Ok(self.run_fresh(&function, payload, request_id))
+        let f = self.function(name)?;
+        let permit = self.inner.core.admit(&f, payload.len())?;
+        Ok(self.inner.core.execute(&f, payload, permit))
     }
 
-    fn next_request_id(&self) -> RequestId {
-        let n = self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-        RequestId(((self.inner.request_prefix as u128) << 64) | n as u128)
-    }
-
-    fn run_fresh(&self, function: &Function, payload: &[u8], request_id: RequestId) -> Invocation {
-        let start = SystemTime::now();
-        let t0 = Instant::now();
-        let call = Call::new(&function.spec, request_id, t0);
-        let (outcome, init, duration, store) =
-            match sandbox::start(function, call, self.inner.settings.epoch_tick) {
-                Ok(mut inst) => {
-                    let t1 = Instant::now();
-                    let out = inst.invoke(payload);
-                    (out, t1 - t0, t1.elapsed(), inst.store)
-                }
-                Err((e, store)) => (Err(e), t0.elapsed(), Duration::ZERO, store),
-            };
-        let st = store.into_data();
-        Invocation {
-            report: Report {
-                request_id,
-                function: st.func.name.clone(),
-                version: "$LATEST".into(),
-                start,
-                duration,
-                init_duration: Some(init),
-                memory_limit: st.func.memory_limit,
-                max_memory_used: st.limiter.peak as u64,
-                error: outcome.as_ref().err().map(Error::kind),
+    /// Invokes `name` on the host's worker pool through the lock-free
+    /// queue. The future works on any executor; admission happens when it
+    /// is first polled, and waiting for a slot (up to the function's
+    /// `max_wait`) never blocks the executor.
+    pub fn invoke_async(&self, name: &str, payload: impl Into<Bytes>) -> InvokeFuture {
+        InvokeFuture {
+            state: match self.function(name) {
+                Ok(f) => FutState::Admit {
+                    core: self.inner.core.clone(),
+                    f,
+                    payload: payload.into(),
+                    wait_until: None,
+                },
+                Err(e) => FutState::Ready(Some(Err(e))),
             },
-            logs: st.call.logs.finish(),
-            outcome: outcome.map(Bytes::from),
+        }
+    }
+
+    /// Graceful shutdown: stop admitting (new invocations get
+    /// [`Error::ShuttingDown`]), answer every queued invocation with
+    /// `ShuttingDown`, and wait up to `grace` for running ones to finish.
+    /// Dropping the last `Host` handle does the same with 30 s of grace.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.core.shutdown(grace)
+    }
+}
+
+/// Future returned by [`Host::invoke_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct InvokeFuture {
+    state: FutState,
+}
+
+enum FutState {
+    Admit {
+        core: Arc<Core>,
+        f: Arc<Function>,
+        payload: Bytes,
+        wait_until: Option<Instant>,
+    },
+    Waiting(futures_channel::oneshot::Receiver<Result<Invocation>>),
+    Ready(Option<Result<Invocation>>),
+}
+
+impl Future for InvokeFuture {
+    type Output = Result<Invocation>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match &mut self.state {
+                FutState::Ready(r) => {
+                    return Poll::Ready(r.take().unwrap_or(Err(Error::ShuttingDown)));
+                }
+                FutState::Waiting(rx) => {
+                    return match Pin::new(rx).poll(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Ok(r)) => Poll::Ready(r),
+                        // The job was dropped unanswered: only at shutdown.
+                        Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ShuttingDown)),
+                    };
+                }
+                FutState::Admit {
+                    core,
+                    f,
+                    payload,
+                    wait_until,
+                } => {
+                    let until = match *wait_until {
+                        Some(u) => u,
+                        None => match core.precheck(f, payload.len()) {
+                            // First poll: the checks that need no slot.
+                            Err(e) => {
+                                self.state = FutState::Ready(Some(Err(e)));
+                                continue;
+                            }
+                            Ok(()) => *wait_until.insert(Instant::now() + f.spec.max_wait),
+                        },
+                    };
+                    if f.gate.poll_acquire(cx.waker(), until) {
+                        let (tx, rx) = futures_channel::oneshot::channel();
+                        core.enqueue(Job {
+                            function: f.clone(),
+                            payload: std::mem::take(payload),
+                            permit: Permit::new(f.gate.clone()),
+                            reply: tx,
+                        });
+                        FutState::Waiting(rx)
+                    } else if Instant::now() < until {
+                        return Poll::Pending;
+                    } else {
+                        FutState::Ready(Some(Err(core.throttled(f))))
+                    }
+                }
+            };
+            self.state = next;
         }
     }
 }

@@ -38,7 +38,7 @@
 //!     (call $output (i32.const 0) (i32.add (local.get $len) (i32.const 7)))
 //!     (i32.const 0)))"#;
 //!
-//! let host = Host::builder().no_artifact_cache().max_instances(4).build()?;
+//! let host = Host::builder().no_artifact_cache().concurrency_limit(4).build()?;
 //! host.register(FunctionConfig::from_bytes("hello", guest))?;
 //!
 //! let inv = host.invoke("hello", b"world")?;
@@ -69,19 +69,26 @@ mod error;
 mod function;
 mod guest_mem;
 mod host;
+mod limits;
 mod logs;
+mod metrics;
+mod pool;
 mod report;
+mod runtime;
 mod sandbox;
 mod wasi;
 
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result};
 pub use function::{
-    FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, WASM32_MAX_MEMORY,
+    FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
+    WASM32_MAX_MEMORY,
 };
-pub use host::{Host, HostBuilder, HostStats, Invocation};
+pub use host::{Host, HostBuilder, HostStats, Invocation, InvokeFuture};
 pub use logs::{Logs, escape_control};
+pub use metrics::{MetricsSnapshot, Percentiles};
 pub use report::{Report, RequestId};
+pub use runtime::ShutdownReport;
 pub use wasmtime::Trap;
 
 /// The README's code blocks compile as doctests.

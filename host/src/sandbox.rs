@@ -123,6 +123,14 @@ pub(crate) struct Instance {
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i32>,
     memory: Memory,
+    /// Instantiation and init time.
+    pub init_duration: Duration,
+    /// Set when an invocation trapped or broke the ABI: never reuse.
+    pub poisoned: bool,
+    /// Invocations served.
+    pub uses: u32,
+    /// When it last finished an invocation (or was created).
+    pub last_used: Instant,
 }
 
 /// Epoch ticks that cover `timeout`: the deadline fires after the timeout
@@ -156,12 +164,17 @@ pub(crate) fn start(
     );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
+    let t0 = Instant::now();
     match init(&mut store, func) {
         Ok((alloc, handle, memory)) => Ok(Instance {
             store,
             alloc,
             handle,
             memory,
+            init_duration: t0.elapsed(),
+            poisoned: false,
+            uses: 0,
+            last_used: Instant::now(),
         }),
         Err(e) => {
             let e = classify(&mut store, e);
@@ -272,11 +285,37 @@ pub(crate) fn classify(store: &mut Store<State>, f: Failure) -> Error {
 }
 
 impl Instance {
+    /// Prepares a warm instance for a new invocation: a fresh per-call
+    /// context and a re-armed deadline.
+    pub(crate) fn begin(&mut self, call: Call, tick: Duration) {
+        let timeout = self.store.data().func.timeout;
+        self.store.data_mut().call = call;
+        self.store.set_epoch_deadline(deadline_ticks(timeout, tick));
+    }
+
+    /// Takes the finished invocation's context (logs and all) out.
+    pub(crate) fn take_call(&mut self) -> Call {
+        let st = self.store.data_mut();
+        let idle = Call::new(&st.func, RequestId(0), Instant::now());
+        std::mem::replace(&mut st.call, idle)
+    }
+
+    /// Peak linear memory of this instance so far.
+    pub(crate) fn peak_memory(&self) -> u64 {
+        self.store.data().limiter.peak as u64
+    }
+
     /// One invocation on this instance: copy `payload` in, run the
-    /// handler, copy the output out.
+    /// handler, copy the output out. Anything but a handled guest error
+    /// poisons the instance (it is never reused).
     pub(crate) fn invoke(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
-        self.invoke_inner(payload)
-            .map_err(|f| classify(&mut self.store, f))
+        self.uses += 1;
+        let result = self.invoke_inner(payload);
+        self.last_used = Instant::now();
+        result.map_err(|f| {
+            self.poisoned |= !matches!(f, Failure::Host(Error::Guest { .. }));
+            classify(&mut self.store, f)
+        })
     }
 
     fn invoke_inner(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {

@@ -8,7 +8,7 @@ use super::*;
 fn cached_host(dir: &std::path::Path) -> Host {
     Host::builder()
         .cache_dir(dir)
-        .max_instances(4)
+        .concurrency_limit(4)
         .build()
         .unwrap()
 }

@@ -5,6 +5,7 @@
 //! `invoke::logs_are_captured_bounded_and_escaped`).
 
 mod cache;
+mod engine;
 mod hostile;
 mod invoke;
 mod isolation;
@@ -22,7 +23,7 @@ pub use fnhost_test_guests as guests;
 pub fn host() -> Host {
     Host::builder()
         .no_artifact_cache()
-        .max_instances(8)
+        .concurrency_limit(8)
         .epoch_tick(Duration::from_millis(2))
         .build()
         .expect("host builds")

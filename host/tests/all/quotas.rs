@@ -167,7 +167,7 @@ fn panics_and_handled_errors_reach_the_host_typed() {
 fn memory_limit_above_host_max_names_the_wasm32_cap() {
     let host = Host::builder()
         .no_artifact_cache()
-        .max_instances(2)
+        .concurrency_limit(2)
         .max_memory(1 << 30)
         .build()
         .unwrap();

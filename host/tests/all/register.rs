@@ -42,7 +42,7 @@ fn modules_over_the_size_cap_are_refused_before_compiling() {
     // HOSTILE 2
     let host = Host::builder()
         .no_artifact_cache()
-        .max_instances(2)
+        .concurrency_limit(2)
         .max_module_size(10_000)
         .build()
         .unwrap();
@@ -220,7 +220,11 @@ fn host_settings_are_validated() {
         Err(other) => panic!("expected InvalidConfig, got {other:?}"),
         Ok(_) => panic!("expected InvalidConfig, got a host"),
     };
-    assert_eq!(field(Host::builder().max_instances(0)), "max_instances");
+    assert_eq!(
+        field(Host::builder().concurrency_limit(0)),
+        "concurrency_limit"
+    );
+    assert_eq!(field(Host::builder().workers(0)), "workers");
     assert_eq!(field(Host::builder().max_memory(5 << 30)), "max_memory");
     assert_eq!(
         field(Host::builder().epoch_tick(Duration::from_secs(5))),

@@ -1,0 +1,478 @@
+//! The invocation engine behind [`Host`](crate::Host): admission control,
+//! running an invocation (warm or cold), the worker pool fed by a
+//! lock-free queue, the maintenance thread (provisioned refill, idle
+//! release) and graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex, RwLock};
+use wasmtime::{Engine, Linker};
+
+use crate::abi::Provided;
+use crate::cache::ArtifactCache;
+use crate::error::{Error, ErrorKind, Result};
+use crate::function::Function;
+use crate::host::{HostBuilder, Invocation};
+use crate::limits::{Gate, Permit};
+use crate::pool::IdleBudget;
+use crate::report::{Report, RequestId};
+use crate::sandbox::{self, Call, Instance, State};
+
+/// Everything the host's threads share.
+pub(crate) struct Core {
+    pub engine: Engine,
+    pub linker: Linker<State>,
+    pub provided: Provided,
+    pub cache: Option<ArtifactCache>,
+    pub functions: RwLock<HashMap<String, Arc<Function>>>,
+    pub settings: HostBuilder,
+    pub secret: [u8; 32],
+    request_prefix: u64,
+    requests: AtomicU64,
+    pub compiles: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_rejected: AtomicU64,
+    /// Shared by every function without reserved concurrency.
+    pub unreserved: Arc<Gate>,
+    /// Sum of reserved concurrency of registered functions.
+    pub reserved_total: Mutex<u32>,
+    pub idle_budget: IdleBudget,
+    pub shutting_down: AtomicBool,
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
+    drained: (Mutex<()>, Condvar),
+    queue: (Sender<Msg>, Receiver<Msg>),
+    maint: (Sender<Maint>, Receiver<Maint>),
+}
+
+/// Work for the worker pool.
+pub(crate) enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// One queued invocation; it holds its concurrency slot while queued.
+pub(crate) struct Job {
+    pub function: Arc<Function>,
+    pub payload: Bytes,
+    pub permit: Permit,
+    pub reply: futures_channel::oneshot::Sender<Result<Invocation>>,
+}
+
+/// Work for the maintenance thread.
+pub(crate) enum Maint {
+    Refill(Arc<Function>),
+    Stop,
+}
+
+/// What [`Host::shutdown`](crate::Host::shutdown) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Queued invocations answered with [`Error::ShuttingDown`].
+    pub rejected_queued: u64,
+    /// Invocations still running when the grace period ended (they end by
+    /// their own timeout; their callers still get their outcome).
+    pub still_running: u32,
+}
+
+impl Core {
+    pub(crate) fn new(
+        engine: Engine,
+        linker: Linker<State>,
+        provided: Provided,
+        cache: Option<ArtifactCache>,
+        settings: HostBuilder,
+        secret: [u8; 32],
+    ) -> Core {
+        let limit = settings.concurrency_limit;
+        Core {
+            request_prefix: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
+            unreserved: Gate::new(limit),
+            reserved_total: Mutex::new(0),
+            idle_budget: IdleBudget::new(settings.max_idle_instances),
+            queue: crossbeam::channel::bounded(limit as usize + settings.workers + 1),
+            maint: crossbeam::channel::unbounded(),
+            engine,
+            linker,
+            provided,
+            cache,
+            functions: RwLock::new(HashMap::new()),
+            settings,
+            secret,
+            requests: AtomicU64::new(0),
+            compiles: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_rejected: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            max_in_flight: AtomicU32::new(0),
+            drained: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    pub(crate) fn host_in_flight(&self) -> (u32, u32) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.max_in_flight.load(Ordering::Relaxed),
+        )
+    }
+
+    fn next_request_id(&self) -> RequestId {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        RequestId(((self.request_prefix as u128) << 64) | n as u128)
+    }
+
+    /// Counts a refusal that happened before any slot was taken.
+    fn refuse(&self, f: &Function, e: Error) -> Error {
+        let m = &f.metrics;
+        match e.kind() {
+            ErrorKind::Throttled => m.throttled.fetch_add(1, Ordering::Relaxed),
+            _ => m.rejected.fetch_add(1, Ordering::Relaxed),
+        };
+        m.error(e.kind());
+        e
+    }
+
+    /// Checks everything that needs no slot; counts the request.
+    pub(crate) fn precheck(&self, f: &Function, payload_len: usize) -> Result<()> {
+        f.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(self.refuse(f, Error::ShuttingDown));
+        }
+        if payload_len > f.spec.max_input {
+            return Err(self.refuse(
+                f,
+                Error::PayloadTooLarge {
+                    size: payload_len,
+                    max: f.spec.max_input,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn throttled(&self, f: &Function) -> Error {
+        self.refuse(
+            f,
+            Error::Throttled {
+                function: f.spec.name.clone(),
+                limit: f.gate.limit(),
+            },
+        )
+    }
+
+    /// Blocking admission: a slot now, or within the function's wait bound.
+    pub(crate) fn admit(&self, f: &Function, payload_len: usize) -> Result<Permit> {
+        self.precheck(f, payload_len)?;
+        let wait = f.spec.max_wait;
+        let ok = f.gate.try_acquire()
+            || (!wait.is_zero() && f.gate.acquire_until(Instant::now() + wait));
+        if ok {
+            Ok(Permit::new(f.gate.clone()))
+        } else {
+            Err(self.throttled(f))
+        }
+    }
+
+    /// Runs one admitted invocation on the calling thread.
+    pub(crate) fn execute(&self, f: &Arc<Function>, payload: &[u8], permit: Permit) -> Invocation {
+        let _permit = permit;
+        f.metrics.enter();
+        let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(n, Ordering::Relaxed);
+
+        let request_id = self.next_request_id();
+        let span =
+            tracing::debug_span!("invoke", function = %f.spec.name, request_id = %request_id);
+        let _enter = span.enter();
+        let start = SystemTime::now();
+        let t0 = Instant::now();
+        let call = Call::new(&f.spec, request_id, t0);
+        let tick = self.settings.epoch_tick;
+        let (warm, cold) = match f.pool.take(&self.idle_budget) {
+            Some(mut inst) => {
+                inst.begin(call, tick);
+                if f.spec.reuse.is_none() && f.spec.provisioned > 0 {
+                    // The prepared instance is used up: refill off this path.
+                    let _ = self.maint.0.try_send(Maint::Refill(f.clone()));
+                }
+                (Ok(inst), false)
+            }
+            None => {
+                let span = tracing::debug_span!("instantiate");
+                let _e = span.enter();
+                (
+                    sandbox::start(f, call, tick).inspect(|_| f.pool.created()),
+                    true,
+                )
+            }
+        };
+        let (outcome, call, init, duration, peak) = match warm {
+            Ok(mut inst) => {
+                let t1 = Instant::now();
+                let outcome = inst.invoke(payload);
+                let duration = t1.elapsed();
+                let call = inst.take_call();
+                let peak = inst.peak_memory();
+                let init = cold.then_some(inst.init_duration);
+                let keep = f
+                    .spec
+                    .reuse
+                    .is_some_and(|r| !inst.poisoned && inst.uses < r.max_uses)
+                    && !self.shutting_down.load(Ordering::Relaxed);
+                if keep {
+                    f.pool.put(inst, &self.idle_budget);
+                } else {
+                    f.pool.dropped(inst);
+                }
+                (outcome, call, init, duration, peak)
+            }
+            Err((e, store)) => {
+                let st = store.into_data();
+                (
+                    Err(e),
+                    st.call,
+                    Some(t0.elapsed()),
+                    Duration::ZERO,
+                    st.limiter.peak as u64,
+                )
+            }
+        };
+        let report = Report {
+            request_id,
+            function: f.spec.name.clone(),
+            version: "$LATEST".into(),
+            start,
+            duration,
+            init_duration: init,
+            memory_limit: f.spec.memory_limit,
+            max_memory_used: peak,
+            error: outcome.as_ref().err().map(Error::kind),
+        };
+        self.account(f, &report);
+
+        f.metrics.leave();
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
+            && self.shutting_down.load(Ordering::Relaxed)
+        {
+            let _g = self.drained.0.lock();
+            self.drained.1.notify_all();
+        }
+        Invocation {
+            outcome: outcome.map(Bytes::from),
+            logs: call.logs.finish(),
+            report,
+        }
+    }
+
+    fn account(&self, f: &Function, r: &Report) {
+        let m = &f.metrics;
+        match r.error {
+            None => m.succeeded.fetch_add(1, Ordering::Relaxed),
+            Some(kind) => {
+                m.error(kind);
+                m.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        if r.is_cold() {
+            m.cold_starts.fetch_add(1, Ordering::Relaxed);
+        }
+        m.duration.record(r.duration);
+        let billed = r.billed_ms();
+        m.billed_ms.fetch_add(billed, Ordering::Relaxed);
+        m.mib_ms
+            .fetch_add((r.memory_limit >> 20) * billed, Ordering::Relaxed);
+    }
+
+    /// Queues an admitted invocation for the workers.
+    pub(crate) fn enqueue(&self, job: Job) {
+        // The queue holds at most the admitted invocations, so it has room.
+        if let Err(e) = self.queue.0.try_send(Msg::Job(job))
+            && let Msg::Job(job) = e.into_inner()
+        {
+            self.reject_queued(job);
+        }
+    }
+
+    fn reject_queued(&self, job: Job) {
+        let e = Error::ShuttingDown;
+        job.function
+            .metrics
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
+        job.function.metrics.error(e.kind());
+        let _ = job.reply.send(Err(e));
+    }
+
+    /// A worker: runs queued jobs until told to stop.
+    fn work(self: Arc<Self>) {
+        while let Ok(msg) = self.queue.1.recv() {
+            match msg {
+                Msg::Job(job) => {
+                    if self.shutting_down.load(Ordering::Acquire) {
+                        self.reject_queued(job);
+                        continue;
+                    }
+                    let inv = self.execute(&job.function, &job.payload, job.permit);
+                    let _ = job.reply.send(Ok(inv));
+                }
+                Msg::Stop => break,
+            }
+        }
+    }
+
+    /// Creates an instance off the invoke path (provisioned concurrency).
+    pub(crate) fn prepare(&self, f: &Function) -> Result<Instance> {
+        let call = Call::new(&f.spec, RequestId(0), Instant::now());
+        let inst = sandbox::start(f, call, self.settings.epoch_tick).map_err(|(e, _)| e)?;
+        f.pool.created();
+        Ok(inst)
+    }
+
+    /// Tops a function's ready instances up to its provisioned count.
+    pub(crate) fn refill(&self, f: &Function) -> Result<()> {
+        while f.pool.idle() < f.spec.provisioned as usize
+            && !self.shutting_down.load(Ordering::Relaxed)
+        {
+            let inst = self.prepare(f)?;
+            f.pool.put(inst, &self.idle_budget);
+        }
+        Ok(())
+    }
+
+    /// Releases reuse-mode instances idle past their TTL (scale to zero),
+    /// keeping provisioned ones. Returns how many were released.
+    pub(crate) fn reap(&self, now: Instant) -> usize {
+        let functions: Vec<_> = self.functions.read().values().cloned().collect();
+        let mut n = 0;
+        for f in functions {
+            if let Some(r) = f.spec.reuse {
+                n += f.pool.reap(
+                    now,
+                    r.idle_ttl,
+                    f.spec.provisioned as usize,
+                    &self.idle_budget,
+                );
+            }
+        }
+        n
+    }
+
+    fn maintain(self: Arc<Self>) {
+        let interval = self.settings.maintenance_interval;
+        loop {
+            match self.maint.1.recv_timeout(interval) {
+                Ok(Maint::Refill(f)) => {
+                    if let Err(e) = self.refill(&f) {
+                        tracing::warn!(function = %f.spec.name, error = %e, "provisioned refill failed");
+                    }
+                }
+                Ok(Maint::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.reap(Instant::now());
+                    let functions: Vec<_> = self.functions.read().values().cloned().collect();
+                    for f in functions {
+                        let _ = self.refill(&f);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Called every epoch tick: lets async waiters past their wait bound
+    /// give up.
+    pub(crate) fn on_tick(&self) {
+        let now = Instant::now();
+        self.unreserved.expire_waiters(now);
+        for f in self.functions.read().values() {
+            if f.reserved.is_some() {
+                f.gate.expire_waiters(now);
+            }
+        }
+    }
+
+    /// Stops admitting, answers queued invocations, waits up to `grace`
+    /// for running ones.
+    pub(crate) fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        if self.shutting_down.swap(true, Ordering::AcqRel) {
+            return report;
+        }
+        while let Ok(msg) = self.queue.1.try_recv() {
+            if let Msg::Job(job) = msg {
+                self.reject_queued(job);
+                report.rejected_queued += 1;
+            }
+        }
+        let until = Instant::now() + grace;
+        let mut g = self.drained.0.lock();
+        while self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.drained.1.wait_until(&mut g, until).timed_out() {
+                break;
+            }
+        }
+        report.still_running = self.in_flight.load(Ordering::Relaxed);
+        report
+    }
+
+    fn drop_idle(&self) {
+        for f in self.functions.read().values() {
+            f.pool.clear(&self.idle_budget);
+        }
+    }
+}
+
+/// The threads a host runs; stopping them is part of dropping the host.
+pub(crate) struct Threads {
+    core: Arc<Core>,
+    workers: Vec<JoinHandle<()>>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+impl Threads {
+    pub(crate) fn start(core: &Arc<Core>) -> std::io::Result<Threads> {
+        let mut workers = Vec::new();
+        for i in 0..core.settings.workers {
+            let c = core.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("fnhost-worker-{i}"))
+                    .spawn(move || c.work())?,
+            );
+        }
+        let c = core.clone();
+        let maintenance = Some(
+            std::thread::Builder::new()
+                .name("fnhost-maintenance".into())
+                .spawn(move || c.maintain())?,
+        );
+        Ok(Threads {
+            core: core.clone(),
+            workers,
+            maintenance,
+        })
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.core.shutdown(Duration::from_secs(30));
+        for _ in &self.workers {
+            let _ = self.core.queue.0.send(Msg::Stop);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let _ = self.core.maint.0.send(Maint::Stop);
+        if let Some(m) = self.maintenance.take() {
+            let _ = m.join();
+        }
+        self.core.drop_idle();
+    }
+}
