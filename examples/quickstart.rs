@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use fnhost::{FunctionConfig, Host};
+use fnhost::{FunctionConfig, Host, PriceModel};
 use fnhost_examples::{print_invocation, summarize_thumbnails};
 use fnhost_test_guests as guests;
 use serde_json::json;
@@ -82,5 +82,23 @@ fn main() -> anyhow::Result<()> {
         board = out["board"].clone();
         print_invocation(&inv, |_| format!("top: {}", out["top"]));
     }
+
+    // Metering: what this run would cost at Lambda's prices.
+    let usage = host.usage(&PriceModel::default());
+    for (name, u, cost) in &usage.functions {
+        println!(
+            "usage {name}: {} requests, {:.6} GB-s, {}",
+            u.requests,
+            u.gb_seconds(),
+            cost.total()
+        );
+    }
+    println!(
+        "usage total: {} requests, {:.6} GB-s, {} before the free tier, {} after",
+        usage.total.requests,
+        usage.total.gb_seconds(),
+        usage.total_cost.total(),
+        usage.total_cost_after_free_tier.total()
+    );
     Ok(())
 }

@@ -47,6 +47,8 @@ fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
         r#"result: source "png" 1024x768 -> 64x48"#,
         r#""category":"politics","scores":{"politics":6}}"#,
         r#"result: top: [{"player":"ann","rank":1,"score":410},{"player":"bob","rank":2,"score":300}]"#,
+        "usage leaderboard: 3 requests, ",
+        "usage total: 8 requests, ",
     ] {
         assert!(first.contains(line), "missing {line:?} in:\n{first}");
     }

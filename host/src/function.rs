@@ -125,8 +125,9 @@ impl FunctionConfig {
         self
     }
 
-    /// Linear-memory limit in bytes (default 128 MiB). Must be at least one
-    /// 64 KiB page and at most the host's `max_memory` (wasm32: ≤ 4 GiB).
+    /// Linear-memory limit in bytes (default 128 MiB): whole MiB (as
+    /// Lambda's 1 MB steps), at most the host's `max_memory` (wasm32:
+    /// ≤ 4 GiB). It is also the memory that usage is billed for.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
         self
@@ -191,10 +192,13 @@ impl FunctionConfig {
                 format!("{n:?}: use 1-64 characters from A-Z, a-z, 0-9, '-' and '_'"),
             ));
         }
-        if self.memory_limit < 64 << 10 {
+        if self.memory_limit < 1 << 20 || !self.memory_limit.is_multiple_of(1 << 20) {
             return Err(Error::config(
                 "memory_limit",
-                "must be at least one 64 KiB page",
+                format!(
+                    "{} bytes: must be a whole number of MiB, at least 1 MiB",
+                    self.memory_limit
+                ),
             ));
         }
         if self.memory_limit > host_max_memory {

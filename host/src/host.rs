@@ -19,7 +19,8 @@ use crate::function::{
     Function, FunctionConfig, FunctionInfo, FunctionSpec, ModuleSource, WASM32_MAX_MEMORY,
 };
 use crate::limits::{Gate, Permit};
-use crate::logs::Logs;
+use crate::logs::{LogSink, Logs, TracingLogSink};
+use crate::metering::{PriceModel, Usage, UsageSummary};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pool::WarmPool;
 use crate::report::Report;
@@ -38,6 +39,18 @@ pub struct HostBuilder {
     max_module_size: usize,
     max_wasm_stack: usize,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) metrics: bool,
+    pub(crate) log_sink: Option<SinkHandle>,
+}
+
+/// A shared [`LogSink`] (Debug/Clone for the builder).
+#[derive(Clone)]
+pub(crate) struct SinkHandle(pub Arc<dyn LogSink>);
+
+impl std::fmt::Debug for SinkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogSink")
+    }
 }
 
 impl Default for HostBuilder {
@@ -48,6 +61,8 @@ impl Default for HostBuilder {
             max_idle_instances: 1000,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             maintenance_interval: Duration::from_secs(1),
+            metrics: true,
+            log_sink: Some(SinkHandle(Arc::new(TracingLogSink))),
             max_memory: WASM32_MAX_MEMORY,
             epoch_tick: Duration::from_millis(5),
             max_module_size: 64 << 20,
@@ -89,6 +104,27 @@ impl HostBuilder {
     /// cores). [`Host::invoke`] runs on the caller's thread.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Per-function metrics and metering (default on). Off, invocations
+    /// skip all counting (for measuring what counting costs); reports are
+    /// still produced.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Where each invocation's report and logs go (default:
+    /// [`TracingLogSink`]).
+    pub fn log_sink(mut self, sink: impl LogSink) -> Self {
+        self.log_sink = Some(SinkHandle(Arc::new(sink)));
+        self
+    }
+
+    /// Send reports and logs nowhere (they are still returned to callers).
+    pub fn no_log_sink(mut self) -> Self {
+        self.log_sink = None;
         self
     }
 
@@ -471,6 +507,36 @@ impl Host {
         total.in_flight = now;
         total.max_in_flight = max;
         total
+    }
+
+    /// Usage and cost per function and in total under `prices`, from the
+    /// counters since the host started.
+    pub fn usage(&self, prices: &PriceModel) -> UsageSummary {
+        let mut per: Vec<(String, Usage)> = self
+            .inner
+            .core
+            .functions
+            .read()
+            .iter()
+            .map(|(n, f)| (n.clone(), Usage::of(&f.metrics.snapshot())))
+            .collect();
+        per.sort_by(|a, b| a.0.cmp(&b.0));
+        UsageSummary::new(per, prices)
+    }
+
+    /// All metrics in the Prometheus text format (what the gateway's
+    /// `/metrics` serves).
+    pub fn prometheus(&self) -> String {
+        let mut per: Vec<(String, MetricsSnapshot)> = self
+            .inner
+            .core
+            .functions
+            .read()
+            .iter()
+            .map(|(n, f)| (n.clone(), f.metrics.snapshot()))
+            .collect();
+        per.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::metrics::render_prometheus(&per, &self.metrics())
     }
 
     /// Instances of `name` alive now: `(live, idle)`.

@@ -71,6 +71,7 @@ mod guest_mem;
 mod host;
 mod limits;
 mod logs;
+mod metering;
 mod metrics;
 mod pool;
 mod report;
@@ -85,7 +86,8 @@ pub use function::{
     WASM32_MAX_MEMORY,
 };
 pub use host::{Host, HostBuilder, HostStats, Invocation, InvokeFuture};
-pub use logs::{Logs, escape_control};
+pub use logs::{LogSink, Logs, TracingLogSink, escape_control};
+pub use metering::{Cost, Money, PriceModel, Usage, UsageSummary};
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use report::{Report, RequestId};
 pub use runtime::ShutdownReport;

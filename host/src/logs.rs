@@ -118,3 +118,41 @@ mod tests {
         assert_eq!(escape_control("\u{9b}x"), "\\x9bx");
     }
 }
+
+/// Where the host sends each invocation's report and logs. Implement it to
+/// ship them elsewhere (a log pipeline, a file, a test buffer); set it with
+/// [`HostBuilder::log_sink`](crate::HostBuilder::log_sink).
+pub trait LogSink: Send + Sync + 'static {
+    /// Called once per invocation that ran, after it finished.
+    fn record(&self, report: &crate::Report, logs: &Logs);
+}
+
+/// The default sink: `tracing` events at INFO, each carrying the request id
+/// and function name: the START line, one event per guest log line
+/// (target `fnhost::guest`, control characters escaped), then END and
+/// REPORT (target `fnhost::invocation`). Nothing is formatted unless a
+/// subscriber wants INFO events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingLogSink;
+
+impl LogSink for TracingLogSink {
+    fn record(&self, r: &crate::Report, logs: &Logs) {
+        if !tracing::enabled!(target: "fnhost::invocation", tracing::Level::INFO) {
+            return;
+        }
+        let (id, f) = (&r.request_id, &r.function);
+        tracing::info!(target: "fnhost::invocation", request_id = %id, function = %f, "{}", r.start_line());
+        for line in logs.to_display_string().lines() {
+            tracing::info!(target: "fnhost::guest", request_id = %id, function = %f, "{line}");
+        }
+        tracing::info!(target: "fnhost::invocation", request_id = %id, function = %f, "{}", r.end_line());
+        tracing::info!(target: "fnhost::invocation", request_id = %id, function = %f, "{}", r.report_line());
+    }
+}
+
+/// A shared sink is a sink (keep an `Arc` to read what it collected).
+impl<T: LogSink> LogSink for std::sync::Arc<T> {
+    fn record(&self, report: &crate::Report, logs: &Logs) {
+        (**self).record(report, logs);
+    }
+}

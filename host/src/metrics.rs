@@ -254,6 +254,125 @@ impl MetricsSnapshot {
     }
 }
 
+/// Renders counters in the Prometheus text exposition format (0.0.4):
+/// per-function series plus host-wide concurrency.
+pub(crate) fn render_prometheus(
+    functions: &[(String, MetricsSnapshot)],
+    host: &MetricsSnapshot,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+    let per = |get: &dyn Fn(&MetricsSnapshot) -> String| {
+        functions
+            .iter()
+            .map(|(n, m)| (format!("{{function=\"{}\"}}", esc(n)), get(m)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "fnhost_invocations_total",
+        "counter",
+        "Invocations by outcome.",
+        &mut functions.iter().flat_map(|(n, m)| {
+            [
+                ("success", m.succeeded),
+                ("error", m.failed),
+                ("throttled", m.throttled),
+                ("rejected", m.rejected),
+            ]
+            .into_iter()
+            .map(move |(o, v)| {
+                (
+                    format!("{{function=\"{}\",outcome=\"{o}\"}}", esc(n)),
+                    v.to_string(),
+                )
+            })
+        }),
+    );
+    family(
+        "fnhost_errors_total",
+        "counter",
+        "Failed or refused invocations by error kind.",
+        &mut functions.iter().flat_map(|(n, m)| {
+            m.errors.iter().map(move |(k, v)| {
+                (
+                    format!("{{function=\"{}\",kind=\"{}\"}}", esc(n), k.as_str()),
+                    v.to_string(),
+                )
+            })
+        }),
+    );
+    family(
+        "fnhost_cold_starts_total",
+        "counter",
+        "Invocations that created their instance.",
+        &mut per(&|m| m.cold_starts.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_billed_milliseconds_total",
+        "counter",
+        "Billed duration (each invocation rounded up to 1 ms).",
+        &mut per(&|m| m.billed_ms.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_concurrent_executions",
+        "gauge",
+        "Invocations in flight.",
+        &mut per(&|m| m.in_flight.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_max_concurrent_executions",
+        "gauge",
+        "Most invocations in flight at once.",
+        &mut per(&|m| m.max_in_flight.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_duration_seconds",
+        "summary",
+        "Handler duration.",
+        &mut functions.iter().flat_map(|(n, m)| {
+            let p = m.duration();
+            [("0.5", p.p50), ("0.9", p.p90), ("0.99", p.p99)]
+                .into_iter()
+                .map(move |(q, d)| {
+                    (
+                        format!("{{function=\"{}\",quantile=\"{q}\"}}", esc(n)),
+                        format!("{:.9}", d.as_secs_f64()),
+                    )
+                })
+                .chain(std::iter::once((
+                    format!("_count{{function=\"{}\"}}", esc(n)),
+                    p.count.to_string(),
+                )))
+        }),
+    );
+    family(
+        "fnhost_host_concurrent_executions",
+        "gauge",
+        "Invocations in flight across the host.",
+        &mut std::iter::once((String::new(), host.in_flight.to_string())),
+    );
+    family(
+        "fnhost_host_max_concurrent_executions",
+        "gauge",
+        "Most invocations in flight at once across the host.",
+        &mut std::iter::once((String::new(), host.max_in_flight.to_string())),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,7 +183,10 @@ impl Core {
     /// Runs one admitted invocation on the calling thread.
     pub(crate) fn execute(&self, f: &Arc<Function>, payload: &[u8], permit: Permit) -> Invocation {
         let _permit = permit;
-        f.metrics.enter();
+        let counting = self.settings.metrics;
+        if counting {
+            f.metrics.enter();
+        }
         let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(n, Ordering::Relaxed);
 
@@ -255,9 +258,14 @@ impl Core {
             max_memory_used: peak,
             error: outcome.as_ref().err().map(Error::kind),
         };
-        self.account(f, &report);
-
-        f.metrics.leave();
+        let logs = call.logs.finish();
+        if counting {
+            self.account(f, &report);
+            f.metrics.leave();
+        }
+        if let Some(sink) = &self.settings.log_sink {
+            sink.0.record(&report, &logs);
+        }
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
             && self.shutting_down.load(Ordering::Relaxed)
         {
@@ -266,7 +274,7 @@ impl Core {
         }
         Invocation {
             outcome: outcome.map(Bytes::from),
-            logs: call.logs.finish(),
+            logs,
             report,
         }
     }

@@ -9,6 +9,7 @@ mod engine;
 mod hostile;
 mod invoke;
 mod isolation;
+mod observe;
 mod quotas;
 mod register;
 
