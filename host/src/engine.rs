@@ -29,12 +29,15 @@ pub(crate) struct EngineSettings {
     pub max_wasm_stack: usize,
 }
 
-pub(crate) fn build_engine(s: &EngineSettings) -> Result<Engine> {
+/// The wasmtime [`Config`] an fnhost engine uses for `max_instances` pool
+/// slots of up to `max_memory` bytes each: public so that benchmarks can
+/// measure raw wasmtime with exactly the same settings.
+pub fn wasmtime_config(max_instances: u32, max_memory: u64, max_wasm_stack: usize) -> Config {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(s.max_instances)
-        .total_memories(s.max_instances)
-        .total_tables(s.max_instances)
-        .max_memory_size(s.max_memory as usize)
+    pool.total_core_instances(max_instances)
+        .total_memories(max_instances)
+        .total_tables(max_instances)
+        .max_memory_size(max_memory as usize)
         .table_elements(100_000)
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(2 << 20)
@@ -44,12 +47,17 @@ pub(crate) fn build_engine(s: &EngineSettings) -> Result<Engine> {
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
         .epoch_interruption(true)
-        .max_wasm_stack(s.max_wasm_stack)
+        .max_wasm_stack(max_wasm_stack)
         .wasm_threads(false)
         .wasm_gc(false)
         .wasm_memory64(false)
         .wasm_stack_switching(false)
         .parallel_compilation(true);
+    cfg
+}
+
+pub(crate) fn build_engine(s: &EngineSettings) -> Result<Engine> {
+    let cfg = wasmtime_config(s.max_instances, s.max_memory, s.max_wasm_stack);
     Engine::new(&cfg).map_err(|e| Error::config("engine", format!("{e:#}")))
 }
 

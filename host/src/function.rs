@@ -248,7 +248,7 @@ impl FunctionConfig {
 /// The parts of a function every instance of it reads (shared by `Arc`).
 #[derive(Debug)]
 pub(crate) struct FunctionSpec {
-    pub name: String,
+    pub name: Arc<str>,
     /// `KEY=VALUE` strings, rendered once at register time.
     pub env: Vec<String>,
     pub memory_limit: u64,
@@ -267,7 +267,7 @@ pub(crate) struct FunctionSpec {
 impl FunctionSpec {
     pub(crate) fn new(cfg: &FunctionConfig, secret: [u8; 32]) -> FunctionSpec {
         FunctionSpec {
-            name: cfg.name.clone(),
+            name: cfg.name.as_str().into(),
             env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             memory_limit: cfg.memory_limit,
             timeout: cfg.timeout,
@@ -323,7 +323,7 @@ pub struct FunctionInfo {
 impl Function {
     pub(crate) fn info(&self) -> FunctionInfo {
         FunctionInfo {
-            name: self.spec.name.clone(),
+            name: self.spec.name.to_string(),
             module_hash: self.module_hash.clone(),
             memory_limit: self.spec.memory_limit,
             timeout: self.spec.timeout,

@@ -80,6 +80,7 @@ mod sandbox;
 mod wasi;
 
 pub use cache::default_cache_dir;
+pub use engine::wasmtime_config;
 pub use error::{Error, ErrorKind, Result};
 pub use function::{
     FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,

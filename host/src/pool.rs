@@ -76,6 +76,11 @@ impl WarmPool {
     /// Drops an instance (its pool slot returns to wasmtime).
     pub(crate) fn dropped(&self, inst: Instance) {
         drop(inst);
+        self.forget_one();
+    }
+
+    /// Counts an instance the caller is dropping itself.
+    pub(crate) fn forget_one(&self) {
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
 

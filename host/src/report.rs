@@ -1,6 +1,7 @@
 //! Per-invocation usage reports, rendered as Lambda's START/END/REPORT lines.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::ErrorKind;
@@ -36,9 +37,9 @@ pub struct Report {
     /// The request id (also visible to the guest through its context).
     pub request_id: RequestId,
     /// Function name.
-    pub function: String,
+    pub function: Arc<str>,
     /// Function version that ran (`$LATEST` until versions exist).
-    pub version: String,
+    pub version: Arc<str>,
     /// Wall-clock time the invocation started.
     pub start: SystemTime,
     /// Handler time: input copy, handler, output copy.

@@ -24,6 +24,11 @@ use crate::pool::IdleBudget;
 use crate::report::{Report, RequestId};
 use crate::sandbox::{self, Call, Instance, State};
 
+thread_local! {
+    /// `$LATEST`, shared rather than allocated per report.
+    static LATEST: Arc<str> = Arc::from("$LATEST");
+}
+
 /// Everything the host's threads share.
 pub(crate) struct Core {
     pub engine: Engine,
@@ -161,7 +166,7 @@ impl Core {
         self.refuse(
             f,
             Error::Throttled {
-                function: f.spec.name.clone(),
+                function: f.spec.name.to_string(),
                 limit: f.gate.limit(),
             },
         )
@@ -221,7 +226,6 @@ impl Core {
                 let t1 = Instant::now();
                 let outcome = inst.invoke(payload);
                 let duration = t1.elapsed();
-                let call = inst.take_call();
                 let peak = inst.peak_memory();
                 let init = cold.then_some(inst.init_duration);
                 let keep = f
@@ -229,11 +233,14 @@ impl Core {
                     .reuse
                     .is_some_and(|r| !inst.poisoned && inst.uses < r.max_uses)
                     && !self.shutting_down.load(Ordering::Relaxed);
-                if keep {
+                let call = if keep {
+                    let call = inst.take_call();
                     f.pool.put(inst, &self.idle_budget);
+                    call
                 } else {
-                    f.pool.dropped(inst);
-                }
+                    f.pool.forget_one();
+                    inst.into_call()
+                };
                 (outcome, call, init, duration, peak)
             }
             Err((e, store)) => {
@@ -250,7 +257,7 @@ impl Core {
         let report = Report {
             request_id,
             function: f.spec.name.clone(),
-            version: "$LATEST".into(),
+            version: LATEST.with(Arc::clone),
             start,
             duration,
             init_duration: init,

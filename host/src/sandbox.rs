@@ -300,6 +300,11 @@ impl Instance {
         std::mem::replace(&mut st.call, idle)
     }
 
+    /// Ends the instance, keeping the finished invocation's context.
+    pub(crate) fn into_call(self) -> Call {
+        self.store.into_data().call
+    }
+
     /// Peak linear memory of this instance so far.
     pub(crate) fn peak_memory(&self) -> u64 {
         self.store.data().limiter.peak as u64

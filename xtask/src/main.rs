@@ -5,8 +5,9 @@
 //!   invokes them and prints results and usage reports;
 //! - `cargo xtask test`: the whole test suite (unit, integration, doc,
 //!   trybuild), in release mode so wasmtime is built once;
-//! - `cargo xtask ci`: what `.ci/run` runs: test, fmt check, clippy,
-//!   benches compiled.
+//! - `cargo xtask bench`: the benchmark report (BENCHMARKS.md), with
+//!   `-- --quick` for a short run;
+//! - `cargo xtask ci`: what `.ci/run` runs: test, fmt check, clippy.
 //!
 //! Set-up: `rustup toolchain install` in the repository installs the
 //! toolchain, components and the `wasm32-wasip1` target that
@@ -18,13 +19,14 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <quickstart|test|ci> [extra cargo args]");
+        eprintln!("usage: cargo xtask <quickstart|test|bench|ci> [extra args]");
         return ExitCode::from(2);
     };
     let extra = &args[1..];
     let result = setup().and_then(|()| match task.as_str() {
         "quickstart" => quickstart(extra),
         "test" => test(extra),
+        "bench" => bench(extra),
         "ci" => test(extra)
             .and_then(|()| cargo(&["fmt", "--all", "--check"], &[]))
             .and_then(|()| {
@@ -53,14 +55,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds every example with the same feature set as the tests (so
-/// wasmtime is not compiled a second time), then runs the quickstart.
+/// Builds exactly what the tests build (same feature set, so wasmtime is
+/// not compiled a second time), then runs the quickstart.
 fn quickstart(extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--release", "--workspace", "--examples"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let exe = target.join("release").join("examples").join("quickstart");
+    cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
+    let exe = target_dir()
+        .join("release")
+        .join("examples")
+        .join("quickstart");
     eprintln!("xtask: {}", exe.display());
     let status = Command::new(&exe)
         .args(extra)
@@ -77,8 +79,37 @@ fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Every test, bench (run once each as a test, so they never rot),
+/// example and doctest, all in the release profile so wasmtime is built
+/// once. (`--all-targets` skips doctests, hence the second call.)
 fn test(extra: &[String]) -> Result<(), String> {
-    cargo(&["test", "--release", "--workspace"], extra)
+    cargo(
+        &["test", "--release", "--workspace", "--all-targets"],
+        extra,
+    )?;
+    cargo(&["test", "--release", "--workspace", "--doc"], extra)
+}
+
+/// Builds everything the tests build, then runs the benchmark report.
+fn bench(extra: &[String]) -> Result<(), String> {
+    cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
+    let exe = target_dir().join("release").join("report");
+    eprintln!("xtask: {}", exe.display());
+    let status = Command::new(&exe)
+        .args(extra)
+        .status()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("report failed ({status})"))
+    }
+}
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Installs what `rust-toolchain.toml` lists (toolchain, components and

@@ -190,22 +190,25 @@ fn expand_handler(
     Ok(quote! {
         #func
 
+        // Exported under the ABI names on wasm32 only: natively (tests,
+        // benchmarks linking several guests) the code is still type-checked
+        // but defines no symbols that could clash.
         #[doc(hidden)]
-        #[allow(non_snake_case)]
+        #[allow(non_snake_case, dead_code)]
         mod #module {
             #[allow(unused_imports)]
             use super::*;
 
             /// Declares fnhost ABI version 1.
-            #[unsafe(export_name = "fnhost_abi_v1")]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_abi_v1"))]
             pub extern "C" fn __fnhost_abi_v1() {}
 
-            #[unsafe(export_name = "fnhost_alloc")]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_alloc"))]
             pub extern "C" fn __fnhost_alloc(len: i32) -> i32 {
                 ::fnhost_guest::__private::alloc(len)
             }
 
-            #[unsafe(export_name = "fnhost_handle")]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_handle"))]
             pub extern "C" fn __fnhost_handle(ptr: i32, len: i32) -> i32 {
                 #call
             }
@@ -229,10 +232,13 @@ fn expand_init(
     Ok(quote! {
         #func
 
+        // Exported under the ABI names on wasm32 only: natively (tests,
+        // benchmarks linking several guests) the code is still type-checked
+        // but defines no symbols that could clash.
         #[doc(hidden)]
-        #[allow(non_snake_case)]
+        #[allow(non_snake_case, dead_code)]
         mod #module {
-            #[unsafe(export_name = "fnhost_init")]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_init"))]
             pub extern "C" fn __fnhost_init() -> i32 {
                 ::fnhost_guest::__private::run_init(super::#name)
             }

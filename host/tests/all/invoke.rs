@@ -181,7 +181,7 @@ fn reports_say_what_ran() {
     let a = call(&host, "r", json!({"op": "alloc", "bytes": 4 << 20}));
     let b = call(&host, "r", json!({"op": "echo", "data": 1}));
     assert_ne!(a.report.request_id, b.report.request_id);
-    assert_eq!(a.report.function, "r");
+    assert_eq!(&*a.report.function, "r");
     assert_eq!(a.report.memory_limit, 32 << 20);
     assert!(a.report.is_cold(), "fresh instances are cold starts");
     // The 4 MiB allocation shows in peak memory.

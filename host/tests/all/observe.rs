@@ -109,7 +109,7 @@ impl LogSink for Collect {
     fn record(&self, r: &Report, logs: &Logs) {
         self.0.lock().unwrap().push((
             r.request_id.to_string(),
-            r.function.clone(),
+            r.function.to_string(),
             logs.to_display_string(),
         ));
     }

@@ -1,0 +1,213 @@
+//! Benchmark support shared by the criterion benches and the report
+//! runner: the raw-wasmtime baselines (same engine settings as fnhost,
+//! see `fnhost::wasmtime_config`), the process and thread baselines, and
+//! simple latency/throughput measurement.
+
+#![deny(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use wasmtime::{Engine, InstancePre, Linker, Memory, Module, ModuleExport, Store, TypedFunc};
+
+/// Latency percentiles and throughput of one case.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median time per operation.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Operations per second over the whole run.
+    pub throughput: f64,
+}
+
+/// Runs `f` `n` times after `n / 10` warm-up runs, timing each call.
+pub fn measure(n: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    samples.sort_unstable();
+    Stats {
+        p50: samples[n / 2],
+        p99: samples[(n * 99 / 100).min(n - 1)],
+        throughput: n as f64 / total.as_secs_f64(),
+    }
+}
+
+/// Runs `f` `n` times on each of `threads` threads at once; returns total
+/// operations per second (p50/p99 are per-operation on thread 0).
+pub fn measure_threads(threads: usize, n: usize, f: impl Fn() + Sync) -> Stats {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let start = Instant::now();
+    let stats = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| measure(n, &f))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect::<Vec<_>>()
+    });
+    let total = start.elapsed();
+    Stats {
+        p50: stats[0].p50,
+        p99: stats[0].p99,
+        throughput: (threads * (n + n / 10)) as f64 / total.as_secs_f64(),
+    }
+}
+
+/// Store data of the raw baseline: where `fnhost_v1.output` puts bytes.
+#[derive(Default)]
+pub struct RawState {
+    out: Vec<u8>,
+}
+
+/// Raw wasmtime running an ABI v1 guest, with fnhost's engine settings:
+/// the baseline every fnhost figure is divided by.
+pub struct Raw {
+    engine: Engine,
+    pre: InstancePre<RawState>,
+    memory: ModuleExport,
+    alloc: ModuleExport,
+    handle: ModuleExport,
+}
+
+/// One raw instance kept for repeated calls (the raw-reuse baseline).
+pub struct RawInstance {
+    store: Store<RawState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    handle: TypedFunc<(i32, i32), i32>,
+}
+
+impl Raw {
+    /// Compiles `wasm` on an engine configured like fnhost's, with
+    /// `fnhost_v1.output` implemented and every other import a trap.
+    pub fn new(wasm: &[u8], slots: u32) -> Result<Raw> {
+        let cfg = fnhost::wasmtime_config(slots, 4 << 30, 512 << 10);
+        let engine = Engine::new(&cfg)?;
+        let module = Module::new(&engine, wasm)?;
+        let mut linker: Linker<RawState> = Linker::new(&engine);
+        linker.func_wrap(
+            "fnhost_v1",
+            "output",
+            |mut c: wasmtime::Caller<'_, RawState>, ptr: i32, len: i32| {
+                let mem = c
+                    .get_export("memory")
+                    .and_then(|e| e.into_memory())
+                    .expect("memory");
+                let (data, st) = mem.data_and_store_mut(&mut c);
+                st.out = data[ptr as usize..ptr as usize + len as usize].to_vec();
+            },
+        )?;
+        linker.define_unknown_imports_as_traps(&module)?;
+        let pre = linker.instantiate_pre(&module)?;
+        let idx = |n: &str| {
+            module
+                .get_export_index(n)
+                .with_context(|| format!("export {n}"))
+        };
+        Ok(Raw {
+            memory: idx("memory")?,
+            alloc: idx("fnhost_alloc")?,
+            handle: idx("fnhost_handle")?,
+            engine,
+            pre,
+        })
+    }
+
+    /// A new instance.
+    pub fn instance(&self) -> Result<RawInstance> {
+        let mut store = Store::new(&self.engine, RawState::default());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let inst = self.pre.instantiate(&mut store)?;
+        let memory = inst
+            .get_module_export(&mut store, &self.memory)
+            .and_then(|e| e.into_memory())
+            .context("memory")?;
+        let func = |store: &mut Store<RawState>, e: &ModuleExport| {
+            inst.get_module_export(&mut *store, e)
+                .and_then(|e| e.into_func())
+                .context("func")
+        };
+        let alloc = func(&mut store, &self.alloc)?.typed(&store)?;
+        let handle = func(&mut store, &self.handle)?.typed(&store)?;
+        Ok(RawInstance {
+            store,
+            memory,
+            alloc,
+            handle,
+        })
+    }
+
+    /// raw-fresh: new store and instance, copy in, call, copy out, drop.
+    pub fn fresh_call(&self, payload: &[u8]) -> Result<Vec<u8>> {
+        self.instance()?.call(payload)
+    }
+}
+
+impl RawInstance {
+    /// One call on this instance (raw-reuse).
+    pub fn call(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
+        let len = payload.len() as i32;
+        let ptr = if len == 0 {
+            0
+        } else {
+            self.alloc.call(&mut self.store, len)?
+        };
+        self.memory.data_mut(&mut self.store)[ptr as usize..ptr as usize + payload.len()]
+            .copy_from_slice(payload);
+        let status = self.handle.call(&mut self.store, (ptr, len))?;
+        anyhow::ensure!(status == 0, "status {status}");
+        Ok(std::mem::take(&mut self.store.data_mut().out))
+    }
+}
+
+/// The process baseline: spawn `exe`, pipe `payload` in, read it back.
+pub fn process_echo(exe: &std::path::Path, payload: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(payload)?;
+    let out = child.wait_with_output()?;
+    Ok(out.stdout)
+}
+
+/// The thread baseline: spawn a thread that echoes, join it.
+pub fn thread_echo(payload: &[u8]) -> Vec<u8> {
+    let p = payload.to_vec();
+    std::thread::spawn(move || p).join().expect("thread")
+}
+
+/// Resident set size of this process, in bytes (Linux `/proc`).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Formats a duration compactly (ns, µs or ms).
+pub fn fmt_dur(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    } else if ns < 10_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    }
+}

@@ -1,0 +1,466 @@
+//! The benchmark report: every case beside its baseline, measured in this
+//! one process, printed as a markdown table (see BENCHMARKS.md).
+//!
+//! Run with: `cargo xtask bench` (add `-- --quick` for a short run).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use fnhost::{FunctionConfig, Host};
+use fnhost_benches::{
+    Raw, Stats, fmt_dur, measure, measure_threads, process_echo, rss_bytes, thread_echo,
+};
+use fnhost_test_guests as guests;
+
+struct Row {
+    case: String,
+    stats: Stats,
+    ratio: String,
+}
+
+struct Report {
+    rows: Vec<Row>,
+    targets: Vec<(String, String, bool)>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, case: impl Into<String>, stats: Stats, ratio: impl Into<String>) {
+        let case = case.into();
+        eprintln!("  {case}: p50 {}", fmt_dur(stats.p50));
+        self.rows.push(Row {
+            case,
+            stats,
+            ratio: ratio.into(),
+        });
+    }
+
+    fn target(&mut self, what: impl Into<String>, measured: impl Into<String>, ok: bool) {
+        self.targets.push((what.into(), measured.into(), ok));
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_nanos() as f64 / b.as_nanos().max(1) as f64
+}
+
+fn host(workers: usize, metrics: bool) -> Result<Host> {
+    Ok(Host::builder()
+        .no_artifact_cache()
+        .no_log_sink()
+        .concurrency_limit(1000)
+        .workers(workers)
+        .metrics(metrics)
+        .build()?)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--cold-start-child") {
+        return cold_start_child(PathBuf::from(&args[2]));
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let n = if quick { 2_000 } else { 20_000 };
+    let mut r = Report {
+        rows: Vec::new(),
+        targets: Vec::new(),
+        notes: Vec::new(),
+    };
+    let echo = guests::bytes(guests::ECHO);
+    let raw = Raw::new(&echo, 2000)?;
+    let p64 = vec![b'x'; 64];
+    let p64k = vec![b'x'; 64 << 10];
+    let p1m = vec![b'x'; 1 << 20];
+
+    eprintln!("baselines");
+    let raw_fresh = measure(n, || assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64));
+    r.row("raw-fresh, 64 B (baseline)", raw_fresh, "1.00");
+    let raw_fresh_64k = measure(n / 4, || {
+        assert_eq!(raw.fresh_call(&p64k).unwrap().len(), 64 << 10)
+    });
+    r.row("raw-fresh, 64 KiB (baseline)", raw_fresh_64k, "1.00");
+    let raw_fresh_1m = measure(n / 40, || {
+        assert_eq!(raw.fresh_call(&p1m).unwrap().len(), 1 << 20)
+    });
+    r.row("raw-fresh, 1 MiB (baseline)", raw_fresh_1m, "1.00");
+    let mut raw_inst = raw.instance()?;
+    let raw_reuse = measure(n * 5, || assert_eq!(raw_inst.call(&p64).unwrap().len(), 64));
+    r.row("raw-reuse, 64 B (baseline)", raw_reuse, "1.00");
+    let raw_fresh_2t =
+        measure_threads(2, n, || assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64));
+    r.row(
+        "raw-fresh, 64 B, 2 threads (baseline)",
+        raw_fresh_2t,
+        "throughput baseline",
+    );
+    let thread = measure(n / 4, || assert_eq!(thread_echo(&p64).len(), 64));
+    r.row(
+        "thread spawn+join per call (baseline)",
+        thread,
+        format!("{:.2}× raw-fresh p50", ratio(thread.p50, raw_fresh.p50)),
+    );
+    let native_echo = std::env::current_exe()?.with_file_name("native_echo");
+    let process = measure(if quick { 50 } else { 500 }, || {
+        assert_eq!(process_echo(&native_echo, &p64).unwrap().len(), 64)
+    });
+    r.row(
+        "process spawn per call (baseline)",
+        process,
+        format!("{:.0}× raw-fresh p50", ratio(process.p50, raw_fresh.p50)),
+    );
+
+    eprintln!("fnhost, caller's thread");
+    let h = host(2, true)?;
+    h.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let fresh = measure(n, || {
+        assert_eq!(h.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64)
+    });
+    let fr = ratio(fresh.p50, raw_fresh.p50);
+    r.row(
+        "fnhost invoke, fresh instance, 64 B",
+        fresh,
+        format!("{fr:.2}× raw-fresh"),
+    );
+    r.target(
+        "fresh invoke 64 B p50 ≤ 1.3× raw-fresh",
+        format!("{fr:.2}×"),
+        fr <= 1.3,
+    );
+    let fresh_64k = measure(n / 4, || {
+        assert_eq!(
+            h.invoke("echo", &p64k).unwrap().outcome.unwrap().len(),
+            64 << 10
+        )
+    });
+    r.row(
+        "fnhost invoke, fresh, 64 KiB",
+        fresh_64k,
+        format!(
+            "{:.2}× raw-fresh 64 KiB",
+            ratio(fresh_64k.p50, raw_fresh_64k.p50)
+        ),
+    );
+    let fresh_1m = measure(n / 40, || {
+        assert_eq!(
+            h.invoke("echo", &p1m).unwrap().outcome.unwrap().len(),
+            1 << 20
+        )
+    });
+    r.row(
+        "fnhost invoke, fresh, 1 MiB",
+        fresh_1m,
+        format!(
+            "{:.2}× raw-fresh 1 MiB",
+            ratio(fresh_1m.p50, raw_fresh_1m.p50)
+        ),
+    );
+    let vs_process = ratio(process.p50, fresh.p50);
+    r.target(
+        "fresh invoke ≥ 200× faster than process spawn",
+        format!("{vs_process:.0}×"),
+        vs_process >= 200.0,
+    );
+
+    h.register(
+        FunctionConfig::from_bytes("echo_warm", echo.clone())
+            .reuse(u32::MAX, Duration::from_secs(3600)),
+    )?;
+    let warm = measure(n * 5, || {
+        assert_eq!(
+            h.invoke("echo_warm", &p64).unwrap().outcome.unwrap().len(),
+            64
+        )
+    });
+    let diff = warm.p50.as_nanos() as f64 / 1e3 - raw_reuse.p50.as_nanos() as f64 / 1e3;
+    r.row(
+        "fnhost invoke, warm reuse, 64 B",
+        warm,
+        format!("+{diff:.2} µs vs raw-reuse"),
+    );
+    r.target(
+        "warm-reuse p50 within 1 µs of raw-reuse",
+        format!("+{diff:.2} µs"),
+        diff <= 1.0,
+    );
+
+    // Two hosts built alike, differing only in counting; interleaved
+    // rounds so drift and pool history hit both equally.
+    let h_on = host(2, true)?;
+    h_on.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let h_off = host(2, false)?;
+    h_off.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        off.push(
+            measure(n / 5, || {
+                assert_eq!(
+                    h_off.invoke("echo", &p64).unwrap().outcome.unwrap().len(),
+                    64
+                )
+            })
+            .p50,
+        );
+        on.push(
+            measure(n / 5, || {
+                assert_eq!(
+                    h_on.invoke("echo", &p64).unwrap().outcome.unwrap().len(),
+                    64
+                )
+            })
+            .p50,
+        );
+    }
+    drop((h_on, h_off));
+    on.sort();
+    off.sort();
+    let cost = ratio(on[3], off[3]) - 1.0;
+    r.notes.push(format!(
+        "metrics/metering on vs off, fresh 64 B, median of 7 interleaved rounds: on {} / off {} (cost {:+.1} %)",
+        fmt_dur(on[3]),
+        fmt_dur(off[3]),
+        cost * 100.0
+    ));
+    r.target(
+        "metering and metrics cost ≤ 3 %",
+        format!("{:+.1} %", cost * 100.0),
+        cost <= 0.03,
+    );
+
+    eprintln!("queue path");
+    let mut queue = Vec::new();
+    for workers in [1usize, 2] {
+        let hq = host(workers, true)?;
+        hq.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+        let batches = if quick { 10 } else { 100 };
+        let start = Instant::now();
+        for _ in 0..batches {
+            let futs: Vec<_> = (0..256)
+                .map(|_| hq.invoke_async("echo", p64.clone()))
+                .collect();
+            for res in futures::executor::block_on(futures::future::join_all(futs)) {
+                assert_eq!(res.unwrap().outcome.unwrap().len(), 64);
+            }
+        }
+        let tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
+        let m = hq.metrics();
+        queue.push(tput);
+        r.row(
+            format!("fnhost invoke_async via queue, {workers} worker(s), 256 in flight"),
+            Stats {
+                p50: m.duration().p50,
+                p99: m.duration().p99,
+                throughput: tput,
+            },
+            format!(
+                "{:.2}× raw-fresh {workers}-thread throughput",
+                tput / if workers == 1 {
+                    raw_fresh.throughput
+                } else {
+                    raw_fresh_2t.throughput
+                }
+            ),
+        );
+    }
+    let scale = queue[1] / queue[0];
+    r.target(
+        "queue throughput, 2 workers ≥ 1.6× 1 worker",
+        format!("{scale:.2}×"),
+        scale >= 1.6,
+    );
+    let vs_raw2 = queue[1] / raw_fresh_2t.throughput;
+    r.target(
+        "queue throughput, 2 workers ≥ 0.7× raw-fresh on 2 threads",
+        format!("{vs_raw2:.2}×"),
+        vs_raw2 >= 0.7,
+    );
+
+    eprintln!("realistic guests");
+    let image = guests::sample_png(1024, 1024);
+    h.register(
+        FunctionConfig::from_file("thumbnail", guests::THUMBNAIL)
+            .memory_limit(512 << 20)
+            .timeout(Duration::from_secs(30)),
+    )?;
+    let k = if quick { 3 } else { 20 };
+    let thumb_wasm = measure(k, || {
+        assert!(h.invoke("thumbnail", &image).unwrap().outcome.is_ok())
+    });
+    let thumb_native = measure(k, || assert!(thumbnail::make_thumbnails(&image).is_ok()));
+    r.row(
+        "thumbnail 1 MP PNG, native (baseline)",
+        thumb_native,
+        "1.00",
+    );
+    r.row(
+        "thumbnail 1 MP PNG, fnhost fresh",
+        thumb_wasm,
+        format!("{:.2}× native", ratio(thumb_wasm.p50, thumb_native.p50)),
+    );
+    let article = serde_json::json!({"html": "<h1>Big match</h1><p>".to_string() + &"The team scored a late goal and the coach praised the league. ".repeat(200) + "</p>"});
+    let article_bytes = article.to_string().into_bytes();
+    h.register(FunctionConfig::from_file("news", guests::NEWS))?;
+    let news_wasm = measure(n / 20, || {
+        assert!(h.invoke("news", &article_bytes).unwrap().outcome.is_ok())
+    });
+    let news_native = measure(n / 20, || {
+        let a: news::Article = serde_json::from_slice(&article_bytes).unwrap();
+        let out = serde_json::to_vec(&news::analyse(&a)).unwrap();
+        assert!(!out.is_empty());
+    });
+    r.row(
+        "news JSON event (13 KB), native (baseline)",
+        news_native,
+        "1.00",
+    );
+    r.row(
+        "news JSON event (13 KB), fnhost fresh",
+        news_wasm,
+        format!("{:.2}× native", ratio(news_wasm.p50, news_native.p50)),
+    );
+
+    eprintln!("cold start");
+    let thumb_bytes = guests::bytes(guests::THUMBNAIL);
+    let t = Instant::now();
+    let hc = host(1, true)?;
+    hc.register(FunctionConfig::from_bytes("thumbnail", thumb_bytes.clone()))?;
+    let compile = t.elapsed();
+    r.notes.push(format!(
+        "cold start (a), empty cache: Host built + thumbnail ({} KB) compiled and registered in {} (compiles: {})",
+        thumb_bytes.len() / 1024,
+        fmt_dur(compile),
+        hc.stats().compiles
+    ));
+    let cache = std::env::temp_dir().join(format!("fnhost-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let exe = std::env::current_exe()?;
+    let run_child = || -> Result<(Duration, String)> {
+        let t = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("--cold-start-child")
+            .arg(&cache)
+            .output()?;
+        let wall = t.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((
+            wall,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    };
+    let (first, first_line) = run_child()?; // fills the cache
+    let mut warm_runs: Vec<(Duration, String)> = (0..if quick { 3 } else { 10 })
+        .map(|_| run_child())
+        .collect::<Result<_>>()?;
+    warm_runs.sort_by_key(|(d, _)| *d);
+    let (median, line) = warm_runs[warm_runs.len() / 2].clone();
+    r.notes.push(format!(
+        "cold start (b), new process, empty cache: {} wall ({first_line})",
+        fmt_dur(first)
+    ));
+    r.notes.push(format!(
+        "cold start (b), new process, warm cache: {} wall, median of {} ({line})",
+        fmt_dur(median),
+        warm_runs.len()
+    ));
+    let zero = line.contains("compiles=0");
+    r.target(
+        "new process, warm cache: thumbnail registered + first result ≤ 5 ms, 0 compiles",
+        format!(
+            "{} wall, {}",
+            fmt_dur(median),
+            if zero { "0 compiles" } else { "COMPILED" }
+        ),
+        median <= Duration::from_millis(5) && zero,
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+
+    eprintln!("memory");
+    let base = rss_bytes();
+    let hm = host(1, false)?;
+    for i in 0..100 {
+        hm.register(FunctionConfig::from_bytes(format!("f{i}"), echo.clone()))?;
+    }
+    let with_100 = rss_bytes();
+    r.notes.push(format!(
+        "memory: 100 functions registered and idle add {:.1} MiB RSS ({:.0} KiB each)",
+        (with_100.saturating_sub(base)) as f64 / 1048576.0,
+        (with_100.saturating_sub(base)) as f64 / 1024.0 / 100.0
+    ));
+    let before = rss_bytes();
+    hm.register(
+        FunctionConfig::from_bytes("warm", echo.clone())
+            .reuse(u32::MAX, Duration::from_secs(3600))
+            .provisioned_concurrency(1000),
+    )?;
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) as f64 / 1000.0;
+    r.notes.push(format!(
+        "memory: 1,000 provisioned (warm, idle) echo instances add {:.1} MiB RSS, {:.0} KiB per instance; echo's linear memory is {} KiB at rest",
+        after.saturating_sub(before) as f64 / 1048576.0,
+        per / 1024.0,
+        hm.invoke("warm", b"x")?.report.max_memory_used / 1024
+    ));
+
+    print_report(&r, quick);
+    Ok(())
+}
+
+/// Child of the warm-cache cold-start case: time from `main` to the
+/// first thumbnail of a 64×64 image, and how many compiles it took.
+fn cold_start_child(cache: PathBuf) -> Result<()> {
+    let t = Instant::now();
+    let host = Host::builder()
+        .cache_dir(&cache)
+        .no_log_sink()
+        .concurrency_limit(16)
+        .workers(1)
+        .build()?;
+    host.register(FunctionConfig::from_file("thumbnail", guests::THUMBNAIL))?;
+    let png = guests::sample_png(64, 64);
+    let out = host
+        .invoke("thumbnail", &png)?
+        .outcome
+        .context("thumbnail failed")?;
+    anyhow::ensure!(out.starts_with(b"{\"source\""), "unexpected output");
+    println!(
+        "in-process {} , compiles={}",
+        fmt_dur(t.elapsed()),
+        host.stats().compiles
+    );
+    Ok(())
+}
+
+fn print_report(r: &Report, quick: bool) {
+    println!("| case | p50 | p99 | throughput | ratio |");
+    println!("|---|---:|---:|---:|---|");
+    for row in &r.rows {
+        println!(
+            "| {} | {} | {} | {:.0}/s | {} |",
+            row.case,
+            fmt_dur(row.stats.p50),
+            fmt_dur(row.stats.p99),
+            row.stats.throughput,
+            row.ratio
+        );
+    }
+    println!();
+    for n in &r.notes {
+        println!("- {n}");
+    }
+    println!();
+    println!("| target | measured | met |");
+    println!("|---|---|---|");
+    for (what, measured, ok) in &r.targets {
+        println!(
+            "| {what} | {measured} | {} |",
+            if *ok { "yes" } else { "**no**" }
+        );
+    }
+    if quick {
+        println!("\n(quick run: fewer iterations, noisier figures)");
+    }
+}
