@@ -110,6 +110,24 @@ impl Raw {
         )?;
         linker.define_unknown_imports_as_traps(&module)?;
         let pre = linker.instantiate_pre(&module)?;
+        let sig = |n: &str| match module.get_export(n) {
+            Some(wasmtime::ExternType::Func(f)) => Ok(f
+                .params()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                + "->"
+                + &f.results()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            _ => anyhow::bail!("export {n} is not a function"),
+        };
+        anyhow::ensure!(sig("fnhost_alloc")? == "i32->i32", "fnhost_alloc signature");
+        anyhow::ensure!(
+            sig("fnhost_handle")? == "i32,i32->i32",
+            "fnhost_handle signature"
+        );
         let idx = |n: &str| {
             module
                 .get_export_index(n)
@@ -138,8 +156,17 @@ impl Raw {
                 .and_then(|e| e.into_func())
                 .context("func")
         };
-        let alloc = func(&mut store, &self.alloc)?.typed(&store)?;
-        let handle = func(&mut store, &self.handle)?.typed(&store)?;
+        // The fastest way wasmtime offers, as fnhost does: the types were
+        // checked once (`Raw::new`), so no per-instance type check.
+        let alloc_f = func(&mut store, &self.alloc)?;
+        let handle_f = func(&mut store, &self.handle)?;
+        // SAFETY: `Raw::new` checked both signatures against this module.
+        let (alloc, handle) = unsafe {
+            (
+                TypedFunc::new_unchecked(&store, alloc_f),
+                TypedFunc::new_unchecked(&store, handle_f),
+            )
+        };
         Ok(RawInstance {
             store,
             memory,

@@ -24,7 +24,7 @@ use crate::metering::{PriceModel, Usage, UsageSummary};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pool::WarmPool;
 use crate::report::Report;
-use crate::runtime::{Core, Job, ShutdownReport, Threads};
+use crate::runtime::{Batch, Core, Job, Reply, ShutdownReport, Threads};
 
 /// Builds a [`Host`]. Every setting has a default; `build` validates them
 /// and names the field it refuses.
@@ -589,6 +589,33 @@ impl Host {
         }
     }
 
+    /// Invokes `name` once per payload on the worker pool and blocks until
+    /// all are done: the queue path with many invocations in flight and a
+    /// single wake-up of the caller. Each payload passes admission on its
+    /// own; one that is refused (throttled, too large, shutting down) gets
+    /// its error in its slot. Results are in payload order.
+    pub fn invoke_batch(
+        &self,
+        name: &str,
+        payloads: Vec<Bytes>,
+    ) -> Result<Vec<Result<Invocation>>> {
+        let f = self.function(name)?;
+        let core = &self.inner.core;
+        let batch = Batch::new(payloads.len());
+        for (i, payload) in payloads.into_iter().enumerate() {
+            match core.admit(&f, payload.len()) {
+                Ok(permit) => core.enqueue(Job {
+                    function: f.clone(),
+                    payload,
+                    permit,
+                    reply: Reply::Batch(batch.clone(), i),
+                }),
+                Err(e) => batch.fill(i, Err(e)),
+            }
+        }
+        Ok(batch.wait())
+    }
+
     /// Graceful shutdown: stop admitting (new invocations get
     /// [`Error::ShuttingDown`]), answer every queued invocation with
     /// `ShuttingDown`, and wait up to `grace` for running ones to finish.
@@ -655,7 +682,7 @@ impl Future for InvokeFuture {
                             function: f.clone(),
                             payload: std::mem::take(payload),
                             permit: Permit::new(f.gate.clone()),
-                            reply: tx,
+                            reply: Reply::Future(tx),
                         });
                         FutState::Waiting(rx)
                     } else if Instant::now() < until {

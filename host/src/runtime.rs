@@ -67,7 +67,62 @@ pub(crate) struct Job {
     pub function: Arc<Function>,
     pub payload: Bytes,
     pub permit: Permit,
-    pub reply: futures_channel::oneshot::Sender<Result<Invocation>>,
+    pub reply: Reply,
+}
+
+/// Where a queued invocation's outcome goes.
+pub(crate) enum Reply {
+    /// One awaiting future.
+    Future(futures_channel::oneshot::Sender<Result<Invocation>>),
+    /// Slot `index` of a batch; the caller is woken once, when the last
+    /// slot is filled.
+    Batch(Arc<Batch>, usize),
+}
+
+impl Reply {
+    fn send(self, r: Result<Invocation>) {
+        match self {
+            Reply::Future(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Batch(b, i) => b.fill(i, r),
+        }
+    }
+}
+
+/// Results of an [`invoke_batch`](crate::Host::invoke_batch) call.
+pub(crate) struct Batch {
+    slots: Box<[Mutex<Option<Result<Invocation>>>]>,
+    remaining: std::sync::atomic::AtomicUsize,
+    caller: std::thread::Thread,
+}
+
+impl Batch {
+    pub(crate) fn new(n: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            caller: std::thread::current(),
+        })
+    }
+
+    pub(crate) fn fill(&self, i: usize, r: Result<Invocation>) {
+        *self.slots[i].lock() = Some(r);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.caller.unpark();
+        }
+    }
+
+    /// Parks the calling thread until every slot is filled.
+    pub(crate) fn wait(self: Arc<Self>) -> Vec<Result<Invocation>> {
+        while self.remaining.load(Ordering::Acquire) > 0 {
+            std::thread::park();
+        }
+        self.slots
+            .iter()
+            .map(|s| s.lock().take().unwrap_or(Err(Error::ShuttingDown)))
+            .collect()
+    }
 }
 
 /// Work for the maintenance thread.
@@ -224,8 +279,12 @@ impl Core {
         let (outcome, call, init, duration, peak) = match warm {
             Ok(mut inst) => {
                 let t1 = Instant::now();
+                if cold {
+                    inst.init_duration = t1 - t0;
+                }
                 let outcome = inst.invoke(payload);
-                let duration = t1.elapsed();
+                let t2 = Instant::now();
+                let duration = t2 - t1;
                 let peak = inst.peak_memory();
                 let init = cold.then_some(inst.init_duration);
                 let keep = f
@@ -234,6 +293,7 @@ impl Core {
                     .is_some_and(|r| !inst.poisoned && inst.uses < r.max_uses)
                     && !self.shutting_down.load(Ordering::Relaxed);
                 let call = if keep {
+                    inst.last_used = t2;
                     let call = inst.take_call();
                     f.pool.put(inst, &self.idle_budget);
                     call
@@ -322,7 +382,7 @@ impl Core {
             .rejected
             .fetch_add(1, Ordering::Relaxed);
         job.function.metrics.error(e.kind());
-        let _ = job.reply.send(Err(e));
+        job.reply.send(Err(e));
     }
 
     /// A worker: runs queued jobs until told to stop.
@@ -335,7 +395,7 @@ impl Core {
                         continue;
                     }
                     let inv = self.execute(&job.function, &job.payload, job.permit);
-                    let _ = job.reply.send(Ok(inv));
+                    job.reply.send(Ok(inv));
                 }
                 Msg::Stop => break,
             }
@@ -344,8 +404,11 @@ impl Core {
 
     /// Creates an instance off the invoke path (provisioned concurrency).
     pub(crate) fn prepare(&self, f: &Function) -> Result<Instance> {
-        let call = Call::new(&f.spec, RequestId(0), Instant::now());
-        let inst = sandbox::start(f, call, self.settings.epoch_tick).map_err(|(e, _)| e)?;
+        let t0 = Instant::now();
+        let call = Call::new(&f.spec, RequestId(0), t0);
+        let mut inst = sandbox::start(f, call, self.settings.epoch_tick).map_err(|(e, _)| e)?;
+        inst.init_duration = t0.elapsed();
+        inst.last_used = Instant::now();
         f.pool.created();
         Ok(inst)
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{AsContextMut, Caller, Memory, ResourceLimiter, Store, TypedFunc};
+use wasmtime::{Caller, Memory, ResourceLimiter, Store, TypedFunc};
 
 use crate::abi;
 use crate::error::Error;
@@ -148,6 +148,7 @@ pub(crate) fn start(
     tick: Duration,
 ) -> Result<Instance, (Error, Store<State>)> {
     let spec = func.spec.clone();
+    let started = call.started;
     let mut store = Store::new(
         func.pre.module().engine(),
         State {
@@ -164,23 +165,40 @@ pub(crate) fn start(
     );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
-    let t0 = Instant::now();
     match init(&mut store, func) {
         Ok((alloc, handle, memory)) => Ok(Instance {
             store,
             alloc,
             handle,
             memory,
-            init_duration: t0.elapsed(),
+            // Set by the caller, which already reads the clock around this.
+            init_duration: Duration::ZERO,
             poisoned: false,
             uses: 0,
-            last_used: Instant::now(),
+            last_used: started,
         }),
         Err(e) => {
             let e = classify(&mut store, e);
             Err((e, store))
         }
     }
+}
+
+/// An ABI export as a typed function, without a per-instance type check.
+fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    store: &mut Store<State>,
+    instance: &wasmtime::Instance,
+    e: &wasmtime::ModuleExport,
+) -> Result<TypedFunc<P, R>, Failure> {
+    let f = instance
+        .get_module_export(&mut *store, e)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| Error::abi("export vanished"))?;
+    // SAFETY: `abi::check` verified at register time that this export of
+    // this module has exactly the parameter and result types `P -> R` (the
+    // callers name them as checked), so the per-instance `Func::typed`
+    // check is redundant; it showed up in profiles of the fresh path.
+    Ok(unsafe { TypedFunc::new_unchecked(&*store, f) })
 }
 
 type EntryPoints = (TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Memory);
@@ -193,25 +211,15 @@ fn init(store: &mut Store<State>, func: &Function) -> Result<EntryPoints, Failur
         .and_then(|e| e.into_memory())
         .ok_or_else(|| Error::abi("memory export vanished"))?;
     store.data_mut().memory = Some(memory);
-    let func_of = |store: &mut Store<State>, e: &wasmtime::ModuleExport| {
-        instance
-            .get_module_export(store.as_context_mut(), e)
-            .and_then(|e| e.into_func())
-            .ok_or_else(|| Error::abi("export vanished"))
-    };
     if let Some(e) = &ex.initialize {
-        func_of(store, e)?
-            .typed::<(), ()>(&*store)?
-            .call(&mut *store, ())?;
+        typed::<(), ()>(store, &instance, e)?.call(&mut *store, ())?;
     }
     if let Some(e) = &ex.init {
-        let status = func_of(store, e)?
-            .typed::<(), i32>(&*store)?
-            .call(&mut *store, ())?;
+        let status = typed::<(), i32>(store, &instance, e)?.call(&mut *store, ())?;
         check_status(store.data_mut(), status, "fnhost_init")?;
     }
-    let alloc = func_of(store, &ex.alloc)?.typed(&*store)?;
-    let handle = func_of(store, &ex.handle)?.typed(&*store)?;
+    let alloc = typed(store, &instance, &ex.alloc)?;
+    let handle = typed(store, &instance, &ex.handle)?;
     Ok((alloc, handle, memory))
 }
 
@@ -315,9 +323,7 @@ impl Instance {
     /// poisons the instance (it is never reused).
     pub(crate) fn invoke(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
         self.uses += 1;
-        let result = self.invoke_inner(payload);
-        self.last_used = Instant::now();
-        result.map_err(|f| {
+        self.invoke_inner(payload).map_err(|f| {
             self.poisoned |= !matches!(f, Failure::Host(Error::Guest { .. }));
             classify(&mut self.store, f)
         })

@@ -433,3 +433,37 @@ fn many_threads_many_functions_counts_add_up() {
     assert_accounted(&all);
     assert_host_goes_on(&host);
 }
+
+#[test]
+fn invoke_batch_returns_every_result_in_order() {
+    // Every payload holds a slot while queued: 100 need a limit above 100.
+    let host = engine_host(128, 2);
+    host.register(FunctionConfig::from_file("echo", guests::ECHO))
+        .unwrap();
+    with_probe(&host, "one", |c| c.reserved_concurrency(1));
+    let payloads: Vec<bytes::Bytes> = (0..100)
+        .map(|i| bytes::Bytes::from(format!("p{i}")))
+        .collect();
+    let results = host.invoke_batch("echo", payloads).unwrap();
+    assert_eq!(results.len(), 100);
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap().into_output().unwrap(), format!("p{i}"));
+    }
+    // Admission applies per payload: with one slot, the excess is throttled
+    // in its own slot and nothing is lost.
+    let results = host
+        .invoke_batch("one", vec![bytes::Bytes::from(sleep_cmd(20)); 5])
+        .unwrap();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Throttled { .. })))
+        .count();
+    assert_eq!(ok + throttled, 5);
+    assert!(ok >= 1 && throttled >= 1);
+    assert_accounted(&host.function_metrics("one").unwrap());
+    assert!(matches!(
+        host.invoke_batch("nope", vec![]),
+        Err(Error::NotFound { .. })
+    ));
+}
