@@ -7,6 +7,8 @@
 //!   trybuild), in release mode so wasmtime is built once;
 //! - `cargo xtask bench`: the benchmark report (BENCHMARKS.md), with
 //!   `-- --quick` for a short run;
+//! - `cargo xtask soak [-- N]`: the long soak (1M mixed invocations by
+//!   default; RELIABILITY.md);
 //! - `cargo xtask ci`: what `.ci/run` runs: test, fmt check, clippy.
 //!
 //! Set-up: `rustup toolchain install` in the repository installs the
@@ -19,7 +21,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <quickstart|test|bench|ci> [extra args]");
+        eprintln!("usage: cargo xtask <quickstart|test|bench|soak|ci> [extra args]");
         return ExitCode::from(2);
     };
     let extra = &args[1..];
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         "quickstart" => quickstart(extra),
         "test" => test(extra),
         "bench" => bench(extra),
+        "soak" => run_built("soak", extra),
         "ci" => test(extra)
             .and_then(|()| cargo(&["fmt", "--all", "--check"], &[]))
             .and_then(|()| {
@@ -92,8 +95,13 @@ fn test(extra: &[String]) -> Result<(), String> {
 
 /// Builds everything the tests build, then runs the benchmark report.
 fn bench(extra: &[String]) -> Result<(), String> {
+    run_built("report", extra)
+}
+
+/// Builds everything the tests build, then runs binary `name`.
+fn run_built(name: &str, extra: &[String]) -> Result<(), String> {
     cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
-    let exe = target_dir().join("release").join("report");
+    let exe = target_dir().join("release").join(name);
     eprintln!("xtask: {}", exe.display());
     let status = Command::new(&exe)
         .args(extra)

@@ -1,0 +1,14 @@
+#![no_main]
+//! Fuzz target: see `fnhost_hostile::oracles::register_smith`.
+
+use std::sync::OnceLock;
+
+use fnhost_hostile::oracles;
+use libfuzzer_sys::fuzz_target;
+
+static HOST: OnceLock<fnhost::Host> = OnceLock::new();
+
+fuzz_target!(|data: &[u8]| {
+    let host = HOST.get_or_init(oracles::fuzz_host);
+    oracles::register_smith(host, data);
+});
