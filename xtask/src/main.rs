@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         "bench" => bench(extra),
         "soak" => run_built("soak", extra),
         "ci" => test(extra)
+            .and_then(|()| fuzz_build())
             .and_then(|()| cargo(&["fmt", "--all", "--check"], &[]))
             .and_then(|()| {
                 cargo(
@@ -86,11 +87,21 @@ fn root() -> std::path::PathBuf {
 /// example and doctest, all in the release profile so wasmtime is built
 /// once. (`--all-targets` skips doctests, hence the second call.)
 fn test(extra: &[String]) -> Result<(), String> {
+    ensure_aws_cli();
     cargo(
         &["test", "--release", "--workspace", "--all-targets"],
         extra,
     )?;
     cargo(&["test", "--release", "--workspace", "--doc"], extra)
+}
+
+/// Builds the cargo-fuzz targets (on stable, without sanitizers: this
+/// checks they compile; `fuzz/run.sh` fuzzes with nightly).
+fn fuzz_build() -> Result<(), String> {
+    cargo(
+        &["build", "--release", "--manifest-path", "fuzz/Cargo.toml"],
+        &[],
+    )
 }
 
 /// Builds everything the tests build, then runs the benchmark report.
@@ -118,6 +129,24 @@ fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
+}
+
+/// The gateway tests drive the real AWS CLI (`awscli` from PyPI).
+fn ensure_aws_cli() {
+    let present = Command::new("aws")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        eprintln!("xtask: installing the AWS CLI for the gateway tests (pip install awscli)");
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "awscli"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("xtask: could not install awscli; the AWS CLI gateway test will fail");
+        }
+    }
 }
 
 /// Installs what `rust-toolchain.toml` lists (toolchain, components and

@@ -1,8 +1,11 @@
 //! Integration tests of the `fnhost` crate: one binary, one module per
-//! area. HOSTILE.md rows covered here: 1–6, 8–10, 12–19 (rows 7, 11 and
-//! 20–23 grow with the engine and capabilities issues; 24–25 belong to
-//! events, 26 to the gateway, 27 to logs in `logs.rs` unit tests and
-//! `invoke::logs_are_captured_bounded_and_escaped`).
+//! area. Where each HOSTILE.md row lives:
+//! - 1–4: `register`; 5–8, 10, 12: `hostile` (WAT guests) and `quotas`;
+//! - 9, 11, 13, 14, 16: `quotas`, `invoke`; 15, 17, 18 (fresh): `isolation`;
+//! - 18 (reuse), 19, 20, 23: `engine`; 21, 22: `invoke`; 27: `invoke`,
+//!   `observe` and `logs.rs` unit tests;
+//! - 28: `hostile/tests/soak.rs`; 24–25 (events) and 26 (gateway) belong
+//!   to those features.
 
 mod cache;
 mod engine;

@@ -1,0 +1,8 @@
+//! The `fnhost` command's library: configuration files, the HTTP gateway
+//! and guest scaffolding. The only crate of fnhost that knows HTTP.
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod gateway;
+pub mod scaffold;

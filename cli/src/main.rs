@@ -1,0 +1,235 @@
+//! `fnhost`: invoke a module, serve functions over HTTP, scaffold and build
+//! guests. Run `fnhost --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use fnhost::{FunctionConfig, Host};
+use fnhost_cli::config::{Config, parse_duration, parse_size};
+use fnhost_cli::gateway::{self, Gateway, Route};
+use fnhost_cli::scaffold;
+
+#[derive(Parser)]
+#[command(
+    name = "fnhost",
+    version,
+    about = "Serverless functions as a Rust crate: run WebAssembly functions locally or behind HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Invoke a module once; print its output, then the REPORT line.
+    Invoke {
+        /// The .wasm module.
+        module: PathBuf,
+        /// JSON payload.
+        #[arg(long, conflicts_with = "payload_file")]
+        payload: Option<String>,
+        /// Read the payload from a file.
+        #[arg(long)]
+        payload_file: Option<PathBuf>,
+        /// Memory limit, e.g. 128MB.
+        #[arg(long, default_value = "128MB")]
+        memory: String,
+        /// Timeout, e.g. 3s.
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+        /// Environment variable K=V (repeatable).
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+    },
+    /// Serve functions over HTTP (Lambda Invoke API, routes, /metrics).
+    Serve {
+        /// Config file (fnhost.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Quick function: name=path.wasm (repeatable).
+        #[arg(long = "function", value_name = "NAME=PATH")]
+        functions: Vec<String>,
+        /// Address to listen on (overrides the config's `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Grace period for running invocations at shutdown.
+        #[arg(long, default_value = "30s")]
+        grace: String,
+    },
+    /// Create a new guest crate.
+    New {
+        /// Crate name (and directory).
+        name: String,
+    },
+    /// Build the guest crate in a directory for wasm32-wasip1.
+    Build {
+        /// Crate directory.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FNHOST_LOG")
+                .unwrap_or_else(|_| "info,fnhost::guest=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Invoke {
+            module,
+            payload,
+            payload_file,
+            memory,
+            timeout,
+            env,
+        } => {
+            let payload = match (payload, payload_file) {
+                (Some(p), _) => p.into_bytes(),
+                (None, Some(f)) => {
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?
+                }
+                (None, None) => b"{}".to_vec(),
+            };
+            let name = module
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("function")
+                .replace(
+                    |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                    "_",
+                );
+            let mut cfg = FunctionConfig::from_file(name.clone(), &module)
+                .memory_limit(parse_size(&memory).context("--memory")?)
+                .timeout(parse_duration(&timeout).context("--timeout")?)
+                .max_input(payload.len().max(6 << 20));
+            for kv in &env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--env {kv:?}: expected K=V"))?;
+                cfg = cfg.env(k, v);
+            }
+            let host = Host::builder()
+                .no_log_sink()
+                .concurrency_limit(4)
+                .workers(1)
+                .build()?;
+            host.register(cfg)
+                .with_context(|| format!("registering {}", module.display()))?;
+            let inv = host.invoke(&name, &payload)?;
+            eprint!("{}", inv.logs.to_display_string());
+            let code = match &inv.outcome {
+                Ok(out) => {
+                    println!("{}", String::from_utf8_lossy(out));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error ({}): {e}", e.kind().as_str());
+                    ExitCode::from(1)
+                }
+            };
+            eprintln!("{}", inv.report.report_line());
+            Ok(code)
+        }
+        Command::Serve {
+            config,
+            functions,
+            listen,
+            grace,
+        } => {
+            let (cfg, base) = match &config {
+                Some(p) => (
+                    Config::load(p)?,
+                    p.parent().map(PathBuf::from).unwrap_or_default(),
+                ),
+                None => (Config::parse("")?, PathBuf::from(".")),
+            };
+            let mut builder = Host::builder();
+            if let Some(c) = cfg.concurrency {
+                builder = builder.concurrency_limit(c);
+            }
+            let host = builder.build()?;
+            let mut routes = Vec::new();
+            let file = config
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" in {}", p.display()));
+            for (i, f) in cfg.functions.iter().enumerate() {
+                let fc = f
+                    .to_config(&base, i)
+                    .with_context(|| file.trim_start().to_string())?;
+                host.register(fc)
+                    .with_context(|| format!("function `{}`{file}", f.name))?;
+                for r in &f.routes {
+                    routes.push(Route::parse(r, &f.name)?);
+                }
+            }
+            for spec in &functions {
+                let (name, path) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--function {spec:?}: expected NAME=PATH"))?;
+                host.register(FunctionConfig::from_file(name, path))
+                    .with_context(|| format!("--function {spec}"))?;
+            }
+            let addr = listen
+                .or(cfg.listen.clone())
+                .unwrap_or_else(|| "127.0.0.1:9000".into());
+            let grace = parse_duration(&grace).context("--grace")?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                // The line a supervisor (or test) waits for.
+                println!("listening on http://{}", listener.local_addr()?);
+                let gw = Gateway {
+                    host,
+                    routes,
+                    max_body: cfg.max_body() as usize,
+                };
+                gateway::serve(listener, gw, shutdown_signal(), grace).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name } => {
+            scaffold::new_guest(&PathBuf::from(&name), &name)?;
+            println!("created {name}/ — build it with `fnhost build {name}`");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build { path } => {
+            let wasm = scaffold::build_guest(&path)?;
+            println!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(target: "fnhost::http", "signal received: draining");
+}

@@ -1,0 +1,142 @@
+//! `fnhost new` and `fnhost build`: the `cargo lambda new/build` experience
+//! for wasm32-wasip1 guests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+/// Where the SDK lives: `FNHOST_SDK_PATH`, else the `guest-sdk` beside this
+/// CLI's sources (fnhost is not on crates.io yet).
+pub fn sdk_path() -> PathBuf {
+    std::env::var_os("FNHOST_SDK_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"))
+}
+
+/// Creates a guest crate named `name` in directory `dir`.
+pub fn new_guest(dir: &Path, name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("{name:?}: use letters, digits, '-' and '_'");
+    }
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let sdk = sdk_path()
+        .canonicalize()
+        .with_context(|| format!("guest SDK not found at {}", sdk_path().display()))?;
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    let lib = name.replace('-', "_");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+name = "{lib}"
+crate-type = ["cdylib"]
+
+[dependencies]
+fnhost-guest = {{ path = {sdk:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[profile.release]
+strip = "debuginfo"
+
+# A crate of its own, not part of any enclosing workspace.
+[workspace]
+"#
+        ),
+    )?;
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        "[build]\ntarget = \"wasm32-wasip1\"\n",
+    )?;
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        r#"//! An fnhost function. Build with `fnhost build`, run with
+//! `fnhost invoke target/wasm32-wasip1/release/<name>.wasm --payload '{"name":"you"}'`.
+
+use fnhost_guest::{Context, Error};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+pub struct Request {
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct Response {
+    pub message: String,
+}
+
+#[fnhost_guest::handler]
+pub fn handle(req: Request, ctx: &Context) -> Result<Response, Error> {
+    if req.name.is_empty() {
+        return Err(Error::new("InvalidRequest", "name must not be empty"));
+    }
+    println!("request {}", ctx.request_id());
+    Ok(Response { message: format!("Hello, {}!", req.name) })
+}
+"#,
+    )?;
+    std::fs::write(dir.join(".gitignore"), "/target\n")?;
+    Ok(())
+}
+
+/// Builds the guest crate in `dir` for wasm32-wasip1 (release) and returns
+/// the module's path.
+pub fn build_guest(dir: &Path) -> Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!(
+            "cargo build failed ({status}); is the target installed? `rustup target add wasm32-wasip1`"
+        );
+    }
+    let lib = lib_name(&text)
+        .with_context(|| format!("no [lib] name or package name in {}", manifest.display()))?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
+    let wasm = target_dir
+        .join("wasm32-wasip1/release")
+        .join(format!("{lib}.wasm"));
+    if !wasm.exists() {
+        bail!(
+            "build finished but {} is missing (is crate-type cdylib?)",
+            wasm.display()
+        );
+    }
+    Ok(wasm)
+}
+
+fn lib_name(manifest: &str) -> Option<String> {
+    let v: toml::Value = toml::from_str(manifest).ok()?;
+    let name = v
+        .get("lib")
+        .and_then(|l| l.get("name"))
+        .or_else(|| v.get("package")?.get("name"))?;
+    Some(name.as_str()?.replace('-', "_"))
+}

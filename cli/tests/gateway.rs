@@ -1,0 +1,502 @@
+//! End to end over HTTP on 127.0.0.1:0 with a real client: every Lambda
+//! API route, header and status, the trigger routes, /metrics, /healthz,
+//! and malformed requests (HOSTILE 26).
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use fnhost::{FunctionConfig, Host};
+use fnhost_cli::gateway::{Gateway, Route, serve};
+use fnhost_test_guests as guests;
+use serde_json::{Value, json};
+
+struct Server {
+    base: String,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A gateway with `hello`, `probe` (reserved 1), `web` (an HTTP route
+/// function: the probe echoing its event) on an ephemeral port.
+async fn start() -> Server {
+    let host = Host::builder()
+        .no_artifact_cache()
+        .concurrency_limit(32)
+        .workers(2)
+        .build()
+        .unwrap();
+    host.register(FunctionConfig::from_file("hello", guests::HELLO))
+        .unwrap();
+    host.register(
+        FunctionConfig::from_file("probe", guests::PROBE)
+            .reserved_concurrency(1)
+            .max_input(1024)
+            .timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    host.register(FunctionConfig::from_file("web", guests::ECHO))
+        .unwrap();
+    let routes = vec![
+        Route::parse("ANY /web/{proxy+}", "web").unwrap(),
+        Route::parse("GET /hi", "hello").unwrap(),
+    ];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let gw = Gateway {
+        host,
+        routes,
+        max_body: 64 << 10,
+    };
+    let done = tokio::spawn(serve(
+        listener,
+        gw,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(10),
+    ));
+    Server {
+        base: format!("http://{addr}"),
+        addr,
+        stop: Some(tx),
+        done: Some(done),
+    }
+}
+
+impl Server {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+async fn post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", s.base))
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+const INVOKE: &str = "/2015-03-31/functions/hello/invocations";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_invoke_api() {
+    let s = start().await;
+    // RequestResponse (the default): 200, output, executed version.
+    let r = post(&s, INVOKE, &[], r#"{"name":"Ada"}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-amz-executed-version"], "$LATEST");
+    assert!(r.headers().get("x-amz-function-error").is_none());
+    assert_eq!(
+        json_of(r).await,
+        json!({"message": "Hello, Ada!", "function": "hello"})
+    );
+
+    // Tail: base64 of the last 4 KB of logs, with the REPORT line.
+    let r = post(
+        &s,
+        INVOKE,
+        &[("X-Amz-Log-Type", "Tail")],
+        r#"{"name":"Bo"}"#,
+    )
+    .await;
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(r.headers()["x-amz-log-result"].to_str().unwrap())
+        .unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    assert!(tail.starts_with("greeting Bo (request "), "{tail}");
+    assert!(tail.contains("\nREPORT RequestId: "), "{tail}");
+
+    // A function error: 200 with X-Amz-Function-Error and Lambda's body.
+    let r = post(&s, INVOKE, &[], r#"{"name":""}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-amz-function-error"], "Unhandled");
+    assert_eq!(
+        json_of(r).await,
+        json!({"errorMessage": "name must not be empty", "errorType": "InvalidName"})
+    );
+
+    // Timeouts and traps are function errors too, with runtime error types.
+    let r = post(
+        &s,
+        "/2015-03-31/functions/probe/invocations",
+        &[],
+        r#"{"op":"panic","message":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.headers()["x-amz-function-error"], "Unhandled");
+    assert_eq!(json_of(r).await["errorType"], "Panic");
+
+    // Event: 202 and runs in the background; DryRun: 204.
+    let r = post(
+        &s,
+        INVOKE,
+        &[("X-Amz-Invocation-Type", "Event")],
+        r#"{"name":"Ev"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let r = post(&s, INVOKE, &[("X-Amz-Invocation-Type", "DryRun")], "{}").await;
+    assert_eq!(r.status(), 204);
+
+    // Qualifiers: $LATEST works, in the query or the name; others are 404.
+    let r = post(
+        &s,
+        &format!("{INVOKE}?Qualifier=$LATEST"),
+        &[],
+        r#"{"name":"Q"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(
+        &s,
+        "/2015-03-31/functions/hello:$LATEST/invocations",
+        &[],
+        r#"{"name":"Q"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(&s, &format!("{INVOKE}?Qualifier=prod"), &[], "{}").await;
+    assert_eq!(r.status(), 404);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_errors_have_aws_shapes() {
+    let s = start().await;
+    let check = |r: &reqwest::Response, status: u16, ty: &str| {
+        assert_eq!(r.status().as_u16(), status, "{ty}");
+        assert_eq!(r.headers()["x-amzn-errortype"], ty);
+    };
+    let r = post(&s, "/2015-03-31/functions/ghost/invocations", &[], "{}").await;
+    check(&r, 404, "ResourceNotFoundException");
+    assert_eq!(json_of(r).await["Type"], "User");
+
+    let r = post(&s, INVOKE, &[], "this is not json").await;
+    check(&r, 400, "InvalidRequestContentException");
+    let r = post(&s, INVOKE, &[("X-Amz-Invocation-Type", "Sometimes")], "{}").await;
+    check(&r, 400, "InvalidParameterValueException");
+    let r = post(&s, INVOKE, &[("X-Amz-Log-Type", "Everything")], "{}").await;
+    check(&r, 400, "InvalidParameterValueException");
+
+    // Over the function's max_input (1024) but under the body limit.
+    let big = format!("{{\"op\":\"echo\",\"data\":\"{}\"}}", "x".repeat(2000));
+    let r = post(&s, "/2015-03-31/functions/probe/invocations", &[], &big).await;
+    check(&r, 413, "RequestTooLargeException");
+    // Over the gateway's body limit (64 KiB).
+    let huge = format!("\"{}\"", "x".repeat(100 << 10));
+    let r = post(&s, INVOKE, &[], &huge).await;
+    check(&r, 413, "RequestTooLargeException");
+
+    // Throttling: `probe` has reserved concurrency 1.
+    let slow = post(
+        &s,
+        "/2015-03-31/functions/probe/invocations",
+        &[],
+        r#"{"op":"sleep","ms":400}"#,
+    );
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        post(
+            &s,
+            "/2015-03-31/functions/probe/invocations",
+            &[],
+            r#"{"op":"echo","data":1}"#,
+        )
+        .await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!(slow.status(), 200);
+    check(&fast, 429, "TooManyRequestsException");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_get_metrics_health() {
+    let s = start().await;
+    post(&s, INVOKE, &[], r#"{"name":"M"}"#).await;
+    let c = reqwest::Client::new();
+    let list: Value = serde_json::from_slice(
+        &c.get(format!("{}/2015-03-31/functions/", s.base))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = list["Functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["FunctionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["hello", "probe", "web"]);
+    let r = c
+        .get(format!("{}/2015-03-31/functions/probe", s.base))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["Configuration"]["MemorySize"], 128);
+    assert_eq!(v["Configuration"]["Timeout"], 5);
+    assert_eq!(v["Concurrency"]["ReservedConcurrentExecutions"], 1);
+    let r = c
+        .get(format!("{}/2015-03-31/functions/ghost", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let m = c
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == "fnhost_invocations_total{function=\"hello\",outcome=\"success\"} 1"),
+        "{m}"
+    );
+    let h = c
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&h).unwrap(),
+        json!({"status": "ok", "functions": 3})
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_trigger_routes_use_payload_format_2() {
+    let s = start().await;
+    let c = reqwest::Client::new();
+    // `web` is echo: its output is the event itself, returned as a 200 JSON body.
+    let r = c
+        .post(format!("{}/web/a/b?x=1&x=2&y=3", s.base))
+        .header("X-Custom", "v")
+        .header("Cookie", "c1=1; c2=2")
+        .body("hello body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let ev: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(ev["version"], "2.0");
+    assert_eq!(ev["routeKey"], "ANY /web/{proxy+}");
+    assert_eq!(ev["rawPath"], "/web/a/b");
+    assert_eq!(ev["rawQueryString"], "x=1&x=2&y=3");
+    assert_eq!(ev["queryStringParameters"], json!({"x": "1,2", "y": "3"}));
+    assert_eq!(ev["pathParameters"], json!({"proxy": "a/b"}));
+    assert_eq!(ev["headers"]["x-custom"], "v");
+    assert_eq!(ev["cookies"], json!(["c1=1", "c2=2"]));
+    assert_eq!(ev["requestContext"]["http"]["method"], "POST");
+    assert_eq!(ev["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(
+        (ev["body"].clone(), ev["isBase64Encoded"].clone()),
+        (json!("hello body"), json!(false))
+    );
+    // Binary bodies arrive base64-encoded.
+    let r = c
+        .put(format!("{}/web/bin", s.base))
+        .body(vec![0xffu8, 0x00, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    let ev: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (ev["body"].clone(), ev["isBase64Encoded"].clone()),
+        (json!("/wD+"), json!(true))
+    );
+    // A plain JSON result (hello's) becomes a 200 JSON response; an unmatched
+    // route is a JSON 404.
+    let r = c.get(format!("{}/hi", s.base)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        500,
+        "hello cannot parse an API Gateway event as Greet: a function error"
+    );
+    let r = c.get(format!("{}/nowhere", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap(),
+        json!({"message": "Not Found"})
+    );
+    s.stop().await;
+}
+
+/// Raw bytes over TCP: what no well-behaved client sends.
+fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_4xx_and_the_server_goes_on() {
+    // HOSTILE 26
+    let s = start().await;
+    let addr = s.addr;
+    let big_header = format!(
+        "POST {INVOKE} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        "a".repeat(20 << 10)
+    );
+    // Bytes that are not HTTP at all cannot get an HTTP answer: the
+    // connection is closed without one (hyper's parser), and nothing else
+    // happens.
+    let garbage = tokio::task::spawn_blocking(move || raw(addr, b"GARBAGE\r\n\r\n"))
+        .await
+        .unwrap();
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage:?}"
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (format!("POST {INVOKE} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{{bad").into_bytes(), "HTTP/1.1 400"),
+        (big_header.into_bytes(), "HTTP/1.1 431"),
+        (format!("POST {INVOKE} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\nConnection: close\r\n\r\n{{}}").into_bytes(), "HTTP/1.1 413"),
+    ];
+    for (req, want) in cases {
+        let resp = tokio::task::spawn_blocking(move || raw(addr, &req))
+            .await
+            .unwrap();
+        assert!(resp.starts_with(want), "wanted {want}, got {resp:?}");
+        assert!(
+            resp.contains("content-type: application/json"),
+            "JSON error body expected: {resp:?}"
+        );
+    }
+    // The server goes on.
+    let r = post(&s, INVOKE, &[], r#"{"name":"still"}"#).await;
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+/// Runs the real AWS CLI against the gateway.
+fn aws(base: &str, args: &[&str]) -> std::process::Output {
+    Command::new("aws")
+        .args([
+            "--endpoint-url",
+            base,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "fnhost")
+        .env("AWS_SECRET_ACCESS_KEY", "fnhost")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("the AWS CLI (`pip install awscli`; cargo xtask test installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_aws_cli_works_against_the_gateway() {
+    let s = start().await;
+    let base = s.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    let out_path = out_file.to_str().unwrap().to_string();
+    let (invoke, list, get, missing, failing) = tokio::task::spawn_blocking(move || {
+        let invoke = aws(
+            &base,
+            &[
+                "lambda",
+                "invoke",
+                "--function-name",
+                "hello",
+                "--payload",
+                r#"{"name":"Aws"}"#,
+                "--log-type",
+                "Tail",
+                &out_path,
+            ],
+        );
+        let list = aws(&base, &["lambda", "list-functions"]);
+        let get = aws(
+            &base,
+            &["lambda", "get-function", "--function-name", "probe"],
+        );
+        let missing = aws(
+            &base,
+            &["lambda", "invoke", "--function-name", "ghost", &out_path],
+        );
+        let failing = aws(
+            &base,
+            &[
+                "lambda",
+                "invoke",
+                "--function-name",
+                "hello",
+                "--payload",
+                r#"{"name":""}"#,
+                &out_path,
+            ],
+        );
+        (invoke, list, get, missing, failing)
+    })
+    .await
+    .unwrap();
+    assert!(
+        invoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invoke.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&invoke.stdout).unwrap();
+    assert_eq!(meta["StatusCode"], 200);
+    assert_eq!(meta["ExecutedVersion"], "$LATEST");
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(meta["LogResult"].as_str().unwrap())
+        .unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("REPORT RequestId: "));
+
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed["Functions"].as_array().unwrap().len(), 3, "{listed}");
+    let got: Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(got["Configuration"]["FunctionName"], "probe");
+
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    assert!(
+        failing.status.success(),
+        "function errors are not CLI errors"
+    );
+    let meta: Value = serde_json::from_slice(&failing.stdout).unwrap();
+    assert_eq!(meta["FunctionError"], "Unhandled");
+    let body: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"errorMessage": "name must not be empty", "errorType": "InvalidName"})
+    );
+    s.stop().await;
+}
