@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:9000"      # optional
 //! concurrency = 1000             # optional: the host's global limit
 //! max_body = "6MB"               # optional: largest request body
+//! data_dir = "data"              # optional: persist versions and aliases
 //!
 //! [[function]]
 //! name = "hello"
@@ -38,6 +39,8 @@ pub struct Config {
     pub concurrency: Option<u32>,
     /// Largest request body, e.g. `"6MB"`.
     pub max_body: Option<String>,
+    /// Where the registry (versions, aliases, modules) is persisted.
+    pub data_dir: Option<PathBuf>,
     /// The functions.
     #[serde(default, rename = "function")]
     pub functions: Vec<FunctionEntry>,

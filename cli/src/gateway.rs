@@ -278,17 +278,11 @@ async fn invoke(
 ) -> Response {
     let (name, path_qualifier) = function_and_qualifier(&raw_name);
     let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
-    if let Some(q) = &qualifier
-        && q != "$LATEST"
-    {
-        return aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!(
-                "function not found: `{name}:{q}` (only $LATEST exists until versions are published)"
-            ),
-        );
-    }
+    // `name`, `name:version` or `name:alias`, resolved by the host.
+    let target = match &qualifier {
+        Some(q) => format!("{name}:{q}"),
+        None => name.clone(),
+    };
     let header = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let invocation_type = header("x-amz-invocation-type")
         .unwrap_or("RequestResponse")
@@ -318,18 +312,18 @@ async fn invoke(
     match invocation_type.as_str() {
         "RequestResponse" => {}
         "DryRun" => {
-            return match gw.host.function_info(&name) {
+            return match gw.host.function_info(&target) {
                 Ok(_) => StatusCode::NO_CONTENT.into_response(),
                 Err(e) => refusal(&e),
             };
         }
         "Event" => {
-            if let Err(e) = gw.host.function_info(&name) {
+            if let Err(e) = gw.host.function_info(&target) {
                 return refusal(&e);
             }
             // Runs in the background on the worker pool; the outcome goes to
             // the log sink (durable event queues are a separate feature).
-            let fut = gw.host.invoke_async(&name, payload);
+            let fut = gw.host.invoke_async(&target, payload);
             tokio::spawn(async move {
                 if let Err(e) = fut.await {
                     tracing::warn!(target: "fnhost::http", error = %e, "event invocation refused");
@@ -347,7 +341,7 @@ async fn invoke(
             );
         }
     }
-    let inv = match gw.host.invoke_async(&name, payload).await {
+    let inv = match gw.host.invoke_async(&target, payload).await {
         Ok(inv) => inv,
         Err(e) => return refusal(&e),
     };

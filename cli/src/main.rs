@@ -163,6 +163,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(c) = cfg.concurrency {
                 builder = builder.concurrency_limit(c);
             }
+            if let Some(d) = &cfg.data_dir {
+                builder = builder.data_dir(if d.is_absolute() {
+                    d.clone()
+                } else {
+                    base.join(d)
+                });
+            }
             let host = builder.build()?;
             let mut routes = Vec::new();
             let file = config

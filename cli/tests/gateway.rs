@@ -13,6 +13,7 @@ use fnhost_test_guests as guests;
 use serde_json::{Value, json};
 
 struct Server {
+    host: Host,
     base: String,
     addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -47,7 +48,7 @@ async fn start() -> Server {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let gw = Gateway {
-        host,
+        host: host.clone(),
         routes,
         max_body: 64 << 10,
     };
@@ -60,6 +61,7 @@ async fn start() -> Server {
         Duration::from_secs(10),
     ));
     Server {
+        host,
         base: format!("http://{addr}"),
         addr,
         stop: Some(tx),
@@ -169,6 +171,27 @@ async fn lambda_invoke_api() {
     assert_eq!(r.status(), 200);
     let r = post(&s, &format!("{INVOKE}?Qualifier=prod"), &[], "{}").await;
     assert_eq!(r.status(), 404);
+    // Versions and aliases: the executed version says which ran.
+    s.host
+        .register(FunctionConfig::from_file("hello", guests::HELLO).env("GREETING", "Hi"))
+        .unwrap();
+    s.host
+        .set_alias("hello", "live", fnhost::Alias::to(1))
+        .unwrap();
+    let r = post(
+        &s,
+        &format!("{INVOKE}?Qualifier=live"),
+        &[],
+        r#"{"name":"V"}"#,
+    )
+    .await;
+    assert_eq!(r.headers()["x-amz-executed-version"], "1");
+    assert_eq!(json_of(r).await["message"], "Hello, V!");
+    let r = post(&s, &format!("{INVOKE}?Qualifier=2"), &[], r#"{"name":"V"}"#).await;
+    assert_eq!(r.headers()["x-amz-executed-version"], "2");
+    assert_eq!(json_of(r).await["message"], "Hi, V!");
+    let r = post(&s, INVOKE, &[], r#"{"name":"V"}"#).await;
+    assert_eq!(r.headers()["x-amz-executed-version"], "$LATEST");
     s.stop().await;
 }
 

@@ -4,22 +4,29 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The built example: `cargo build` names it `<name>`; `cargo test
+/// --all-targets` leaves `<name>-<hash>` (not uplifted). Newest wins.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run `cargo test --workspace` (it builds examples)",
-        path.display()
-    );
-    path
+    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let prefix = format!("{name}-");
+    let newest = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            p.extension().is_none() && (f == name || f.starts_with(&prefix))
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    newest.unwrap_or_else(|| {
+        panic!(
+            "example {name} is not built in {}; run `cargo xtask test`",
+            dir.display()
+        )
+    })
 }
 
 fn run(name: &str, cache: &std::path::Path) -> String {

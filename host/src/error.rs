@@ -31,6 +31,15 @@ pub enum Error {
         /// The function name.
         name: String,
     },
+    /// The thing cannot be removed while something refers to it (a version
+    /// an alias points to, the newest version).
+    #[error("`{what}` is in use by {by}")]
+    InUse {
+        /// What was to be removed.
+        what: String,
+        /// What refers to it.
+        by: String,
+    },
     /// The module is larger than the host's byte cap; it was not compiled.
     #[error("module is {size} bytes, over the cap of {max} bytes; it was not compiled")]
     ModuleTooLarge {
@@ -173,6 +182,8 @@ pub enum ErrorKind {
     InvalidConfig,
     /// [`Error::AlreadyExists`]
     AlreadyExists,
+    /// [`Error::InUse`]
+    InUse,
     /// [`Error::ModuleTooLarge`]
     ModuleTooLarge,
     /// [`Error::InvalidModule`]
@@ -211,9 +222,10 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (for metrics tables).
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::InvalidConfig,
         ErrorKind::AlreadyExists,
+        ErrorKind::InUse,
         ErrorKind::ModuleTooLarge,
         ErrorKind::InvalidModule,
         ErrorKind::UnsupportedImport,
@@ -238,6 +250,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::InUse => "in_use",
             ErrorKind::ModuleTooLarge => "module_too_large",
             ErrorKind::InvalidModule => "invalid_module",
             ErrorKind::UnsupportedImport => "unsupported_import",
@@ -265,6 +278,7 @@ impl Error {
         match self {
             Error::InvalidConfig { .. } => ErrorKind::InvalidConfig,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::InUse { .. } => ErrorKind::InUse,
             Error::ModuleTooLarge { .. } => ErrorKind::ModuleTooLarge,
             Error::InvalidModule { .. } => ErrorKind::InvalidModule,
             Error::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,

@@ -297,6 +297,13 @@ pub(crate) struct Function {
     pub reserved: Option<u32>,
     pub metrics: Metrics,
     pub pool: WarmPool,
+    /// Version number (1, 2, ...).
+    pub version: u32,
+    /// The version as reports show it.
+    pub version_label: Arc<str>,
+    /// The configuration it was registered with (the module as a file in
+    /// the data dir, or empty bytes without one): what persistence saves.
+    pub config: FunctionConfig,
 }
 
 /// What a registered function is, for callers (`Host::function_info`).
@@ -304,6 +311,8 @@ pub(crate) struct Function {
 pub struct FunctionInfo {
     /// Name.
     pub name: String,
+    /// Version number of this code (1 for the first registration).
+    pub version: u32,
     /// BLAKE3 hash of the module bytes (hex): the content address.
     pub module_hash: String,
     /// Memory limit in bytes.
@@ -324,6 +333,7 @@ impl Function {
     pub(crate) fn info(&self) -> FunctionInfo {
         FunctionInfo {
             name: self.spec.name.to_string(),
+            version: self.version,
             module_hash: self.module_hash.clone(),
             memory_limit: self.spec.memory_limit,
             timeout: self.spec.timeout,

@@ -1,5 +1,6 @@
 //! The [`Host`]: registry of functions, and the invoke entry point.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -22,7 +23,9 @@ use crate::limits::{Gate, Permit};
 use crate::logs::{LogSink, Logs, TracingLogSink};
 use crate::metering::{PriceModel, Usage, UsageSummary};
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::persist::{self, DataDir, SavedFunction, SavedVersion};
 use crate::pool::WarmPool;
+use crate::registry::{Alias, Entry, check_alias, split};
 use crate::report::Report;
 use crate::runtime::{Batch, Core, Job, Reply, ShutdownReport, Threads};
 
@@ -31,6 +34,7 @@ use crate::runtime::{Batch, Core, Job, Reply, ShutdownReport, Threads};
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
     pub(crate) concurrency_limit: u32,
     pub(crate) max_idle_instances: u32,
     pub(crate) workers: usize,
@@ -57,6 +61,7 @@ impl Default for HostBuilder {
     fn default() -> Self {
         HostBuilder {
             cache_dir: Some(cache::default_cache_dir()),
+            data_dir: None,
             concurrency_limit: 1000,
             max_idle_instances: 1000,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -76,6 +81,14 @@ impl HostBuilder {
     /// [`default_cache_dir`](crate::default_cache_dir)).
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep the registry (functions, versions, aliases and module bytes)
+    /// under `dir`, and restore it when the host is built: a restarted host
+    /// comes back with the same table (default: nothing is persisted).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -225,11 +238,16 @@ impl HostBuilder {
             None => None,
         };
         let secret = host_secret();
+        let data = match &self.data_dir {
+            Some(d) => Some(DataDir::open(d.clone())?),
+            None => None,
+        };
         let core = Arc::new(Core::new(
             engine.clone(),
             linker,
             provided,
             cache,
+            data,
             self.clone(),
             secret,
         ));
@@ -237,13 +255,15 @@ impl HostBuilder {
         let c = core.clone();
         let ticker = Ticker::start(engine, self.epoch_tick, move || c.on_tick())
             .map_err(|e| Error::io("epoch thread", e))?;
-        Ok(Host {
+        let host = Host {
             inner: Arc::new(Inner {
                 _ticker: ticker,
                 _threads: threads,
                 core,
             }),
-        })
+        };
+        host.restore()?;
+        Ok(host)
     }
 }
 
@@ -308,7 +328,17 @@ impl Host {
     /// the artifact cache or compiles it, checks it against ABI v1, links
     /// it, reserves its concurrency and prepares its provisioned instances.
     /// Nothing is registered if any step fails.
+    ///
+    /// Registering a name that exists publishes its next version: versions
+    /// are immutable and numbered from 1; `$LATEST` is the newest. With a
+    /// data dir the table and the module bytes are persisted.
     pub fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        let info = self.publish(cfg, None)?;
+        self.persist()?;
+        Ok(info)
+    }
+
+    fn publish(&self, cfg: FunctionConfig, explicit_version: Option<u32>) -> Result<FunctionInfo> {
         let core = &self.inner.core;
         let span = tracing::info_span!("register", function = %cfg.name);
         let _enter = span.enter();
@@ -317,9 +347,14 @@ impl Host {
         if core.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
-        if core.functions.read().contains_key(&cfg.name) {
-            return Err(Error::AlreadyExists { name: cfg.name });
-        }
+        // Registrations are rare; one at a time keeps version numbers and
+        // reservations simple.
+        let _registering = core.register_lock.lock();
+        let prev = core.registry.get(&cfg.name);
+        let prev_latest = prev
+            .as_ref()
+            .and_then(|e| e.latest().map(|(v, f)| (*v, f.clone())));
+
         let bytes = match &cfg.source {
             ModuleSource::Bytes(b) => b.clone(),
             ModuleSource::File(p) => {
@@ -340,7 +375,27 @@ impl Host {
             });
         }
         let module_hash = blake3::hash(&bytes).to_hex().to_string();
+        // Registering the same code and configuration again publishes
+        // nothing new (as Lambda's PublishVersion with no change).
+        if explicit_version.is_none()
+            && let Some((_, latest)) = &prev_latest
+            && latest.module_hash == module_hash
+            && persist::same_settings(&latest.config, &cfg)
+        {
+            return Ok(latest.info());
+        }
         let module = self.load_or_compile(&bytes, &module_hash)?;
+        let kept = match &core.data {
+            Some(d) => {
+                d.store_module(&module_hash, &bytes)?;
+                persist::with_module_file(&cfg, d.module_path(&module_hash))
+            }
+            None => {
+                let mut c = cfg.clone();
+                c.source = ModuleSource::Bytes(Bytes::new());
+                c
+            }
+        };
         let exports = abi::check(&module, &core.provided)?;
         let pre = core
             .linker
@@ -348,25 +403,15 @@ impl Host {
             .map_err(|e| Error::InvalidModule {
                 reason: format!("{e:#}"),
             })?;
-        let gate = match cfg.reserved_concurrency {
-            None => core.unreserved.clone(),
-            Some(r) => {
-                let mut total = core.reserved_total.lock();
-                let left = s.concurrency_limit - *total;
-                if r > left {
-                    return Err(Error::config(
-                        "reserved_concurrency",
-                        format!(
-                            "{r} is more than the {left} left unreserved of the host's {}",
-                            s.concurrency_limit
-                        ),
-                    ));
-                }
-                *total += r;
-                core.unreserved.set_limit(s.concurrency_limit - *total);
-                Gate::new(r)
-            }
+        let prev_reserved = prev_latest.as_ref().and_then(|(_, f)| f.reserved);
+        let gate = match (cfg.reserved_concurrency, &prev_latest) {
+            (None, _) => core.unreserved.clone(),
+            (Some(r), Some((_, p))) if p.reserved == Some(r) => p.gate.clone(),
+            (Some(r), _) => Gate::new(r),
         };
+        self.reserve(prev_reserved, cfg.reserved_concurrency)?;
+        let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
+        let version = explicit_version.unwrap_or(next).max(next);
         let function = Arc::new(Function {
             spec: Arc::new(FunctionSpec::new(&cfg, core.secret)),
             pre,
@@ -376,37 +421,54 @@ impl Host {
             reserved: cfg.reserved_concurrency,
             metrics: Metrics::new(),
             pool: WarmPool::default(),
+            version,
+            version_label: version.to_string().into(),
+            config: kept,
         });
-        // Provisioned instances are ready before the function is visible;
-        // a failing init fails the registration.
-        let inserted = core.refill(&function).and_then(|()| {
-            let mut map = core.functions.write();
-            if map.contains_key(&cfg.name) {
-                return Err(Error::AlreadyExists {
-                    name: cfg.name.clone(),
+        // Provisioned instances are ready before the version is visible; a
+        // failing init fails the registration and registers nothing.
+        let published = core.refill(&function).and_then(|()| {
+            core.registry.update(&cfg.name, |e| {
+                let mut e = e.cloned().unwrap_or(Entry {
+                    versions: Default::default(),
+                    aliases: Default::default(),
                 });
-            }
-            map.insert(cfg.name.clone(), function.clone());
-            Ok(())
+                e.versions.insert(version, function.clone());
+                Ok((Some(e), ()))
+            })
         });
-        if let Err(e) = inserted {
+        if let Err(e) = published {
             function.pool.clear(&core.idle_budget);
-            self.release_reservation(&function);
+            let _ = self.reserve(cfg.reserved_concurrency, prev_reserved);
             return Err(e);
         }
+        core.drain_inactive(&cfg.name);
         let info = function.info();
-        tracing::info!(module_hash = %info.module_hash, "registered");
+        tracing::info!(module_hash = %info.module_hash, version, "registered");
         Ok(info)
     }
 
-    fn release_reservation(&self, f: &Function) {
+    /// Moves the function's reservation from `old` to `new`, keeping the
+    /// unreserved pool = global limit − Σ reserved.
+    fn reserve(&self, old: Option<u32>, new: Option<u32>) -> Result<()> {
         let core = &self.inner.core;
-        if let Some(r) = f.reserved {
-            let mut total = core.reserved_total.lock();
-            *total -= r;
-            core.unreserved
-                .set_limit(core.settings.concurrency_limit - *total);
+        let limit = core.settings.concurrency_limit;
+        let mut total = core.reserved_total.lock();
+        let without = *total - old.unwrap_or(0);
+        if let Some(r) = new
+            && r > limit - without
+        {
+            return Err(Error::config(
+                "reserved_concurrency",
+                format!(
+                    "{r} is more than the {} left unreserved of the host's {limit}",
+                    limit - without
+                ),
+            ));
         }
+        *total = without + new.unwrap_or(0);
+        core.unreserved.set_limit(limit - *total);
+        Ok(())
     }
 
     fn load_or_compile(&self, bytes: &[u8], hash: &str) -> Result<Module> {
@@ -438,47 +500,186 @@ impl Host {
         Ok(module)
     }
 
-    /// Removes a function: new invocations get `NotFound`; running ones
-    /// finish; its idle instances and reserved concurrency are released.
+    /// Removes a function and all its versions and aliases: new
+    /// invocations get `NotFound`; running ones finish; idle instances and
+    /// reserved concurrency are released.
     pub fn unregister(&self, name: &str) -> Result<()> {
         let core = &self.inner.core;
-        let f = core
-            .functions
-            .write()
-            .remove(name)
-            .ok_or_else(|| Error::NotFound { name: name.into() })?;
-        f.pool.clear(&core.idle_budget);
-        self.release_reservation(&f);
+        let _registering = core.register_lock.lock();
+        let entry = core.registry.update(name, |e| match e {
+            Some(e) => Ok((None, e.clone())),
+            None => Err(Error::NotFound { name: name.into() }),
+        })?;
+        for f in entry.versions.values() {
+            f.pool.clear(&core.idle_budget);
+        }
+        let reserved = entry.latest().and_then(|(_, f)| f.reserved);
+        self.reserve(reserved, None)?;
+        drop(_registering);
+        self.persist()
+    }
+
+    /// Removes version `version` of `name`. Refused (naming the alias) while
+    /// an alias points to it, and for the newest version (`$LATEST`).
+    pub fn remove_version(&self, name: &str, version: u32) -> Result<()> {
+        let core = &self.inner.core;
+        let _registering = core.register_lock.lock();
+        let removed = core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let f = e
+                .versions
+                .get(&version)
+                .cloned()
+                .ok_or_else(|| Error::NotFound {
+                    name: format!("{name}:{version}"),
+                })?;
+            if let Some((alias, _)) = e.aliases.iter().find(|(_, a)| {
+                a.version == version || a.additional.is_some_and(|(v, _)| v == version)
+            }) {
+                return Err(Error::InUse {
+                    what: format!("{name}:{version}"),
+                    by: format!("alias `{name}:{alias}`"),
+                });
+            }
+            if e.latest().is_some_and(|(v, _)| *v == version) {
+                return Err(Error::InUse {
+                    what: format!("{name}:{version}"),
+                    by: "$LATEST (publish a newer version or unregister the function)".into(),
+                });
+            }
+            let mut next = e.clone();
+            next.versions.remove(&version);
+            Ok((Some(next), f))
+        })?;
+        removed.pool.clear(&core.idle_budget);
+        drop(_registering);
+        self.persist()
+    }
+
+    /// Creates or moves alias `alias` of `name` atomically: invocations
+    /// already running finish on the version they started on; new ones use
+    /// the new target. Idle instances of versions nothing points to any
+    /// more are released.
+    pub fn set_alias(&self, name: &str, alias: &str, target: Alias) -> Result<()> {
+        let core = &self.inner.core;
+        core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            check_alias(name, e, alias, &target)?;
+            let mut next = e.clone();
+            next.aliases.insert(alias.to_string(), target);
+            Ok((Some(next), ()))
+        })?;
+        core.drain_inactive(name);
+        self.persist()
+    }
+
+    /// Removes alias `alias` of `name`.
+    pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let core = &self.inner.core;
+        core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let mut next = e.clone();
+            next.aliases.remove(alias).ok_or_else(|| Error::NotFound {
+                name: format!("{name}:{alias}"),
+            })?;
+            Ok((Some(next), ()))
+        })?;
+        core.drain_inactive(name);
+        self.persist()
+    }
+
+    /// Writes the registry table to the data dir (no-op without one).
+    fn persist(&self) -> Result<()> {
+        let core = &self.inner.core;
+        let Some(data) = &core.data else {
+            return Ok(());
+        };
+        let _registering = core.register_lock.lock();
+        let saved: Vec<SavedFunction> = core
+            .registry
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let e = core.registry.get(&name)?;
+                Some(SavedFunction {
+                    versions: e
+                        .versions
+                        .iter()
+                        .map(|(v, f)| SavedVersion {
+                            version: *v,
+                            module_hash: f.module_hash.clone(),
+                            config: f.config.clone(),
+                        })
+                        .collect(),
+                    aliases: e.aliases.clone(),
+                    name,
+                })
+            })
+            .collect();
+        data.save(&saved)
+    }
+
+    /// Re-registers what the data dir holds (through the artifact cache).
+    fn restore(&self) -> Result<()> {
+        let core = &self.inner.core;
+        let Some(data) = &core.data else {
+            return Ok(());
+        };
+        for f in data.load()? {
+            for v in f.versions {
+                self.publish(v.config, Some(v.version))?;
+            }
+            for (alias, target) in f.aliases {
+                core.registry.update(&f.name, |e| {
+                    let e = e.ok_or_else(|| Error::NotFound {
+                        name: f.name.clone(),
+                    })?;
+                    check_alias(&f.name, e, &alias, &target)?;
+                    let mut next = e.clone();
+                    next.aliases.insert(alias.clone(), target);
+                    Ok((Some(next), ()))
+                })?;
+            }
+        }
         Ok(())
     }
 
-    /// What is registered under `name`.
-    pub fn function_info(&self, name: &str) -> Result<FunctionInfo> {
-        self.function(name).map(|f| f.info())
+    /// Published versions of `name`, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
+        let e = self.entry(name)?;
+        Ok(e.versions.keys().copied().collect())
     }
 
-    /// Every registered function, sorted by name.
-    pub fn functions(&self) -> Vec<FunctionInfo> {
-        let mut v: Vec<_> = self
-            .inner
-            .core
-            .functions
-            .read()
-            .values()
-            .map(|f| f.info())
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+    /// Aliases of `name`.
+    pub fn aliases(&self, name: &str) -> Result<BTreeMap<String, Alias>> {
+        Ok(self.entry(name)?.aliases.clone())
     }
 
-    fn function(&self, name: &str) -> Result<Arc<Function>> {
+    fn entry(&self, name: &str) -> Result<Arc<Entry>> {
         self.inner
             .core
-            .functions
-            .read()
+            .registry
             .get(name)
-            .cloned()
             .ok_or_else(|| Error::NotFound { name: name.into() })
+    }
+
+    /// What `name` (or `name:version`, `name:alias`) resolves to now.
+    pub fn function_info(&self, name: &str) -> Result<FunctionInfo> {
+        self.inner
+            .core
+            .registry
+            .resolve(name)
+            .map(|(f, _)| f.info())
+    }
+
+    /// Every registered function ($LATEST of each), sorted by name.
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        let core = &self.inner.core;
+        core.registry
+            .names()
+            .iter()
+            .filter_map(|n| core.registry.resolve(n).ok().map(|(f, _)| f.info()))
+            .collect()
     }
 
     /// Registry counters.
@@ -491,16 +692,41 @@ impl Host {
         }
     }
 
-    /// Counters of one function.
+    /// Counters of one function (all its versions), or of one version
+    /// (`name:3`).
     pub fn function_metrics(&self, name: &str) -> Result<MetricsSnapshot> {
-        self.function(name).map(|f| f.metrics.snapshot())
+        let (base, qualifier) = split(name);
+        let e = self.entry(base)?;
+        let mut total = MetricsSnapshot::default();
+        let mut max = 0;
+        for (v, f) in &e.versions {
+            if qualifier.is_none() || qualifier == Some(&*v.to_string()) {
+                let m = f.metrics.snapshot();
+                max = max.max(m.max_in_flight);
+                total.absorb(&m);
+            }
+        }
+        // Versions share one concurrency gate; the per-version maxima bound
+        // the function's from below.
+        total.max_in_flight = max;
+        Ok(total)
+    }
+
+    fn per_function(&self) -> Vec<(String, MetricsSnapshot)> {
+        self.inner
+            .core
+            .registry
+            .names()
+            .into_iter()
+            .filter_map(|n| self.function_metrics(&n).ok().map(|m| (n, m)))
+            .collect()
     }
 
     /// Host-wide counters: the sum over registered functions, with the
     /// host's own current and peak concurrency.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut total = MetricsSnapshot::default();
-        for f in self.inner.core.functions.read().values() {
+        for f in self.inner.core.registry.all() {
             total.absorb(&f.metrics.snapshot());
         }
         let (now, max) = self.inner.core.host_in_flight();
@@ -512,36 +738,31 @@ impl Host {
     /// Usage and cost per function and in total under `prices`, from the
     /// counters since the host started.
     pub fn usage(&self, prices: &PriceModel) -> UsageSummary {
-        let mut per: Vec<(String, Usage)> = self
-            .inner
-            .core
-            .functions
-            .read()
-            .iter()
-            .map(|(n, f)| (n.clone(), Usage::of(&f.metrics.snapshot())))
+        let per = self
+            .per_function()
+            .into_iter()
+            .map(|(n, m)| (n, Usage::of(&m)))
             .collect();
-        per.sort_by(|a, b| a.0.cmp(&b.0));
         UsageSummary::new(per, prices)
     }
 
     /// All metrics in the Prometheus text format (what the gateway's
     /// `/metrics` serves).
     pub fn prometheus(&self) -> String {
-        let mut per: Vec<(String, MetricsSnapshot)> = self
-            .inner
-            .core
-            .functions
-            .read()
-            .iter()
-            .map(|(n, f)| (n.clone(), f.metrics.snapshot()))
-            .collect();
-        per.sort_by(|a, b| a.0.cmp(&b.0));
-        crate::metrics::render_prometheus(&per, &self.metrics())
+        crate::metrics::render_prometheus(&self.per_function(), &self.metrics())
     }
 
-    /// Instances of `name` alive now: `(live, idle)`.
+    /// Instances of `name` (all versions, or one: `name:3`) alive now:
+    /// `(live, idle)`.
     pub fn instances(&self, name: &str) -> Result<(u32, usize)> {
-        self.function(name).map(|f| (f.pool.live(), f.pool.idle()))
+        let (base, qualifier) = split(name);
+        let e = self.entry(base)?;
+        Ok(e.versions
+            .iter()
+            .filter(|(v, _)| qualifier.is_none() || qualifier == Some(&*v.to_string()))
+            .fold((0, 0), |(l, i), (_, f)| {
+                (l + f.pool.live(), i + f.pool.idle())
+            }))
     }
 
     /// Releases reuse-mode instances idle past their TTL as of `now` (the
@@ -566,9 +787,9 @@ impl Host {
     /// throttled, shutting down); otherwise the [`Invocation`] carries the
     /// outcome, logs and report.
     pub fn invoke(&self, name: &str, payload: &[u8]) -> Result<Invocation> {
-        let f = self.function(name)?;
+        let (f, version) = self.inner.core.registry.resolve(name)?;
         let permit = self.inner.core.admit(&f, payload.len())?;
-        Ok(self.inner.core.execute(&f, payload, permit))
+        Ok(self.inner.core.execute(&f, version, payload, permit))
     }
 
     /// Invokes `name` on the host's worker pool through the lock-free
@@ -577,10 +798,11 @@ impl Host {
     /// `max_wait`) never blocks the executor.
     pub fn invoke_async(&self, name: &str, payload: impl Into<Bytes>) -> InvokeFuture {
         InvokeFuture {
-            state: match self.function(name) {
-                Ok(f) => FutState::Admit {
+            state: match self.inner.core.registry.resolve(name) {
+                Ok((f, version)) => FutState::Admit {
                     core: self.inner.core.clone(),
                     f,
+                    version,
                     payload: payload.into(),
                     wait_until: None,
                 },
@@ -599,13 +821,14 @@ impl Host {
         name: &str,
         payloads: Vec<Bytes>,
     ) -> Result<Vec<Result<Invocation>>> {
-        let f = self.function(name)?;
         let core = &self.inner.core;
+        let (f, version) = core.registry.resolve(name)?;
         let batch = Batch::new(payloads.len());
         for (i, payload) in payloads.into_iter().enumerate() {
             match core.admit(&f, payload.len()) {
                 Ok(permit) => core.enqueue(Job {
                     function: f.clone(),
+                    version,
                     payload,
                     permit,
                     reply: Reply::Batch(batch.clone(), i),
@@ -635,6 +858,7 @@ enum FutState {
     Admit {
         core: Arc<Core>,
         f: Arc<Function>,
+        version: Option<u32>,
         payload: Bytes,
         wait_until: Option<Instant>,
     },
@@ -662,6 +886,7 @@ impl Future for InvokeFuture {
                 FutState::Admit {
                     core,
                     f,
+                    version,
                     payload,
                     wait_until,
                 } => {
@@ -680,6 +905,7 @@ impl Future for InvokeFuture {
                         let (tx, rx) = futures_channel::oneshot::channel();
                         core.enqueue(Job {
                             function: f.clone(),
+                            version: *version,
                             payload: std::mem::take(payload),
                             permit: Permit::new(f.gate.clone()),
                             reply: Reply::Future(tx),

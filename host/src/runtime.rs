@@ -3,7 +3,6 @@
 //! lock-free queue, the maintenance thread (provisioned refill, idle
 //! release) and graceful shutdown.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use wasmtime::{Engine, Linker};
 
 use crate::abi::Provided;
@@ -20,7 +19,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::function::Function;
 use crate::host::{HostBuilder, Invocation};
 use crate::limits::{Gate, Permit};
+use crate::persist::DataDir;
 use crate::pool::IdleBudget;
+use crate::registry::{Entry, Registry};
 use crate::report::{Report, RequestId};
 use crate::sandbox::{self, Call, Instance, State};
 
@@ -35,7 +36,11 @@ pub(crate) struct Core {
     pub linker: Linker<State>,
     pub provided: Provided,
     pub cache: Option<ArtifactCache>,
-    pub functions: RwLock<HashMap<String, Arc<Function>>>,
+    /// Where the registry is persisted, if anywhere.
+    pub data: Option<DataDir>,
+    pub registry: Registry,
+    /// Serialises registrations (version numbers, reservations).
+    pub register_lock: Mutex<()>,
     pub settings: HostBuilder,
     pub secret: [u8; 32],
     request_prefix: u64,
@@ -65,6 +70,8 @@ pub(crate) enum Msg {
 /// One queued invocation; it holds its concurrency slot while queued.
 pub(crate) struct Job {
     pub function: Arc<Function>,
+    /// The version asked for (`None`: `$LATEST`).
+    pub version: Option<u32>,
     pub payload: Bytes,
     pub permit: Permit,
     pub reply: Reply,
@@ -147,6 +154,7 @@ impl Core {
         linker: Linker<State>,
         provided: Provided,
         cache: Option<ArtifactCache>,
+        data: Option<DataDir>,
         settings: HostBuilder,
         secret: [u8; 32],
     ) -> Core {
@@ -162,7 +170,9 @@ impl Core {
             linker,
             provided,
             cache,
-            functions: RwLock::new(HashMap::new()),
+            data,
+            registry: Registry::default(),
+            register_lock: Mutex::new(()),
             settings,
             secret,
             requests: AtomicU64::new(0),
@@ -241,7 +251,13 @@ impl Core {
     }
 
     /// Runs one admitted invocation on the calling thread.
-    pub(crate) fn execute(&self, f: &Arc<Function>, payload: &[u8], permit: Permit) -> Invocation {
+    pub(crate) fn execute(
+        &self,
+        f: &Arc<Function>,
+        version: Option<u32>,
+        payload: &[u8],
+        permit: Permit,
+    ) -> Invocation {
         let _permit = permit;
         let counting = self.settings.metrics;
         if counting {
@@ -317,7 +333,10 @@ impl Core {
         let report = Report {
             request_id,
             function: f.spec.name.clone(),
-            version: LATEST.with(Arc::clone),
+            version: match version {
+                Some(_) => f.version_label.clone(),
+                None => LATEST.with(Arc::clone),
+            },
             start,
             duration,
             init_duration: init,
@@ -394,7 +413,7 @@ impl Core {
                         self.reject_queued(job);
                         continue;
                     }
-                    let inv = self.execute(&job.function, &job.payload, job.permit);
+                    let inv = self.execute(&job.function, job.version, &job.payload, job.permit);
                     job.reply.send(Ok(inv));
                 }
                 Msg::Stop => break,
@@ -427,9 +446,8 @@ impl Core {
     /// Releases reuse-mode instances idle past their TTL (scale to zero),
     /// keeping provisioned ones. Returns how many were released.
     pub(crate) fn reap(&self, now: Instant) -> usize {
-        let functions: Vec<_> = self.functions.read().values().cloned().collect();
         let mut n = 0;
-        for f in functions {
+        for f in self.registry.all() {
             if let Some(r) = f.spec.reuse {
                 n += f.pool.reap(
                     now,
@@ -454,8 +472,7 @@ impl Core {
                 Ok(Maint::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     self.reap(Instant::now());
-                    let functions: Vec<_> = self.functions.read().values().cloned().collect();
-                    for f in functions {
+                    for f in self.active() {
                         let _ = self.refill(&f);
                     }
                 }
@@ -468,7 +485,7 @@ impl Core {
     pub(crate) fn on_tick(&self) {
         let now = Instant::now();
         self.unreserved.expire_waiters(now);
-        for f in self.functions.read().values() {
+        for f in self.registry.all() {
             if f.reserved.is_some() {
                 f.gate.expire_waiters(now);
             }
@@ -500,10 +517,47 @@ impl Core {
     }
 
     fn drop_idle(&self) {
-        for f in self.functions.read().values() {
+        for f in self.registry.all() {
             f.pool.clear(&self.idle_budget);
         }
     }
+
+    /// Versions something points to: `$LATEST` and alias targets.
+    pub(crate) fn active(&self) -> Vec<Arc<Function>> {
+        let mut out = Vec::new();
+        for name in self.registry.names() {
+            if let Some(e) = self.registry.get(&name) {
+                out.extend(
+                    active_versions(&e)
+                        .into_iter()
+                        .filter_map(|v| e.versions.get(&v).cloned()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Releases the idle instances of `name`'s versions that nothing points
+    /// to any more (they stay invocable by number, cold).
+    pub(crate) fn drain_inactive(&self, name: &str) {
+        if let Some(e) = self.registry.get(name) {
+            let active = active_versions(&e);
+            for (v, f) in &e.versions {
+                if !active.contains(v) {
+                    f.pool.clear(&self.idle_budget);
+                }
+            }
+        }
+    }
+}
+
+fn active_versions(e: &Entry) -> Vec<u32> {
+    let mut v: Vec<u32> = e.latest().map(|(v, _)| *v).into_iter().collect();
+    for a in e.aliases.values() {
+        v.push(a.version);
+        v.extend(a.additional.map(|(x, _)| x));
+    }
+    v
 }
 
 /// The threads a host runs; stopping them is part of dropping the host.

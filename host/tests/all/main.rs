@@ -15,6 +15,7 @@ mod isolation;
 mod observe;
 mod quotas;
 mod register;
+mod versions;
 
 use std::time::Duration;
 

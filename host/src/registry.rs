@@ -1,0 +1,221 @@
+//! The function registry: immutable numbered versions, `$LATEST`, and
+//! aliases with optional weighted routing.
+//!
+//! Each function is an [`Entry`] behind an `Arc`; every change builds a new
+//! entry and swaps it in under the write lock, so a reader sees either the
+//! old table or the new one, never half of a change (an alias flip is
+//! atomic). An invocation holds the `Arc<Function>` of the version it
+//! resolved to, so it finishes on that version whatever moves meanwhile.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::function::Function;
+
+/// `$LATEST`: the newest published version.
+pub const LATEST: &str = "$LATEST";
+
+/// Where an alias points: a version, optionally sharing traffic with a
+/// second one (`additional = Some((version, weight))`, weight in 0..=1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alias {
+    /// The primary version.
+    pub version: u32,
+    /// A second version and the share of invocations it gets.
+    pub additional: Option<(u32, f64)>,
+}
+
+impl Alias {
+    /// All traffic to `version`.
+    pub fn to(version: u32) -> Alias {
+        Alias {
+            version,
+            additional: None,
+        }
+    }
+
+    /// `weight` (0..=1) of traffic to `other`, the rest to `version`.
+    pub fn weighted(version: u32, other: u32, weight: f64) -> Alias {
+        Alias {
+            version,
+            additional: Some((other, weight)),
+        }
+    }
+}
+
+/// One function: its versions and aliases.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub versions: BTreeMap<u32, Arc<Function>>,
+    pub aliases: BTreeMap<String, Alias>,
+}
+
+impl Entry {
+    pub(crate) fn latest(&self) -> Option<(&u32, &Arc<Function>)> {
+        self.versions.last_key_value()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: RwLock<HashMap<String, Arc<Entry>>>,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let id = &t as *const u64 as u64;
+        (t ^ id.rotate_left(32)) | 1
+    });
+}
+
+/// A uniform number in [0, 1) from a per-thread xorshift generator (for
+/// weighted routing; not for anything secret).
+fn uniform() -> f64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// Splits `name`, `name:version` or `name:alias`.
+pub(crate) fn split(qualified: &str) -> (&str, Option<&str>) {
+    match qualified.split_once(':') {
+        Some((n, q)) => (n, Some(q)),
+        None => (qualified, None),
+    }
+}
+
+impl Registry {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.map.read().get(name).cloned()
+    }
+
+    /// Resolves `name[:qualifier]` to the version to run and its label
+    /// (`$LATEST` or the version number).
+    pub(crate) fn resolve(&self, qualified: &str) -> Result<(Arc<Function>, Option<u32>)> {
+        let (name, qualifier) = split(qualified);
+        let not_found = || Error::NotFound {
+            name: qualified.to_string(),
+        };
+        let map = self.map.read();
+        let entry = map.get(name).ok_or_else(not_found)?;
+        let version = match qualifier {
+            None | Some(LATEST) => {
+                let (_, f) = entry.latest().ok_or_else(not_found)?;
+                return Ok((f.clone(), None));
+            }
+            Some(q) => match q.parse::<u32>() {
+                Ok(v) => v,
+                Err(_) => {
+                    let alias = entry.aliases.get(q).ok_or_else(not_found)?;
+                    match alias.additional {
+                        Some((other, w)) if uniform() < w => other,
+                        _ => alias.version,
+                    }
+                }
+            },
+        };
+        let f = entry.versions.get(&version).ok_or_else(not_found)?;
+        Ok((f.clone(), Some(version)))
+    }
+
+    /// Every version of every function.
+    pub(crate) fn all(&self) -> Vec<Arc<Function>> {
+        self.map
+            .read()
+            .values()
+            .flat_map(|e| e.versions.values().cloned())
+            .collect()
+    }
+
+    /// Names, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.map.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Applies `change` to `name`'s entry (or a new empty one) atomically;
+    /// `None` from `change` removes the function.
+    pub(crate) fn update<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<&Entry>) -> Result<(Option<Entry>, T)>,
+    ) -> Result<T> {
+        let mut map = self.map.write();
+        let (next, out) = change(map.get(name).map(|e| &**e))?;
+        match next {
+            Some(e) => {
+                map.insert(name.to_string(), Arc::new(e));
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks that `alias` names existing versions and a sane weight.
+pub(crate) fn check_alias(
+    name: &str,
+    entry: &Entry,
+    alias_name: &str,
+    alias: &Alias,
+) -> Result<()> {
+    if alias_name.is_empty()
+        || alias_name == LATEST
+        || alias_name.parse::<u32>().is_ok()
+        || !alias_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::config(
+            "alias",
+            format!("{alias_name:?}: use letters, digits, '-' and '_', not a number or $LATEST"),
+        ));
+    }
+    for v in std::iter::once(alias.version).chain(alias.additional.map(|(v, _)| v)) {
+        if !entry.versions.contains_key(&v) {
+            return Err(Error::NotFound {
+                name: format!("{name}:{v}"),
+            });
+        }
+    }
+    if let Some((_, w)) = alias.additional
+        && !(0.0..=1.0).contains(&w)
+    {
+        return Err(Error::config(
+            "alias",
+            format!("weight {w} must be between 0 and 1"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uniform_is_in_range_and_spread() {
+        let n = 100_000;
+        let below: usize = (0..n).filter(|_| super::uniform() < 0.25).count();
+        // 25 % ± 5σ (σ ≈ 137).
+        assert!((24_300..25_700).contains(&below), "{below}");
+    }
+
+    #[test]
+    fn qualifiers_split() {
+        assert_eq!(super::split("f"), ("f", None));
+        assert_eq!(super::split("f:3"), ("f", Some("3")));
+        assert_eq!(super::split("f:prod"), ("f", Some("prod")));
+    }
+}
