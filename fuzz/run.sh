@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
+# The guests the oracles run are built by the nightly toolchain here.
+rustup target add wasm32-wasip1 --toolchain nightly
 for t in register_bytes register_smith abi_boundary json_payload; do
   echo "== $t (${secs}s)"
   # Work on a copy so the committed seeds stay small; findings go to artifacts/.

@@ -26,9 +26,9 @@ fn main() -> ExitCode {
     };
     let extra = &args[1..];
     let result = setup().and_then(|()| match task.as_str() {
-        "quickstart" => quickstart(extra),
+        "quickstart" => run_built("examples/quickstart", extra),
         "test" => test(extra),
-        "bench" => bench(extra),
+        "bench" => run_built("report", extra),
         "soak" => run_built("soak", extra),
         "ci" => test(extra)
             .and_then(|()| fuzz_build())
@@ -59,26 +59,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds exactly what the tests build (same feature set, so wasmtime is
-/// not compiled a second time), then runs the quickstart.
-fn quickstart(extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
-    let exe = target_dir()
-        .join("release")
-        .join("examples")
-        .join("quickstart");
-    eprintln!("xtask: {}", exe.display());
-    let status = Command::new(&exe)
-        .args(extra)
-        .status()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("quickstart failed ({status})"))
-    }
-}
-
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -104,15 +84,12 @@ fn fuzz_build() -> Result<(), String> {
     )
 }
 
-/// Builds everything the tests build, then runs the benchmark report.
-fn bench(extra: &[String]) -> Result<(), String> {
-    run_built("report", extra)
-}
-
-/// Builds everything the tests build, then runs binary `name`.
-fn run_built(name: &str, extra: &[String]) -> Result<(), String> {
+/// Builds exactly what the tests build (same profile and feature set, so
+/// wasmtime is not compiled a second time), then runs the built binary at
+/// `rel` (under `target/release`) with `extra` arguments.
+fn run_built(rel: &str, extra: &[String]) -> Result<(), String> {
     cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
-    let exe = target_dir().join("release").join(name);
+    let exe = target_dir().join("release").join(rel);
     eprintln!("xtask: {}", exe.display());
     let status = Command::new(&exe)
         .args(extra)
@@ -121,7 +98,7 @@ fn run_built(name: &str, extra: &[String]) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("report failed ({status})"))
+        Err(format!("{rel} failed ({status})"))
     }
 }
 
