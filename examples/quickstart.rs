@@ -4,7 +4,7 @@
 //!
 //! Run with: `cargo xtask quickstart`
 //! (or, once the wasm32-wasip1 target is installed,
-//! `cargo run --release --example quickstart`).
+//! `cargo run --release --bin quickstart`).
 //!
 //! Compiled modules are cached (see `fnhost::default_cache_dir`), so the
 //! second run compiles nothing.

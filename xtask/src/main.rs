@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     };
     let extra = &args[1..];
     let result = setup().and_then(|()| match task.as_str() {
-        "quickstart" => run_built("examples/quickstart", extra),
+        "quickstart" => run_built("quickstart", extra),
         "test" => test(extra),
         "bench" => run_built("report", extra),
         "soak" => run_built("soak", extra),
