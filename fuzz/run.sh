@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
-# The guests the oracles run are built by the nightly toolchain here.
-rustup target add wasm32-wasip1 --toolchain nightly
+# The oracles run guests built for wasm32-wasip1. Build them with the
+# project's stable toolchain (nightly may have no wasm target) and hand
+# them to the fuzz build.
+(cd .. && cargo build --release -p fnhost-test-guests)
+export FNHOST_PREBUILT_GUESTS="$(cd .. && pwd)/target/guests/wasm32-wasip1/release"
 for t in register_bytes register_smith abi_boundary json_payload; do
   echo "== $t (${secs}s)"
   # Work on a copy so the committed seeds stay small; findings go to artifacts/.
