@@ -504,18 +504,14 @@ fn fd_write(
             if !write {
                 return Err(errno::BADF);
             }
-            let quota = st.func.tmp_quota;
-            let fs = st.wasi.fs(quota);
-            let mut at = if append {
+            let fs = tmp(st);
+            let start = if append {
                 fs.file(ino)?.len() as u64
             } else {
                 pos
             };
-            for (p, l) in iovecs(mem, iovs, n)? {
-                fs.write_at(ino, at, gm::slice(mem, p, l as u64)?)?;
-                at += l as u64;
-                total += l as u64;
-            }
+            let at = write_iovs(fs, ino, mem, iovs, n, start)?;
+            total = at - start;
             if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
                 *pos = at;
             }
@@ -541,15 +537,31 @@ fn fd_pwrite(
     else {
         return Err(errno::SPIPE);
     };
+    let end = write_iovs(tmp(st), ino, mem, iovs, n, offset as u64)?;
+    gm::write_u32(mem, nwritten as u32, (end - offset as u64) as u32)?;
+    Ok(())
+}
+
+/// The instance's `/tmp`, created on first use with the function's quota.
+fn tmp(st: &mut State) -> &mut MemFs {
     let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
-    let mut at = offset as u64;
+    st.wasi.fs(quota)
+}
+
+/// Writes the iovecs' bytes into file `ino` from `at`; returns the end.
+fn write_iovs(
+    fs: &mut MemFs,
+    ino: Ino,
+    mem: &[u8],
+    iovs: i32,
+    n: i32,
+    mut at: u64,
+) -> Result<u64, Errno> {
     for (p, l) in iovecs(mem, iovs, n)? {
         fs.write_at(ino, at, gm::slice(mem, p, l as u64)?)?;
         at += l as u64;
     }
-    gm::write_u32(mem, nwritten as u32, (at - offset as u64) as u32)?;
-    Ok(())
+    Ok(at)
 }
 
 /// Copies file bytes from `at` into the iovecs; returns bytes copied.
@@ -584,8 +596,7 @@ fn fd_read(
             read: true,
             ..
         } => {
-            let quota = st.func.tmp_quota;
-            let data = st.wasi.fs(quota).file(ino)?;
+            let data = tmp(st).file(ino)?;
             let got = read_into(mem, data, iovs, n, pos)?;
             if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
                 *pos += got;
@@ -613,8 +624,7 @@ fn fd_pread(
     else {
         return Err(errno::BADF);
     };
-    let quota = st.func.tmp_quota;
-    let data = st.wasi.fs(quota).file(ino)?;
+    let data = tmp(st).file(ino)?;
     let got = read_into(mem, data, iovs, n, offset as u64)?;
     gm::write_u32(mem, nread as u32, got as u32)?;
     Ok(())
@@ -631,8 +641,7 @@ fn fd_seek(
     let Fd::File { ino, pos, .. } = st.wasi.get(fd)? else {
         return Err(errno::SPIPE);
     };
-    let quota = st.func.tmp_quota;
-    let len = st.wasi.fs(quota).file(ino)?.len() as i64;
+    let len = tmp(st).file(ino)?.len() as i64;
     let base = match whence {
         0 => 0,
         1 => pos as i64,
@@ -661,8 +670,7 @@ fn fd_tell(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errn
 fn fd_close(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
     let f = st.wasi.get(fd)?;
     if let Fd::File { ino, .. } = f {
-        let quota = st.func.tmp_quota;
-        st.wasi.fs(quota).close_file(ino);
+        tmp(st).close_file(ino);
     }
     st.wasi.fds[fd as usize] = None;
     Ok(())
@@ -735,8 +743,7 @@ fn fd_filestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<
             filestat(mem, out, fd as u64, FILETYPE_CHARACTER_DEVICE, 0, 1)
         }
         Fd::Dir { ino, .. } | Fd::File { ino, .. } => {
-            let quota = st.func.tmp_quota;
-            let (ty, size, nlink) = st.wasi.fs(quota).stat(ino)?;
+            let (ty, size, nlink) = tmp(st).stat(ino)?;
             filestat(mem, out, ino, ty, size, nlink)
         }
     }
@@ -749,8 +756,7 @@ fn fd_filestat_set_size(_: &mut [u8], st: &mut State, fd: i32, size: i64) -> Res
     else {
         return Err(errno::BADF);
     };
-    let quota = st.func.tmp_quota;
-    st.wasi.fs(quota).set_len(ino, size as u64)
+    tmp(st).set_len(ino, size as u64)
 }
 
 fn fd_allocate(_: &mut [u8], st: &mut State, fd: i32, offset: i64, len: i64) -> Result<(), Errno> {
@@ -761,8 +767,7 @@ fn fd_allocate(_: &mut [u8], st: &mut State, fd: i32, offset: i64, len: i64) -> 
         return Err(errno::BADF);
     };
     let end = (offset as u64).checked_add(len as u64).ok_or(errno::FBIG)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     if end > fs.file(ino)?.len() as u64 {
         fs.set_len(ino, end)?;
     }
@@ -840,8 +845,7 @@ fn fd_readdir(
     used: i32,
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let entries = fs.dir_entries(dir)?;
     let cap = buf_len as u32 as usize;
     gm::slice(mem, buf as u32, cap as u64)?;
@@ -881,8 +885,7 @@ fn path_open(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, path_len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let ino = match fs.lookup(dir, path) {
         Ok(_) if oflags & OFLAGS_CREAT != 0 && oflags & OFLAGS_EXCL != 0 => {
             return Err(errno::EXIST);
@@ -924,7 +927,7 @@ fn path_open(
         Ok(f) => f,
         Err(e) => {
             if let Fd::File { ino, .. } = entry {
-                st.wasi.fs(quota).close_file(ino);
+                tmp(st).close_file(ino);
             }
             return Err(e);
         }
@@ -942,8 +945,7 @@ fn path_create_directory(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
     fs.create_dir(parent, name).map(|_| ())
 }
@@ -959,8 +961,7 @@ fn path_filestat_get(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let ino = fs.lookup(dir, path)?;
     let (ty, size, nlink) = fs.stat(ino)?;
     filestat(mem, out, ino, ty, size, nlink)
@@ -979,8 +980,7 @@ fn path_filestat_set_times(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    st.wasi.fs(quota).lookup(dir, path).map(|_| ())
+    tmp(st).lookup(dir, path).map(|_| ())
 }
 
 fn path_remove_directory(
@@ -992,8 +992,7 @@ fn path_remove_directory(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
     fs.remove_dir(parent, name)
 }
@@ -1007,8 +1006,7 @@ fn path_unlink_file(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
     fs.unlink_file(parent, name)
 }
@@ -1027,8 +1025,7 @@ fn path_rename(
     let to_dir = dir_ino(st, new_fd)?;
     let old = guest_str(mem, old, old_len)?;
     let new = guest_str(mem, new, new_len)?;
-    let quota = st.func.tmp_quota;
-    let fs = st.wasi.fs(quota);
+    let fs = tmp(st);
     let (fp, fname) = fs.parent_of(from_dir, old)?;
     let (tp, tname) = fs.parent_of(to_dir, new)?;
     fs.rename(fp, fname, tp, tname)
@@ -1047,8 +1044,7 @@ fn path_readlink(
     // There are no symlinks: an existing path is simply not one.
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
-    let quota = st.func.tmp_quota;
-    st.wasi.fs(quota).lookup(dir, path)?;
+    tmp(st).lookup(dir, path)?;
     Err(errno::INVAL)
 }
 
