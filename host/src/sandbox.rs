@@ -296,8 +296,12 @@ impl Instance {
     /// Prepares a warm instance for a new invocation: a fresh per-call
     /// context and a re-armed deadline.
     pub(crate) fn begin(&mut self, call: Call, tick: Duration) {
-        let timeout = self.store.data().func.timeout;
-        self.store.data_mut().call = call;
+        let st = self.store.data_mut();
+        let timeout = st.func.timeout;
+        st.call = call;
+        // A refused grow the guest survived earlier must not turn a later,
+        // unrelated trap into OutOfMemory.
+        st.limiter.hit = false;
         self.store.set_epoch_deadline(deadline_ticks(timeout, tick));
     }
 

@@ -261,3 +261,38 @@ fn wasi_calls_with_wild_pointers_get_efault() {
     assert!(abi_reason(&inv).starts_with("fnhost_v1.context_str: range 0xffff+36"));
     assert_host_goes_on(&host);
 }
+
+#[test]
+fn a_survived_refused_grow_does_not_taint_later_traps_in_a_reused_instance() {
+    // The guest asks for more memory than allowed, handles the refusal
+    // (memory.grow returns -1) and succeeds; then, in the same warm
+    // instance, it traps: that trap is a trap, not OutOfMemory.
+    let host = short_host();
+    let wat = wat_guest(
+        "",
+        "",
+        "(if (i32.eq (local.get $len) (i32.const 0))
+            (then (drop (memory.grow (i32.const 1000))) (return (i32.const 0))))
+         unreachable",
+    );
+    host.register(
+        FunctionConfig::from_bytes("w", wat)
+            .memory_limit(1 << 20)
+            .reuse(10, Duration::from_secs(60)),
+    )
+    .unwrap();
+    assert!(host.invoke("w", b"").unwrap().output().is_ok());
+    let inv = host.invoke("w", b"x").unwrap();
+    assert!(!inv.report.is_cold(), "same warm instance");
+    assert!(
+        matches!(
+            inv.output(),
+            Err(Error::Trap {
+                code: Some(fnhost::Trap::UnreachableCodeReached),
+                ..
+            })
+        ),
+        "{:?}",
+        inv.output()
+    );
+}
