@@ -241,15 +241,7 @@ pub(crate) fn add_to_linker(
         IMPORT_MODULE,
         "output",
         |mut caller: Caller<'_, State>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let memory = crate::sandbox::memory(&mut caller);
-            let (mem, st) = match memory {
-                Some(m) => m.data_and_store_mut(&mut caller),
-                None => {
-                    return Err(caller
-                        .data_mut()
-                        .fault(Error::abi("output called before memory exists")));
-                }
-            };
+            let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.output")?;
             let (ptr, len) = (ptr as u32, len as u32 as u64);
             // Bounds first (a wild pointer is an ABI violation), then the
             // cap; only then is anything allocated, sized by the checked len.
@@ -276,15 +268,7 @@ pub(crate) fn add_to_linker(
          mp: i32,
          ml: i32|
          -> wasmtime::Result<()> {
-            let memory = crate::sandbox::memory(&mut caller);
-            let (mem, st) = match memory {
-                Some(m) => m.data_and_store_mut(&mut caller),
-                None => {
-                    return Err(caller
-                        .data_mut()
-                        .fault(Error::abi("error called before memory exists")));
-                }
-            };
+            let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.error")?;
             let text = |p: i32, l: i32, max: usize| -> Result<String, gm::OutOfBounds> {
                 let bytes = gm::slice(mem, p as u32, l as u32 as u64)?;
                 Ok(String::from_utf8_lossy(truncate_utf8(bytes, max)).into_owned())
@@ -315,15 +299,7 @@ pub(crate) fn add_to_linker(
         IMPORT_MODULE,
         "context_str",
         |mut caller: Caller<'_, State>, key: i32, buf: i32, cap: i32| -> wasmtime::Result<i32> {
-            let memory = crate::sandbox::memory(&mut caller);
-            let (mem, st) = match memory {
-                Some(m) => m.data_and_store_mut(&mut caller),
-                None => {
-                    return Err(caller
-                        .data_mut()
-                        .fault(Error::abi("context_str called before memory exists")));
-                }
-            };
+            let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.context_str")?;
             let id;
             let value: &str = match key {
                 context_str::REQUEST_ID => {

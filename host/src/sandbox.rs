@@ -117,6 +117,21 @@ pub(crate) fn memory(caller: &mut Caller<'_, State>) -> Option<Memory> {
     caller.get_export("memory").and_then(|e| e.into_memory())
 }
 
+/// The guest's memory and the store state, as disjoint borrows, for a
+/// host function that must not run without them (`what` names it in the
+/// ABI violation otherwise).
+pub(crate) fn memory_and_state<'a>(
+    caller: &'a mut Caller<'_, State>,
+    what: &str,
+) -> wasmtime::Result<(&'a mut [u8], &'a mut State)> {
+    match memory(caller) {
+        Some(m) => Ok(m.data_and_store_mut(caller)),
+        None => Err(caller.data_mut().fault(Error::abi(format!(
+            "{what} called before the guest's memory exists"
+        )))),
+    }
+}
+
 /// A live instance: its store and typed entry points.
 pub(crate) struct Instance {
     pub store: Store<State>,
