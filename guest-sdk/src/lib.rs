@@ -101,9 +101,21 @@ impl Context {
         ffi::context_string(1)
     }
 
-    /// The function's version (`$LATEST` until versions are published).
+    /// The version invoked: a number such as `"3"`, or `$LATEST`.
     pub fn function_version(&self) -> String {
         ffi::context_string(2)
+    }
+
+    /// For an event invocation, the event's id: stable across retries and
+    /// redeliveries, so a handler can make its effects idempotent (event
+    /// delivery is at-least-once). `None` for a synchronous invocation.
+    pub fn event_id(&self) -> Option<String> {
+        ffi::context_opt_string(3)
+    }
+
+    /// For an event invocation, which delivery attempt this is (from 1).
+    pub fn event_attempt(&self) -> Option<u32> {
+        ffi::context_opt_i64(3).map(|n| n as u32)
     }
 
     /// The function's linear-memory limit in bytes.
@@ -174,19 +186,31 @@ mod ffi {
 
     #[cfg(target_arch = "wasm32")]
     pub(crate) fn context_string(key: i32) -> String {
+        context_opt_string(key).unwrap_or_default()
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn context_opt_string(key: i32) -> Option<String> {
         let mut buf = vec![0u8; 64];
         loop {
             // SAFETY: the host writes at most `cap` bytes into `buf`.
             let n = unsafe { raw_context_str(key, buf.as_mut_ptr(), buf.len()) };
             if n < 0 {
-                return String::new();
+                return None;
             }
             if n as usize <= buf.len() {
                 buf.truncate(n as usize);
-                return String::from_utf8_lossy(&buf).into_owned();
+                return Some(String::from_utf8_lossy(&buf).into_owned());
             }
             buf.resize(n as usize, 0);
         }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn context_opt_i64(key: i32) -> Option<i64> {
+        // SAFETY: no pointers involved.
+        let n = unsafe { raw_context_u64(key) };
+        (n >= 0).then_some(n)
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -209,6 +233,14 @@ mod ffi {
             2 => "$LATEST".into(),
             _ => String::new(),
         }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn context_opt_string(_key: i32) -> Option<String> {
+        None
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn context_opt_i64(_key: i32) -> Option<i64> {
+        None
     }
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn context_u64(key: i32) -> u64 {

@@ -30,8 +30,11 @@ pub mod context_str {
     pub const REQUEST_ID: i32 = 0;
     /// The function's name.
     pub const FUNCTION_NAME: i32 = 1;
-    /// The function's version (`$LATEST` until versions exist).
+    /// The version invoked: `"3"`, or `$LATEST`.
     pub const FUNCTION_VERSION: i32 = 2;
+    /// The event's stable id, the same on every delivery of one event
+    /// (event invocations only; `-1` otherwise).
+    pub const EVENT_ID: i32 = 3;
 }
 
 /// `fnhost_v1.context_u64` keys.
@@ -42,6 +45,9 @@ pub mod context_u64 {
     pub const REMAINING_NS: i32 = 1;
     /// The function's timeout in nanoseconds.
     pub const TIMEOUT_NS: i32 = 2;
+    /// Which delivery attempt of the event this is, from 1 (event
+    /// invocations only; `-1` otherwise).
+    pub const EVENT_ATTEMPT: i32 = 3;
 }
 
 /// Longest error kind kept, in bytes; longer ones are cut.
@@ -307,7 +313,11 @@ pub(crate) fn add_to_linker(
                     &id
                 }
                 context_str::FUNCTION_NAME => &st.func.name,
-                context_str::FUNCTION_VERSION => "$LATEST",
+                context_str::FUNCTION_VERSION => st.call.version.as_deref().unwrap_or("$LATEST"),
+                context_str::EVENT_ID => match &st.call.event {
+                    Some(e) => &e.id,
+                    None => return Ok(-1),
+                },
                 _ => return Ok(-1),
             };
             let n = value.len().min(cap as u32 as usize);
@@ -332,6 +342,9 @@ pub(crate) fn add_to_linker(
                     .saturating_duration_since(std::time::Instant::now())
                     .as_nanos() as i64,
                 context_u64::TIMEOUT_NS => st.func.timeout.as_nanos() as i64,
+                context_u64::EVENT_ATTEMPT => {
+                    st.call.event.as_ref().map_or(-1, |e| e.attempt as i64)
+                }
                 _ => -1,
             }
         },

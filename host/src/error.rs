@@ -93,10 +93,26 @@ pub enum Error {
     },
 
     // ---- admission (no guest code ran) -------------------------------------
+    /// The event store could not be read or written (disk full, a
+    /// corrupt file, another process holding it).
+    #[error("event store: {reason}")]
+    Store {
+        /// What failed.
+        reason: String,
+    },
     /// No function with this name is registered.
     #[error("function not found: `{name}`")]
     NotFound {
         /// The name that was asked for.
+        name: String,
+    },
+    /// No queue, topic or dead letter of this name (events); its kind is
+    /// [`ErrorKind::NotFound`] too.
+    #[error("no such {what}: `{name}`")]
+    NoSuch {
+        /// `queue`, `topic` or `dead letter`.
+        what: &'static str,
+        /// The name or id asked for.
         name: String,
     },
     /// The payload is larger than the function's `max_input`.
@@ -196,6 +212,8 @@ pub enum ErrorKind {
     UnsupportedAbiVersion,
     /// [`Error::Io`]
     Io,
+    /// [`Error::Store`].
+    Store,
     /// [`Error::NotFound`]
     NotFound,
     /// [`Error::PayloadTooLarge`]
@@ -222,7 +240,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (for metrics tables).
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InvalidConfig,
         ErrorKind::AlreadyExists,
         ErrorKind::InUse,
@@ -232,6 +250,7 @@ impl ErrorKind {
         ErrorKind::BadExport,
         ErrorKind::UnsupportedAbiVersion,
         ErrorKind::Io,
+        ErrorKind::Store,
         ErrorKind::NotFound,
         ErrorKind::PayloadTooLarge,
         ErrorKind::Throttled,
@@ -257,6 +276,7 @@ impl ErrorKind {
             ErrorKind::BadExport => "bad_export",
             ErrorKind::UnsupportedAbiVersion => "unsupported_abi_version",
             ErrorKind::Io => "io",
+            ErrorKind::Store => "store",
             ErrorKind::NotFound => "not_found",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Throttled => "throttled",
@@ -285,7 +305,8 @@ impl Error {
             Error::BadExport { .. } => ErrorKind::BadExport,
             Error::UnsupportedAbiVersion { .. } => ErrorKind::UnsupportedAbiVersion,
             Error::Io { .. } => ErrorKind::Io,
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Store { .. } => ErrorKind::Store,
+            Error::NotFound { .. } | Error::NoSuch { .. } => ErrorKind::NotFound,
             Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
             Error::Throttled { .. } => ErrorKind::Throttled,
             Error::ShuttingDown => ErrorKind::ShuttingDown,

@@ -16,6 +16,7 @@ use crate::abi::{self, Provided};
 use crate::cache::{self, ArtifactCache, Lookup};
 use crate::engine::{self, EngineSettings, Ticker};
 use crate::error::{Error, Result};
+use crate::events::{Clock, Events, SystemClock};
 use crate::function::{
     Function, FunctionConfig, FunctionInfo, FunctionSpec, ModuleSource, WASM32_MAX_MEMORY,
 };
@@ -45,6 +46,18 @@ pub struct HostBuilder {
     pub(crate) maintenance_interval: Duration,
     pub(crate) metrics: bool,
     pub(crate) log_sink: Option<SinkHandle>,
+    clock: ClockHandle,
+    event_concurrency: Option<usize>,
+}
+
+/// The event clock (Debug/Clone for the builder).
+#[derive(Clone)]
+struct ClockHandle(Arc<dyn Clock>);
+
+impl std::fmt::Debug for ClockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// A shared [`LogSink`] (Debug/Clone for the builder).
@@ -72,6 +85,8 @@ impl Default for HostBuilder {
             epoch_tick: Duration::from_millis(5),
             max_module_size: 64 << 20,
             max_wasm_stack: 512 << 10,
+            clock: ClockHandle(Arc::new(SystemClock)),
+            event_concurrency: None,
         }
     }
 }
@@ -176,6 +191,22 @@ impl HostBuilder {
         self
     }
 
+    /// The clock events and triggers read (schedules, retry delays, event
+    /// age, queue visibility); default: the system clock. Tests pass a
+    /// [`ManualClock`](crate::events::ManualClock). Invocation deadlines
+    /// always use real time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = ClockHandle(clock);
+        self
+    }
+
+    /// Most event invocations running at once (default: twice the
+    /// workers); the rest wait in the store.
+    pub fn event_concurrency(mut self, n: usize) -> Self {
+        self.event_concurrency = Some(n);
+        self
+    }
+
     /// Validates the settings and starts the host.
     pub fn build(self) -> Result<Host> {
         if self.concurrency_limit == 0 || self.concurrency_limit > 100_000 {
@@ -218,6 +249,12 @@ impl HostBuilder {
                 "must be between 64 KiB and 64 MiB",
             ));
         }
+        if matches!(self.event_concurrency, Some(n) if n == 0 || n > 100_000) {
+            return Err(Error::config(
+                "event_concurrency",
+                "must be between 1 and 100,000",
+            ));
+        }
         if self.max_module_size == 0 {
             return Err(Error::config("max_module_size", "must be above 0"));
         }
@@ -255,14 +292,24 @@ impl HostBuilder {
         let c = core.clone();
         let ticker = Ticker::start(engine, self.epoch_tick, move || c.on_tick())
             .map_err(|e| Error::io("epoch thread", e))?;
+        let events = Events::open(
+            core.clone(),
+            self.data_dir.as_deref(),
+            self.clock.0.clone(),
+            self.event_concurrency.unwrap_or(self.workers * 2),
+        )?;
         let host = Host {
             inner: Arc::new(Inner {
                 _ticker: ticker,
+                events,
                 _threads: threads,
                 core,
             }),
         };
         host.restore()?;
+        // Dispatching starts once the registry is restored, so stored
+        // events find their functions.
+        host.inner.events.start_dispatcher()?;
         Ok(host)
     }
 }
@@ -279,8 +326,19 @@ pub struct Host {
 // and maintenance thread (graceful shutdown), then the shared core.
 struct Inner {
     _ticker: Ticker,
+    events: Events,
     _threads: Threads,
     core: Arc<Core>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Sources and the dispatcher stop before the workers do; the
+        // dispatcher records what finished.
+        self.events.begin_stop();
+        self.core.shutdown(Duration::from_secs(30));
+        self.events.finish_stop();
+    }
 }
 
 /// Registry counters (see [`Host::stats`]).
@@ -789,7 +847,7 @@ impl Host {
     pub fn invoke(&self, name: &str, payload: &[u8]) -> Result<Invocation> {
         let (f, version) = self.inner.core.registry.resolve(name)?;
         let permit = self.inner.core.admit(&f, payload.len())?;
-        Ok(self.inner.core.execute(&f, version, payload, permit))
+        Ok(self.inner.core.execute(&f, version, payload, permit, None))
     }
 
     /// Invokes `name` on the host's worker pool through the lock-free
@@ -831,6 +889,7 @@ impl Host {
                     version,
                     payload,
                     permit,
+                    event: None,
                     reply: Reply::Batch(batch.clone(), i),
                 }),
                 Err(e) => batch.fill(i, Err(e)),
@@ -844,7 +903,16 @@ impl Host {
     /// `ShuttingDown`, and wait up to `grace` for running ones to finish.
     /// Dropping the last `Host` handle does the same with 30 s of grace.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        self.inner.core.shutdown(grace)
+        self.inner.events.begin_stop();
+        let report = self.inner.core.shutdown(grace);
+        self.inner.events.finish_stop();
+        report
+    }
+
+    /// The event system: event invocations, retries, dead letters,
+    /// queues, topics, schedules and file triggers (see [`events`](crate::events)).
+    pub fn events(&self) -> &Events {
+        &self.inner.events
     }
 }
 
@@ -908,6 +976,7 @@ impl Future for InvokeFuture {
                             version: *version,
                             payload: std::mem::take(payload),
                             permit: Permit::new(f.gate.clone()),
+                            event: None,
                             reply: Reply::Future(tx),
                         });
                         FutState::Waiting(rx)

@@ -66,6 +66,7 @@ pub mod abi;
 mod cache;
 mod engine;
 mod error;
+pub mod events;
 mod function;
 mod guest_mem;
 mod host;

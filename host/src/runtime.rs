@@ -23,7 +23,7 @@ use crate::persist::DataDir;
 use crate::pool::IdleBudget;
 use crate::registry::{Entry, Registry};
 use crate::report::{Report, RequestId};
-use crate::sandbox::{self, Call, Instance, State};
+use crate::sandbox::{self, Call, EventCtx, Instance, State};
 
 thread_local! {
     /// `$LATEST`, shared rather than allocated per report.
@@ -74,6 +74,8 @@ pub(crate) struct Job {
     pub version: Option<u32>,
     pub payload: Bytes,
     pub permit: Permit,
+    /// Set for event invocations.
+    pub event: Option<EventCtx>,
     pub reply: Reply,
 }
 
@@ -84,6 +86,8 @@ pub(crate) enum Reply {
     /// Slot `index` of a batch; the caller is woken once, when the last
     /// slot is filled.
     Batch(Arc<Batch>, usize),
+    /// A callback run on the worker (the event dispatcher's completion).
+    Callback(Box<dyn FnOnce(Result<Invocation>) + Send>),
 }
 
 impl Reply {
@@ -93,6 +97,7 @@ impl Reply {
                 let _ = tx.send(r);
             }
             Reply::Batch(b, i) => b.fill(i, r),
+            Reply::Callback(f) => f(r),
         }
     }
 }
@@ -193,7 +198,7 @@ impl Core {
         )
     }
 
-    fn next_request_id(&self) -> RequestId {
+    pub(crate) fn next_request_id(&self) -> RequestId {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         RequestId(((self.request_prefix as u128) << 64) | n as u128)
     }
@@ -257,6 +262,7 @@ impl Core {
         version: Option<u32>,
         payload: &[u8],
         permit: Permit,
+        event: Option<EventCtx>,
     ) -> Invocation {
         let _permit = permit;
         let counting = self.settings.metrics;
@@ -272,7 +278,9 @@ impl Core {
         let _enter = span.enter();
         let start = SystemTime::now();
         let t0 = Instant::now();
-        let call = Call::new(&f.spec, request_id, t0);
+        let mut call = Call::new(&f.spec, request_id, t0);
+        call.version = version.map(|_| f.version_label.clone());
+        call.event = event;
         let tick = self.settings.epoch_tick;
         let (warm, cold) = match f.pool.take(&self.idle_budget) {
             Some(mut inst) => {
@@ -413,7 +421,13 @@ impl Core {
                         self.reject_queued(job);
                         continue;
                     }
-                    let inv = self.execute(&job.function, job.version, &job.payload, job.permit);
+                    let inv = self.execute(
+                        &job.function,
+                        job.version,
+                        &job.payload,
+                        job.permit,
+                        job.event,
+                    );
                     job.reply.send(Ok(inv));
                 }
                 Msg::Stop => break,

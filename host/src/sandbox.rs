@@ -67,6 +67,19 @@ pub(crate) struct Call {
     /// violation, output too large, deadline hit during a host call...).
     pub fault: Option<Error>,
     pub logs: LogBuffer,
+    /// The version invoked (`None`: `$LATEST`).
+    pub version: Option<Arc<str>>,
+    /// Set when this is an event invocation.
+    pub event: Option<EventCtx>,
+}
+
+/// What an event invocation tells the guest about its event.
+#[derive(Debug, Clone)]
+pub(crate) struct EventCtx {
+    /// The event's stable id (the same on every attempt).
+    pub id: Arc<str>,
+    /// 1 on the first attempt.
+    pub attempt: u32,
 }
 
 impl Call {
@@ -79,6 +92,8 @@ impl Call {
             error: None,
             fault: None,
             logs: LogBuffer::new(spec.max_log_bytes),
+            version: None,
+            event: None,
         }
     }
 }
