@@ -26,6 +26,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "examples/guests/leaderboard",
     ),
     ("PROBE", "guest-probe", "probe", "test-guests/guests/probe"),
+    (
+        "EVENTSINK",
+        "guest-events",
+        "eventsink",
+        "test-guests/guests/events",
+    ),
 ];
 
 const TARGET: &str = "wasm32-wasip1";

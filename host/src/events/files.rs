@@ -2,7 +2,6 @@
 //! notifications (bucket = the directory's name, key = the path under it).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RemoveKind, RenameMode};
@@ -10,7 +9,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::clock::ms;
 use super::shapes::{self, S3Change};
-use super::{EventSource, Events, SourceContext};
+use super::{EventSource, Events, SourceContext, SourceId};
 use crate::error::{Error, Result};
 
 /// Watches a directory (recursively, with inotify on Linux) and sends one
@@ -55,26 +54,36 @@ impl FileEvents {
     }
 }
 
-impl EventSource for FileEvents {
+/// Keeps a watcher alive until the source is stopped.
+struct Watching(#[allow(dead_code)] notify::RecommendedWatcher);
+
+impl EventSource for Watching {
     fn run(&mut self, ctx: &SourceContext) -> Result<()> {
-        let events = ctx.events().clone();
-        let me = Arc::new(self.clone());
-        let seq = Arc::new(AtomicU64::new(0));
-        let configuration = ctx.name().to_string();
+        ctx.wait_for_stop();
+        Ok(())
+    }
+}
+
+impl Events {
+    /// Starts watching; changes made after this returns produce events.
+    /// Stop it with [`remove_source`](Events::remove_source).
+    pub fn watch_dir(&self, watch: FileEvents) -> Result<SourceId> {
+        self.sh.core.registry.resolve(&watch.target)?;
+        let events = self.clone();
+        let name = format!("files:{}", watch.bucket);
+        let configuration = name.clone();
+        let dir = watch.dir.clone();
+        let seq = AtomicU64::new(0);
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(ev) => me.handle(&events, &ev, &seq, &configuration),
+                Ok(ev) => watch.handle(&events, &ev, &seq, &configuration),
                 Err(e) => tracing::warn!(target: "fnhost::events", error = %e, "file watcher"),
             })
             .map_err(|e| Error::config("dir", format!("cannot watch: {e}")))?;
         watcher
-            .watch(&self.dir, RecursiveMode::Recursive)
-            .map_err(|e| {
-                Error::config("dir", format!("cannot watch {}: {e}", self.dir.display()))
-            })?;
-        ctx.wait_for_stop();
-        drop(watcher);
-        Ok(())
+            .watch(&dir, RecursiveMode::Recursive)
+            .map_err(|e| Error::config("dir", format!("cannot watch {}: {e}", dir.display())))?;
+        self.add_source(&name, Watching(watcher))
     }
 }
 
@@ -88,20 +97,17 @@ impl FileEvents {
             _ => return,
         };
         for path in &ev.paths {
-            if created && !path.is_file() {
+            if path.is_dir() {
                 continue;
             }
             let Some(key) = self.key(path) else {
                 continue;
             };
-            let (size, etag) = if created {
-                match hash_file(path) {
-                    Ok((size, etag)) => (Some(size), Some(etag)),
-                    // Gone again already: the removal event follows.
-                    Err(_) => continue,
-                }
-            } else {
-                (None, None)
+            // A file removed before we read it still gets its created
+            // event, without size and eTag; its removal event follows.
+            let (size, etag) = match created.then(|| hash_file(path)) {
+                Some(Ok((size, etag))) => (Some(size), Some(etag)),
+                _ => (None, None),
             };
             let change = S3Change {
                 bucket: &self.bucket,

@@ -276,6 +276,7 @@ pub struct SourceContext {
     events: Events,
     stop: Arc<AtomicBool>,
     name: String,
+    added: SystemTime,
 }
 
 impl fmt::Debug for SourceContext {
@@ -295,6 +296,12 @@ impl SourceContext {
     /// The source's name as given to [`Events::add_source`].
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The event clock's time when the source was added (a schedule
+    /// fires for every time after this, even if its thread starts late).
+    pub fn added_at(&self) -> SystemTime {
+        self.added
     }
 
     /// The event clock's time.
@@ -723,6 +730,7 @@ impl Events {
             events: self.clone(),
             stop: stop.clone(),
             name: name.to_string(),
+            added: self.sh.clock.now(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("fnhost-source-{name}"))
@@ -760,10 +768,17 @@ impl Events {
     /// has a visible message, or `timeout` (real time) passes: `true` if
     /// idle. Events scheduled later (retries, waits) do not count.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.wait_for(timeout, Events::is_idle)
+    }
+
+    /// Blocks until `done(self)` holds, re-checking after every change in
+    /// the event system (a send, a finished attempt, a message, a clock
+    /// move), or until `timeout` (real time) passes: whether it held.
+    pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&Events) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             let seen = self.sh.signal.current();
-            if self.is_idle() {
+            if done(self) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());

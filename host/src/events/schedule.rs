@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 /// When a [`Schedule`] fires.
 #[derive(Debug, Clone)]
 pub enum ScheduleExpr {
-    /// Every period, counted from when the schedule starts.
+    /// Every period, on multiples of the period since the Unix epoch
+    /// (`rate(5 minutes)` fires at :00, :05, ...; `rate(1 day)` at
+    /// midnight UTC), so firings line up across restarts.
     Rate(Duration),
     /// At the times a cron expression matches (UTC).
     Cron(Box<Cron>),
@@ -67,7 +69,7 @@ impl FromStr for ScheduleExpr {
                 )));
             }
             CronParser::builder()
-                .seconds(Seconds::Disallowed)
+                .seconds(Seconds::Required)
                 .year(Year::Required)
                 .alternative_weekdays(true)
                 .build()
@@ -82,21 +84,28 @@ impl FromStr for ScheduleExpr {
                 .year(Year::Disallowed)
                 .build()
         };
+        // croner takes years only after a seconds field.
+        let full = if aws {
+            format!("0 {pattern}")
+        } else {
+            pattern.to_string()
+        };
         let cron = parser
-            .parse(pattern)
+            .parse(&full)
             .map_err(|e| bad(format!("`{s}`: {e}")))?;
         Ok(ScheduleExpr::Cron(Box::new(cron)))
     }
 }
 
 impl ScheduleExpr {
-    /// The first firing strictly after `t` (`start`: when a rate began).
-    pub fn next_after(&self, t: SystemTime, start: SystemTime) -> Option<SystemTime> {
+    /// The first firing strictly after `t`.
+    pub fn next_after(&self, t: SystemTime) -> Option<SystemTime> {
         match self {
             ScheduleExpr::Rate(period) => {
-                let since = t.duration_since(start).unwrap_or_default();
-                let n = since.as_nanos() / period.as_nanos() + 1;
-                Some(start + Duration::from_nanos((period.as_nanos() * n) as u64))
+                let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                let n = since.as_millis() / period.as_millis() + 1;
+                let at = u64::try_from(period.as_millis() * n).ok()?;
+                Some(SystemTime::UNIX_EPOCH + Duration::from_millis(at))
             }
             ScheduleExpr::Cron(cron) => {
                 let at = chrono::DateTime::<chrono::Utc>::from(t);
@@ -112,9 +121,10 @@ impl ScheduleExpr {
 /// event to its target, by default an EventBridge "Scheduled Event".
 ///
 /// Each firing's event id is derived from the rule name and the firing
-/// time, so a firing sent twice is stored once. Firings missed while the
-/// host was down are not made up; firings the clock jumped over while it
-/// ran are each sent, in order.
+/// time, so a firing sent twice is stored once. Every firing after the
+/// schedule was added is sent, in order, even when the clock jumps over
+/// several; firings missed while the host was down are not made up (as
+/// EventBridge).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     rule: String,
@@ -148,8 +158,7 @@ impl Schedule {
 
 impl EventSource for Schedule {
     fn run(&mut self, ctx: &SourceContext) -> Result<()> {
-        let start = ctx.now();
-        let mut next = self.expr.next_after(start, start);
+        let mut next = self.expr.next_after(ctx.added_at());
         while let Some(at) = next {
             if !ctx.wait_until(at) {
                 return Ok(());
@@ -180,7 +189,7 @@ impl EventSource for Schedule {
                 tracing::warn!(target: "fnhost::events", rule = %self.rule, error = %e,
                     "scheduled event refused");
             }
-            next = self.expr.next_after(at, start);
+            next = self.expr.next_after(at);
         }
         Ok(())
     }
@@ -195,17 +204,18 @@ mod tests {
     }
 
     #[test]
-    fn rates_fire_every_period_from_the_start() {
+    fn rates_fire_on_multiples_of_their_period() {
         let e: ScheduleExpr = "rate(5 minutes)".parse().unwrap();
         let t0 = at("2026-01-01T00:00:00Z");
-        assert_eq!(e.next_after(t0, t0), Some(at("2026-01-01T00:05:00Z")));
+        assert_eq!(e.next_after(t0), Some(at("2026-01-01T00:05:00Z")));
         assert_eq!(
-            e.next_after(at("2026-01-01T00:05:00Z"), t0),
+            e.next_after(at("2026-01-01T00:07:00Z")),
             Some(at("2026-01-01T00:10:00Z"))
         );
+        let e: ScheduleExpr = "rate(1 day)".parse().unwrap();
         assert_eq!(
-            e.next_after(at("2026-01-01T00:07:00Z"), t0),
-            Some(at("2026-01-01T00:10:00Z"))
+            e.next_after(at("2026-01-01T13:00:00Z")),
+            Some(at("2026-01-02T00:00:00Z"))
         );
     }
 
@@ -215,11 +225,11 @@ mod tests {
         let e: ScheduleExpr = "cron(0 12 ? * 2 *)".parse().unwrap();
         // 2026-11-27 is a Friday.
         let t = at("2026-11-27T13:00:00Z");
-        assert_eq!(e.next_after(t, t), Some(at("2026-11-30T12:00:00Z")));
+        assert_eq!(e.next_after(t), Some(at("2026-11-30T12:00:00Z")));
         let e: ScheduleExpr = "cron(15 10 ? * MON-FRI 2027)".parse().unwrap();
-        assert_eq!(e.next_after(t, t), Some(at("2027-01-01T10:15:00Z")));
+        assert_eq!(e.next_after(t), Some(at("2027-01-01T10:15:00Z")));
         let e: ScheduleExpr = "*/15 * * * *".parse().unwrap();
-        assert_eq!(e.next_after(t, t), Some(at("2026-11-27T13:15:00Z")));
+        assert_eq!(e.next_after(t), Some(at("2026-11-27T13:15:00Z")));
     }
 
     #[test]

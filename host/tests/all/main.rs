@@ -4,11 +4,12 @@
 //! - 9, 11, 13, 14, 16: `quotas`, `invoke`; 15, 17, 18 (fresh): `isolation`;
 //! - 18 (reuse), 19, 20, 23: `engine`; 21, 22: `invoke`; 27: `invoke`,
 //!   `observe` and `logs.rs` unit tests;
-//! - 28: `hostile/tests/soak.rs`; 24–25 (events) and 26 (gateway) belong
-//!   to those features.
+//! - 24–25: `events`; 28: `hostile/tests/soak.rs`; 26: the gateway's
+//!   tests in `cli`.
 
 mod cache;
 mod engine;
+mod events;
 mod hostile;
 mod invoke;
 mod isolation;
