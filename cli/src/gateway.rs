@@ -318,18 +318,25 @@ async fn invoke(
             };
         }
         "Event" => {
-            if let Err(e) = gw.host.function_info(&target) {
-                return refusal(&e);
-            }
-            // Runs in the background on the worker pool; the outcome goes to
-            // the log sink (durable event queues are a separate feature).
-            let fut = gw.host.invoke_async(&target, payload);
-            tokio::spawn(async move {
-                if let Err(e) = fut.await {
-                    tracing::warn!(target: "fnhost::http", error = %e, "event invocation refused");
+            // Committed to the host's event store before the 202: retried
+            // and dead-lettered by the host's event system.
+            let host = gw.host.clone();
+            let sent = tokio::task::spawn_blocking(move || host.events().send(&target, payload));
+            return match sent.await {
+                Ok(Ok(id)) => {
+                    let mut r = StatusCode::ACCEPTED.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        r.headers_mut().insert("x-amzn-RequestId", v);
+                    }
+                    r
                 }
-            });
-            return StatusCode::ACCEPTED.into_response();
+                Ok(Err(e)) => refusal(&e),
+                Err(e) => aws_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    &format!("event invocation failed: {e}"),
+                ),
+            };
         }
         other => {
             return aws_error(

@@ -171,6 +171,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 });
             }
             let host = builder.build()?;
+            if !host.events().is_durable() {
+                tracing::warn!(
+                    "no data_dir configured: Event invocations are kept in memory and lost on exit"
+                );
+            }
             let mut routes = Vec::new();
             let file = config
                 .as_ref()

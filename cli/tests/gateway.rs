@@ -140,7 +140,8 @@ async fn lambda_invoke_api() {
     assert_eq!(r.headers()["x-amz-function-error"], "Unhandled");
     assert_eq!(json_of(r).await["errorType"], "Panic");
 
-    // Event: 202 and runs in the background; DryRun: 204.
+    // Event: 202 with the event's id once it is stored; the host's event
+    // system runs it. Unknown functions are 404 before anything is stored.
     let r = post(
         &s,
         INVOKE,
@@ -149,6 +150,25 @@ async fn lambda_invoke_api() {
     )
     .await;
     assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-amzn-requestid"].len(), 36);
+    let ev = s.host.events().clone();
+    let settled = tokio::task::spawn_blocking(move || {
+        ev.wait_for(std::time::Duration::from_secs(20), |ev| {
+            ev.stats().is_ok_and(|st| st.succeeded == 1 && st.pending == 0)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(settled, "{:?}", s.host.events().stats());
+    let r = post(
+        &s,
+        "/2015-03-31/functions/ghost/invocations",
+        &[("X-Amz-Invocation-Type", "Event")],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(s.host.events().stats().unwrap().accepted, 1);
     let r = post(&s, INVOKE, &[("X-Amz-Invocation-Type", "DryRun")], "{}").await;
     assert_eq!(r.status(), 204);
 
