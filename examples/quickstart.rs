@@ -1,6 +1,7 @@
 //! The quickstart: registers the example guests (echo, hello, thumbnail,
 //! news, leaderboard), invokes each with a sample event, and prints the
-//! results with Lambda-style START/END/REPORT lines.
+//! results with Lambda-style START/END/REPORT lines; then sends two event
+//! invocations (one succeeds, one is dead-lettered) and prints the usage.
 //!
 //! Run with: `cargo xtask quickstart`
 //! (or, once the wasm32-wasip1 target is installed,
@@ -12,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use fnhost::events::{Destination, EventConfig, QueueConfig};
 use fnhost::{FunctionConfig, Host, PriceModel};
 use fnhost_examples::{print_invocation, summarize_thumbnails};
 use fnhost_test_guests as guests;
@@ -82,6 +84,47 @@ fn main() -> anyhow::Result<()> {
         board = out["board"].clone();
         print_invocation(&inv, |_| format!("top: {}", out["top"]));
     }
+
+    // Event invocations: accepted, run asynchronously, retried, and
+    // dead-lettered when they keep failing (no retries here, to be quick).
+    let events = host.events();
+    events.create_queue("results", QueueConfig::default())?;
+    events.configure(
+        "hello",
+        EventConfig::default()
+            .max_retries(0)
+            .on_success(Destination::Queue("results".into())),
+    )?;
+    for name in ["Grace", ""] {
+        let id = events.send("hello", json!({ "name": name }).to_string())?;
+        println!("event {id} accepted");
+    }
+    anyhow::ensure!(
+        events.wait_idle(Duration::from_secs(30)),
+        "events did not settle"
+    );
+    for m in events.queue_messages("results")? {
+        let record: serde_json::Value = serde_json::from_str(&m.body)?;
+        println!(
+            "event {} succeeded: {}",
+            record["requestContext"]["requestId"]
+                .as_str()
+                .unwrap_or("?"),
+            record["responsePayload"]
+        );
+    }
+    for d in events.dead_letters()? {
+        let e = d.error.unwrap_or_default();
+        println!(
+            "event {} dead-lettered ({}): {}: {}",
+            d.id, d.condition, e.kind, e.message
+        );
+    }
+    let s = events.stats()?;
+    println!(
+        "event stats: accepted {}, succeeded {}, dead-lettered {}, pending {}\n",
+        s.accepted, s.succeeded, s.dead_lettered, s.pending
+    );
 
     // Metering: what this run would cost at Lambda's prices.
     let usage = host.usage(&PriceModel::default());

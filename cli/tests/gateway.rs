@@ -154,7 +154,8 @@ async fn lambda_invoke_api() {
     let ev = s.host.events().clone();
     let settled = tokio::task::spawn_blocking(move || {
         ev.wait_for(std::time::Duration::from_secs(20), |ev| {
-            ev.stats().is_ok_and(|st| st.succeeded == 1 && st.pending == 0)
+            ev.stats()
+                .is_ok_and(|st| st.succeeded == 1 && st.pending == 0)
         })
     })
     .await

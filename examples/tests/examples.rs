@@ -38,7 +38,10 @@ fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
         r#""category":"politics","scores":{"politics":6}}"#,
         r#"result: top: [{"player":"ann","rank":1,"score":410},{"player":"bob","rank":2,"score":300}]"#,
         "usage leaderboard: 3 requests, ",
-        "usage total: 8 requests, ",
+        r#"succeeded: {"function":"hello","message":"Hello, Grace!"}"#,
+        "dead-lettered (RetriesExhausted): InvalidName: name must not be empty",
+        "event stats: accepted 2, succeeded 1, dead-lettered 1, pending 0",
+        "usage total: 10 requests, ",
     ] {
         assert!(first.contains(line), "missing {line:?} in:\n{first}");
     }

@@ -20,6 +20,10 @@
 //!   [`Error::OutOfMemory`]), wall-clock timeout ([`Error::Timeout`]), a
 //!   private in-memory `/tmp` whose writes past the quota fail with `ENOSPC`
 //!   inside the guest, bounded output and logs.
+//! - **Events** ([`Host::events`], [`events`]): Lambda's `Event`
+//!   invocation type — accepted into a durable store, run asynchronously,
+//!   retried, dead-lettered — and triggers (schedules, queues, topics,
+//!   watched directories).
 //!
 //! ## Example
 //! A guest written by hand in WAT that answers `hello, <payload>`:
@@ -51,12 +55,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! An event invocation of the same guest, retried and dead-lettered by the
+//! host if it failed (with a data dir it would survive a crash):
+//!
+//! ```
+//! # use fnhost::{FunctionConfig, Host};
+//! # let guest = r#"(module (import "fnhost_v1" "output" (func $output (param i32 i32)))
+//! #   (memory (export "memory") 1) (func (export "fnhost_abi_v1"))
+//! #   (func (export "fnhost_alloc") (param i32) (result i32) (i32.const 0))
+//! #   (func (export "fnhost_handle") (param i32 i32) (result i32) (i32.const 0)))"#;
+//! # let host = Host::builder().no_artifact_cache().concurrency_limit(4).build()?;
+//! # host.register(FunctionConfig::from_bytes("hello", guest))?;
+//! let id = host.events().send("hello", "world")?;
+//! assert!(host.events().wait_idle(std::time::Duration::from_secs(10)));
+//! let stats = host.events().stats()?;
+//! assert_eq!((stats.accepted, stats.succeeded, stats.pending), (1, 1, 0));
+//! # let _ = id;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Guests are usually written in Rust with the `fnhost-guest` SDK:
 //! `#[fnhost_guest::handler]` on a plain function, built for
 //! `wasm32-wasip1`.
 //!
 //! ## Modules
 //! - [`abi`]: ABI v1 constants and register-time checks.
+//! - [`events`]: event invocations, retries, dead letters and triggers.
 //! - [`Error`], [`ErrorKind`]: every failure, typed.
 //! - [`Report`], [`Logs`]: what an invocation reports.
 

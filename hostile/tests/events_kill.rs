@@ -67,7 +67,10 @@ fn events_accepted_before_a_sigkill_are_finished_by_the_next_process() {
     let done = ids("done_ids");
     let dead_ids = ids("dead_ids");
     let finished: BTreeSet<String> = done.iter().chain(&dead_ids).cloned().collect();
-    assert_eq!(finished, accepted, "every accepted event finished, none lost");
+    assert_eq!(
+        finished, accepted,
+        "every accepted event finished, none lost"
+    );
     // A success and its record commit together: one record per success,
     // even for an event whose first attempt the kill cut off (and which
     // therefore ran twice: delivery is at-least-once).

@@ -16,7 +16,8 @@
 //!   built-ins are [`Schedule`] (cron and rate expressions), queues
 //!   ([`Events::map_queue`], SQS-style batches), topics
 //!   ([`Events::publish`], SNS-style fan-out with filter policies) and
-//!   [`FileEvents`] (S3-style notifications for a watched directory).
+//!   watched directories ([`Events::watch_dir`], S3-style notifications).
+//!   Embedders add their own with [`Events::add_source`].
 //!
 //! Every count adds up: `accepted = succeeded + dead_lettered + pending`
 //! ([`EventStats`]).
@@ -407,6 +408,9 @@ impl std::task::Wake for Signal {
     }
 }
 
+/// A running source: its id, stop flag and thread.
+type Running = (SourceId, Arc<AtomicBool>, JoinHandle<()>);
+
 /// A finished attempt, on its way to the dispatcher.
 struct Done {
     rec: EventRecord,
@@ -450,7 +454,7 @@ struct Shared {
     stopping: AtomicBool,
     next_id: AtomicU64,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
-    sources: Mutex<Vec<(SourceId, Arc<AtomicBool>, JoinHandle<()>)>>,
+    sources: Mutex<Vec<Running>>,
 }
 
 impl Events {
@@ -1093,77 +1097,77 @@ impl Shared {
             result,
         } in done
         {
+            // Not run (shutting down): it stays pending for the next start.
+            let Ok(inv) = result else {
+                continue;
+            };
             let cfg = self.config_for(&rec.target);
-            match result {
-                Ok(inv) => match inv.outcome {
-                    Ok(out) => {
-                        let mut rec = rec;
-                        rec.attempts += 1;
-                        ops.push(Op::DeleteEvent {
-                            id: rec.id.clone(),
-                            due_ms: rec.due_ms,
+            match inv.outcome {
+                Ok(out) => {
+                    let mut rec = rec;
+                    rec.attempts += 1;
+                    ops.push(Op::DeleteEvent {
+                        id: rec.id.clone(),
+                        due_ms: rec.due_ms,
+                    });
+                    ops.push(Op::Count("succeeded", 1));
+                    if let Some(dest) = &cfg.on_success {
+                        let record = shapes::invocation_record(
+                            &rec,
+                            &payload,
+                            "Success",
+                            Ok(&out),
+                            &inv.report.version,
+                            now_ms,
+                        );
+                        ops.extend(self.deliver(dest, &record, &rec));
+                    }
+                }
+                Err(e) if is_function_error(e.kind()) => {
+                    let rec = EventRecord {
+                        attempts: rec.attempts + 1,
+                        last_error: Some(error_record(&e)),
+                        ..rec
+                    };
+                    let expires = rec
+                        .accepted_ms
+                        .saturating_add(cfg.max_event_age.as_millis() as u64);
+                    let due =
+                        now_ms.saturating_add(cfg.retry_after(rec.attempts).as_millis() as u64);
+                    if rec.attempts > cfg.max_retries {
+                        ops.extend(self.give_up(
+                            rec,
+                            &payload,
+                            "RetriesExhausted",
+                            &cfg,
+                            Some(&inv.report.version),
+                            now_ms,
+                        ));
+                    } else if due > expires {
+                        ops.extend(self.give_up(
+                            rec,
+                            &payload,
+                            "EventAgeExceeded",
+                            &cfg,
+                            Some(&inv.report.version),
+                            now_ms,
+                        ));
+                    } else {
+                        let old_due_ms = rec.due_ms;
+                        ops.push(Op::UpdateEvent {
+                            old_due_ms,
+                            rec: EventRecord { due_ms: due, ..rec },
                         });
-                        ops.push(Op::Count("succeeded", 1));
-                        if let Some(dest) = &cfg.on_success {
-                            let record = shapes::invocation_record(
-                                &rec,
-                                &payload,
-                                "Success",
-                                Ok(&out),
-                                &inv.report.version,
-                                now_ms,
-                            );
-                            ops.extend(self.deliver(dest, &record, &rec));
-                        }
+                        ops.push(Op::Count("retried", 1));
                     }
-                    Err(e) if is_function_error(e.kind()) => {
-                        let rec = EventRecord {
-                            attempts: rec.attempts + 1,
-                            last_error: Some(error_record(&e)),
-                            ..rec
-                        };
-                        let expires = rec
-                            .accepted_ms
-                            .saturating_add(cfg.max_event_age.as_millis() as u64);
-                        let due =
-                            now_ms.saturating_add(cfg.retry_after(rec.attempts).as_millis() as u64);
-                        if rec.attempts > cfg.max_retries {
-                            ops.extend(self.give_up(
-                                rec,
-                                &payload,
-                                "RetriesExhausted",
-                                &cfg,
-                                Some(&inv.report.version),
-                                now_ms,
-                            ));
-                        } else if due > expires {
-                            ops.extend(self.give_up(
-                                rec,
-                                &payload,
-                                "EventAgeExceeded",
-                                &cfg,
-                                Some(&inv.report.version),
-                                now_ms,
-                            ));
-                        } else {
-                            let old_due_ms = rec.due_ms;
-                            ops.push(Op::UpdateEvent {
-                                old_due_ms,
-                                rec: EventRecord { due_ms: due, ..rec },
-                            });
-                            ops.push(Op::Count("retried", 1));
-                        }
-                    }
-                    // A host-side refusal after admission: wait and retry.
-                    Err(_) => {
-                        let expires = rec
-                            .accepted_ms
-                            .saturating_add(cfg.max_event_age.as_millis() as u64);
-                        ops.extend(self.wait_again(rec, &cfg, now_ms, expires, &payload));
-                    }
-                },
-                // Not run (shutting down): stays pending for the next start.
-                Err(_) => {}
+                }
+                // A host-side refusal after admission: wait and retry.
+                Err(_) => {
+                    let expires = rec
+                        .accepted_ms
+                        .saturating_add(cfg.max_event_age.as_millis() as u64);
+                    ops.extend(self.wait_again(rec, &cfg, now_ms, expires, &payload));
+                }
             }
         }
         self.commit(ops);

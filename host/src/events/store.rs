@@ -55,7 +55,7 @@ pub(crate) struct EventRecord {
 }
 
 /// The error an attempt ended with, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     /// The error type: the guest's error kind, or the host's
     /// ([`ErrorKind::as_str`](crate::ErrorKind::as_str)).
