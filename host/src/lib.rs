@@ -62,8 +62,9 @@
 //! # use fnhost::{FunctionConfig, Host};
 //! # let guest = r#"(module (import "fnhost_v1" "output" (func $output (param i32 i32)))
 //! #   (memory (export "memory") 1) (func (export "fnhost_abi_v1"))
-//! #   (func (export "fnhost_alloc") (param i32) (result i32) (i32.const 0))
-//! #   (func (export "fnhost_handle") (param i32 i32) (result i32) (i32.const 0)))"#;
+//! #   (func (export "fnhost_alloc") (param i32) (result i32) (i32.const 1024))
+//! #   (func (export "fnhost_handle") (param $p i32) (param $l i32) (result i32)
+//! #     (call $output (local.get $p) (local.get $l)) (i32.const 0)))"#;
 //! # let host = Host::builder().no_artifact_cache().concurrency_limit(4).build()?;
 //! # host.register(FunctionConfig::from_bytes("hello", guest))?;
 //! let id = host.events().send("hello", "world")?;

@@ -119,7 +119,9 @@ impl FileEvents {
                 },
                 size,
                 etag,
-                sequencer: seq.fetch_add(1, Ordering::Relaxed),
+                // Grows across watchers and restarts: time, then a count.
+                sequencer: (ms(events.clock().now()) << 16)
+                    | (seq.fetch_add(1, Ordering::Relaxed) & 0xFFFF),
                 at_ms: ms(events.clock().now()),
                 configuration,
             };

@@ -129,7 +129,7 @@ impl EventConfig {
     }
 
     /// Delay before the first retry; each later retry waits twice as long
-    /// as the one before (default 60 s, as Lambda; at most 15 min). Waits
+    /// as the one before (default 60 s, as Lambda; 1 s to 15 min). Waits
     /// for capacity back off from `min(1 s, delay)` up to 5 minutes.
     pub fn retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
@@ -158,8 +158,12 @@ impl EventConfig {
                 "must be between 60 seconds and 6 hours",
             ));
         }
-        if self.retry_delay > Duration::from_secs(900) {
-            return Err(Error::config("retry_delay", "must be at most 15 minutes"));
+        if self.retry_delay < Duration::from_secs(1) || self.retry_delay > Duration::from_secs(900)
+        {
+            return Err(Error::config(
+                "retry_delay",
+                "must be between 1 second and 15 minutes",
+            ));
         }
         if self.on_success == Some(Destination::DeadLetters) {
             return Err(Error::config(
@@ -168,6 +172,11 @@ impl EventConfig {
             ));
         }
         Ok(())
+    }
+
+    /// When an event accepted at `accepted_ms` becomes too old.
+    fn expiry(&self, accepted_ms: u64) -> u64 {
+        accepted_ms.saturating_add(self.max_event_age.as_millis() as u64)
     }
 
     fn retry_after(&self, attempts: u32) -> Duration {
@@ -610,6 +619,12 @@ impl Events {
     /// functions registered.
     pub fn configure(&self, function: &str, config: EventConfig) -> Result<()> {
         config.validate()?;
+        if function.contains(':') {
+            return Err(Error::config(
+                "function",
+                "event configs are per function name, without a version or alias",
+            ));
+        }
         self.sh.core.registry.resolve(function)?;
         for d in config.on_success.iter().chain([&config.on_failure]) {
             self.check_destination(d)?;
@@ -652,7 +667,7 @@ impl Events {
 
     /// Counters (see [`EventStats`]).
     pub fn stats(&self) -> Result<EventStats> {
-        let c = self.sh.store.counters()?;
+        let (c, pending) = self.sh.store.counters()?;
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         Ok(EventStats {
             accepted: get("accepted"),
@@ -661,7 +676,7 @@ impl Events {
             retried: get("retried"),
             waited: get("waited"),
             redriven: get("redriven"),
-            pending: self.sh.store.pending()?,
+            pending,
             in_flight: self.sh.in_flight.load(Ordering::Relaxed) as u64,
             messages_sent: get("messages_sent"),
             messages_deleted: get("messages_deleted"),
@@ -725,6 +740,9 @@ impl Events {
 
     /// Starts `source` on a thread of its own.
     pub fn add_source(&self, name: &str, mut source: impl EventSource) -> Result<SourceId> {
+        // Checked under the lock `begin_stop` drains, so no source starts
+        // after the stop and runs on.
+        let mut sources = self.sh.sources.lock();
         if self.sh.stopping.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -745,7 +763,7 @@ impl Events {
                 }
             })
             .map_err(|e| Error::io("event source thread", e))?;
-        self.sh.sources.lock().push((id, stop, handle));
+        sources.push((id, stop, handle));
         Ok(id)
     }
 
@@ -978,10 +996,9 @@ impl Shared {
         waker: &std::task::Waker,
     ) {
         let cfg = self.config_for(&rec.target);
+        let target = rec.target.clone();
         let now_ms = ms(now);
-        let expires = rec
-            .accepted_ms
-            .saturating_add(cfg.max_event_age.as_millis() as u64);
+        let expires = cfg.expiry(rec.accepted_ms);
         let ops = if now_ms > expires {
             self.give_up(rec, &payload, "EventAgeExceeded", &cfg, None, now_ms)
         } else {
@@ -998,7 +1015,11 @@ impl Shared {
                     let permit = Permit::new(f.gate.clone());
                     match self.core.precheck(&f, payload.len()) {
                         Ok(()) => {}
-                        Err(Error::ShuttingDown) => return,
+                        Err(Error::ShuttingDown) => {
+                            // Stays stored for the next start; skip it now.
+                            blocked.insert(rec.target);
+                            return;
+                        }
                         Err(e) => {
                             let ops = self.give_up(
                                 EventRecord {
@@ -1011,7 +1032,9 @@ impl Shared {
                                 None,
                                 now_ms,
                             );
-                            self.commit(ops);
+                            if !self.commit(ops) {
+                                blocked.insert(target);
+                            }
                             return;
                         }
                     }
@@ -1043,17 +1066,27 @@ impl Shared {
                 }
             }
         };
-        self.commit(ops);
+        // A store that refuses the write: skip the event this round
+        // rather than fetch it again at once.
+        if !self.commit(ops) {
+            blocked.insert(target);
+        }
     }
 
-    fn commit(&self, ops: Vec<Op>) {
+    /// Applies `ops`; `false` (logged) if the store refused them.
+    fn commit(&self, ops: Vec<Op>) -> bool {
         if ops.is_empty() {
-            return;
+            return true;
         }
-        if let Err(e) = self.store.apply(ops) {
-            tracing::error!(target: "fnhost::events", error = %e, "writing the event store");
-        }
+        let ok = match self.store.apply(ops) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(target: "fnhost::events", error = %e, "writing the event store");
+                false
+            }
+        };
         self.signal.bump();
+        ok
     }
 
     /// The event waits (no capacity, function missing) and comes due
@@ -1120,7 +1153,7 @@ impl Shared {
                             &inv.report.version,
                             now_ms,
                         );
-                        ops.extend(self.deliver(dest, &record, &rec));
+                        ops.extend(self.deliver(dest, &record, &rec).unwrap_or_default());
                     }
                 }
                 Err(e) if is_function_error(e.kind()) => {
@@ -1129,25 +1162,21 @@ impl Shared {
                         last_error: Some(error_record(&e)),
                         ..rec
                     };
-                    let expires = rec
-                        .accepted_ms
-                        .saturating_add(cfg.max_event_age.as_millis() as u64);
+                    let expires = cfg.expiry(rec.accepted_ms);
                     let due =
                         now_ms.saturating_add(cfg.retry_after(rec.attempts).as_millis() as u64);
-                    if rec.attempts > cfg.max_retries {
-                        ops.extend(self.give_up(
-                            rec,
-                            &payload,
-                            "RetriesExhausted",
-                            &cfg,
-                            Some(&inv.report.version),
-                            now_ms,
-                        ));
+                    let condition = if rec.attempts > cfg.max_retries {
+                        Some("RetriesExhausted")
                     } else if due > expires {
+                        Some("EventAgeExceeded")
+                    } else {
+                        None
+                    };
+                    if let Some(condition) = condition {
                         ops.extend(self.give_up(
                             rec,
                             &payload,
-                            "EventAgeExceeded",
+                            condition,
                             &cfg,
                             Some(&inv.report.version),
                             now_ms,
@@ -1163,9 +1192,7 @@ impl Shared {
                 }
                 // A host-side refusal after admission: wait and retry.
                 Err(_) => {
-                    let expires = rec
-                        .accepted_ms
-                        .saturating_add(cfg.max_event_age.as_millis() as u64);
+                    let expires = cfg.expiry(rec.accepted_ms);
                     ops.extend(self.wait_again(rec, &cfg, now_ms, expires, &payload));
                 }
             }
@@ -1195,8 +1222,17 @@ impl Shared {
             now_ms,
         );
         let mut ops = vec![Op::Count("dead_lettered", 1)];
-        match &cfg.on_failure {
-            Destination::DeadLetters => ops.push(Op::Kill {
+        // A destination that is gone (a topic not re-created after a
+        // restart) falls back to the dead letters: nothing is lost.
+        match self.deliver(&cfg.on_failure, &record, &rec) {
+            Some(delivered) if cfg.on_failure != Destination::DeadLetters => {
+                ops.push(Op::DeleteEvent {
+                    id: rec.id.clone(),
+                    due_ms: rec.due_ms,
+                });
+                ops.extend(delivered);
+            }
+            _ => ops.push(Op::Kill {
                 due_ms: rec.due_ms,
                 dead: DeadRecord {
                     event: rec,
@@ -1205,29 +1241,23 @@ impl Shared {
                     record,
                 },
             }),
-            dest => {
-                ops.push(Op::DeleteEvent {
-                    id: rec.id.clone(),
-                    due_ms: rec.due_ms,
-                });
-                ops.extend(self.deliver(dest, &record, &rec));
-            }
         }
         ops
     }
 
-    /// The writes that hand `record` to a destination.
+    /// The writes that hand `record` to a destination; `None` if the
+    /// destination does not exist.
     fn deliver(
         &self,
         dest: &Destination,
         record: &serde_json::Value,
         rec: &EventRecord,
-    ) -> Vec<Op> {
+    ) -> Option<Vec<Op>> {
         let body = record.to_string();
         let source = format!("destination:{}", rec.target);
         let now = ms(self.clock.now());
         match dest {
-            Destination::Function(target) => vec![Op::InsertEvent(
+            Destination::Function(target) => Some(vec![Op::InsertEvent(
                 EventRecord {
                     id: self.core.next_request_id().to_string(),
                     target: target.clone(),
@@ -1239,18 +1269,20 @@ impl Shared {
                     last_error: None,
                 },
                 Bytes::from(body),
-            )],
-            Destination::Queue(q) => vec![queue::push_op(self, q, body, BTreeMap::new(), now)],
+            )]),
+            Destination::Queue(q) => {
+                Some(vec![queue::push_op(self, q, body, BTreeMap::new(), now)])
+            }
             Destination::Topic(t) => {
                 match topic::publish_ops(self, t, &body, &BTreeMap::new(), now) {
-                    Ok((ops, _)) => ops,
+                    Ok((ops, _)) => Some(ops),
                     Err(e) => {
-                        tracing::error!(target: "fnhost::events", topic = %t, error = %e, "destination topic missing; record dropped");
-                        Vec::new()
+                        tracing::error!(target: "fnhost::events", topic = %t, error = %e, "destination topic missing");
+                        None
                     }
                 }
             }
-            Destination::DeadLetters | Destination::Discard => Vec::new(),
+            Destination::DeadLetters | Destination::Discard => Some(Vec::new()),
         }
     }
 }

@@ -238,36 +238,32 @@ impl Events {
             .collect())
     }
 
-    /// Deletes a received message (SQS `DeleteMessage`).
+    /// Deletes a received message (SQS `DeleteMessage`); deleting one
+    /// that is already gone does nothing.
     pub fn delete_message(&self, queue: &str, receipt: u64) -> Result<()> {
         self.queue_config(queue)?;
-        self.sh.store.apply(vec![
-            Op::DeleteMessage {
-                queue: queue.to_string(),
-                seq: receipt,
-            },
-            Op::Count("messages_deleted", 1),
-        ])?;
+        self.sh.store.apply(vec![Op::DeleteMessage {
+            queue: queue.to_string(),
+            seq: receipt,
+        }])?;
         Ok(())
     }
 
     /// Every message in `queue`, visible or not, without receiving it.
     pub fn queue_messages(&self, queue: &str) -> Result<Vec<Message>> {
-        Ok(self
-            .sh
-            .store
-            .messages(queue, false)?
-            .into_iter()
-            .map(|(seq, m)| message(seq, m))
-            .collect())
+        self.listed(queue, false)
     }
 
     /// The messages `queue` gave up on (received too often).
     pub fn queue_dead_letters(&self, queue: &str) -> Result<Vec<Message>> {
+        self.listed(queue, true)
+    }
+
+    fn listed(&self, queue: &str, dead: bool) -> Result<Vec<Message>> {
         Ok(self
             .sh
             .store
-            .messages(queue, true)?
+            .messages(queue, dead)?
             .into_iter()
             .map(|(seq, m)| message(seq, m))
             .collect())
@@ -424,9 +420,11 @@ impl QueuePoller {
             .collect();
         let payload = Bytes::from(shapes::sqs_event(&self.queue, &records).to_string());
         let failed: HashSet<&str> = match invoke(sh, &self.function, &payload) {
-            // Not run at all (throttled, shutting down): the receive does
-            // not count; the batch is visible again at once.
-            Err(_) => {
+            // Not run for want of capacity (or at shutdown): the receive
+            // does not count, and the batch is visible again a second
+            // later (no busy loop against a full function).
+            Err(Error::Throttled { .. } | Error::ShuttingDown) => {
+                let again = ms(sh.clock.now()).saturating_add(1000);
                 let ops = batch
                     .iter()
                     .map(|(seq, m)| Op::UpdateMessage {
@@ -434,7 +432,7 @@ impl QueuePoller {
                         seq: *seq,
                         msg: StoredMessage {
                             receive_count: m.receive_count - 1,
-                            visible_ms: ms(sh.clock.now()),
+                            visible_ms: again,
                             ..m.clone()
                         },
                     })
@@ -442,6 +440,10 @@ impl QueuePoller {
                 sh.store.apply(ops)?;
                 return Ok(());
             }
+            // Not run because of the batch or the mapping (function gone,
+            // batch over its input cap): a failed receive, so the
+            // messages reach the dead letters in the end.
+            Err(_) => batch.iter().map(|(_, m)| m.id.as_str()).collect(),
             Ok(Err(_)) => batch.iter().map(|(_, m)| m.id.as_str()).collect(),
             Ok(Ok(out)) if self.mapping.report_batch_item_failures => {
                 let ids: HashSet<&str> = batch.iter().map(|(_, m)| m.id.as_str()).collect();
@@ -453,19 +455,15 @@ impl QueuePoller {
             }
             Ok(Ok(_)) => HashSet::new(),
         };
-        let mut ops = Vec::new();
-        let mut deleted = 0;
-        for (seq, m) in &batch {
-            if failed.contains(m.id.as_str()) {
-                continue; // visible again after the visibility timeout
-            }
-            ops.push(Op::DeleteMessage {
+        let ops: Vec<Op> = batch
+            .iter()
+            // Failed ones are visible again after the visibility timeout.
+            .filter(|(_, m)| !failed.contains(m.id.as_str()))
+            .map(|(seq, _)| Op::DeleteMessage {
                 queue: self.queue.clone(),
                 seq: *seq,
-            });
-            deleted += 1;
-        }
-        ops.push(Op::Count("messages_deleted", deleted));
+            })
+            .collect();
         sh.store.apply(ops)?;
         Ok(())
     }

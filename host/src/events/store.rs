@@ -106,7 +106,7 @@ pub(crate) enum Op {
         seq: u64,
         msg: StoredMessage,
     },
-    /// Deletes a message.
+    /// Deletes a message (counted if it was there).
     DeleteMessage { queue: String, seq: u64 },
     /// Moves a message to its queue's dead letters.
     KillMessage {
@@ -130,6 +130,15 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::Store {
         reason: e.to_string(),
     }
+}
+
+/// A stored payload (empty if missing).
+fn payload_of(payloads: &redb::ReadOnlyTable<&str, &[u8]>, id: &str) -> Result<Bytes> {
+    Ok(payloads
+        .get(id)
+        .map_err(err)?
+        .map(|p| Bytes::copy_from_slice(p.value()))
+        .unwrap_or_default())
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -252,7 +261,13 @@ impl Store {
                             .map_err(err)?;
                     }
                     Op::DeleteMessage { queue, seq } => {
-                        messages.remove((queue.as_str(), seq)).map_err(err)?;
+                        if messages
+                            .remove((queue.as_str(), seq))
+                            .map_err(err)?
+                            .is_some()
+                        {
+                            count(&mut counters, "messages_deleted", 1)?;
+                        }
                     }
                     Op::KillMessage { queue, seq, msg } => {
                         messages.remove((queue.as_str(), seq)).map_err(err)?;
@@ -303,11 +318,7 @@ impl Store {
                 continue;
             };
             let rec: EventRecord = from_json("event", rec.value())?;
-            let payload = payloads
-                .get(id)
-                .map_err(err)?
-                .map(|p| Bytes::copy_from_slice(p.value()))
-                .unwrap_or_default();
+            let payload = payload_of(&payloads, id)?;
             out.push((rec, payload));
         }
         Ok(out)
@@ -347,11 +358,7 @@ impl Store {
         for entry in dead.iter().map_err(err)? {
             let (id, rec) = entry.map_err(err)?;
             let rec: DeadRecord = from_json("dead letter", rec.value())?;
-            let payload = payloads
-                .get(id.value())
-                .map_err(err)?
-                .map(|p| Bytes::copy_from_slice(p.value()))
-                .unwrap_or_default();
+            let payload = payload_of(&payloads, id.value())?;
             out.push((rec, payload));
         }
         Ok(out)
@@ -366,11 +373,7 @@ impl Store {
             return Ok(None);
         };
         let rec: DeadRecord = from_json("dead letter", rec.value())?;
-        let payload = payloads
-            .get(id)
-            .map_err(err)?
-            .map(|p| Bytes::copy_from_slice(p.value()))
-            .unwrap_or_default();
+        let payload = payload_of(&payloads, id)?;
         Ok(Some((rec, payload)))
     }
 
@@ -388,16 +391,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Every counter.
-    pub(crate) fn counters(&self) -> Result<BTreeMap<String, u64>> {
+    /// Every counter, and the pending events, read in one transaction
+    /// (so they add up).
+    pub(crate) fn counters(&self) -> Result<(BTreeMap<String, u64>, u64)> {
         let tx = self.db.begin_read().map_err(err)?;
+        let pending =
+            redb::ReadableTableMetadata::len(&tx.open_table(DUE).map_err(err)?).map_err(err)?;
         let table = tx.open_table(COUNTERS).map_err(err)?;
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(err)? {
             let (k, v) = entry.map_err(err)?;
             out.insert(k.value().to_string(), v.value());
         }
-        Ok(out)
+        Ok((out, pending))
     }
 
     /// Every stored function event config (JSON).

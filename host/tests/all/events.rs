@@ -232,6 +232,21 @@ fn event_age_limits_retries_and_configs_are_validated() {
         .max_event_age(Duration::from_secs(60))
         .retry_delay(Duration::from_secs(50));
     ev.configure("sink", cfg.clone()).unwrap();
+    assert_eq!(
+        field(EventConfig::default().retry_delay(Duration::ZERO)),
+        "retry_delay"
+    );
+    let e = ev.configure("sink:1", EventConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidConfig {
+                field: "function",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(ev.config("sink"), cfg);
     ev.send("sink", r#"{"fail": true}"#).unwrap();
     idle(ev);

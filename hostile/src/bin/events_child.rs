@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
             for _ in 0..n {
                 let id = host
                     .events()
-                    .send("slow", json!({"op": "sleep", "ms": 10}).to_string())?;
+                    .send("slow", json!({"op": "sleep", "ms": 30}).to_string())?;
                 writeln!(out, "accepted {id}")?;
                 out.flush()?;
             }
