@@ -343,12 +343,6 @@ impl Store {
         Ok(None)
     }
 
-    /// How many events are pending (due or not).
-    pub(crate) fn pending(&self) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(err)?;
-        redb::ReadableTableMetadata::len(&tx.open_table(DUE).map_err(err)?).map_err(err)
-    }
-
     /// Every dead letter with its payload.
     pub(crate) fn dead_letters(&self) -> Result<Vec<(DeadRecord, Bytes)>> {
         let tx = self.db.begin_read().map_err(err)?;
