@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 ///
 /// - `ObjectCreated:Put` when a file is closed after writing or is moved
 ///   in (so a handler never sees a half-written file), with its size and
-///   a content hash as `eTag`;
+///   its MD5 as `eTag`;
 /// - `ObjectRemoved:Delete` when a file is deleted or moved out.
 ///
 /// The payload is an S3 event (`{"Records": [{"s3": {...}}]}`), bucket =
@@ -143,10 +143,12 @@ impl FileEvents {
     }
 }
 
-/// Size and content hash of a file, read in chunks.
+/// Size and MD5 (S3's `eTag` for a single-part upload) of a file, read
+/// in chunks.
 fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use md5::Digest;
     let mut f = std::fs::File::open(path)?;
-    let mut h = blake3::Hasher::new();
+    let mut h = md5::Md5::new();
     let size = std::io::copy(&mut f, &mut h)?;
-    Ok((size, h.finalize().to_hex()[..32].to_string()))
+    Ok((size, shapes::hex(&h.finalize())))
 }

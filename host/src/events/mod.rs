@@ -451,7 +451,10 @@ struct Shared {
     queues: RwLock<HashMap<String, QueueConfig>>,
     topics: RwLock<HashMap<String, Vec<(u64, Subscription)>>>,
     /// Queues an event source mapping reads.
-    mapped: RwLock<HashSet<String>>,
+    mapped: RwLock<HashMap<SourceId, String>>,
+    /// Set by `finish_stop`: the dispatcher records what is in the
+    /// channel and returns, even with attempts still running.
+    halt: AtomicBool,
     /// Serialises queue receives (read, then mark invisible).
     queue_lock: Mutex<()>,
     completions: (Sender<Done>, Receiver<Done>),
@@ -500,7 +503,8 @@ impl Events {
                 configs: RwLock::new(configs),
                 queues: RwLock::new(HashMap::new()),
                 topics: RwLock::new(HashMap::new()),
-                mapped: RwLock::new(HashSet::new()),
+                mapped: RwLock::new(HashMap::new()),
+                halt: AtomicBool::new(false),
                 queue_lock: Mutex::new(()),
                 completions: crossbeam::channel::unbounded(),
                 in_flight: AtomicUsize::new(0),
@@ -775,11 +779,15 @@ impl Events {
                 .position(|(i, ..)| *i == id)
                 .map(|at| s.swap_remove(at))
         };
+        self.sh.mapped.write().remove(&id);
         match found {
             Some((_, stop, handle)) => {
                 stop.store(true, Ordering::Release);
                 self.sh.signal.bump();
-                let _ = handle.join();
+                // A source removing itself must not wait for itself.
+                if handle.thread().id() != std::thread::current().id() {
+                    let _ = handle.join();
+                }
                 true
             }
             None => false,
@@ -841,14 +849,19 @@ impl Events {
         }
         self.sh.signal.bump();
         for (_, _, h) in sources {
-            let _ = h.join();
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 
-    /// After the workers drained: records the last completions and ends
-    /// the dispatcher.
+    /// After the workers drained (or the grace period ended): records the
+    /// completions that came in and ends the dispatcher. Attempts still
+    /// running past the grace period are not recorded; their events stay
+    /// stored and run again at the next start (at-least-once).
     pub(crate) fn finish_stop(&self) {
         self.begin_stop();
+        self.sh.halt.store(true, Ordering::Release);
         self.sh.signal.bump();
         if let Some(h) = self.sh.dispatcher.lock().take() {
             let _ = h.join();
@@ -924,7 +937,7 @@ impl Shared {
             }
             let stopping = self.stopping.load(Ordering::Acquire)
                 || self.core.shutting_down.load(Ordering::Acquire);
-            if stopping && in_flight.is_empty() {
+            if stopping && (in_flight.is_empty() || self.halt.load(Ordering::Acquire)) {
                 return;
             }
             let mut blocked = HashSet::new();

@@ -281,8 +281,7 @@ impl Events {
         mapping.validate()?;
         self.queue_config(queue)?;
         self.sh.core.registry.resolve(function)?;
-        self.sh.mapped.write().insert(queue.to_string());
-        self.add_source(
+        let id = self.add_source(
             &format!("sqs:{queue}->{function}"),
             QueuePoller {
                 queue: queue.to_string(),
@@ -290,12 +289,14 @@ impl Events {
                 mapping,
                 first_seen: None,
             },
-        )
+        )?;
+        self.sh.mapped.write().insert(id, queue.to_string());
+        Ok(id)
     }
 
     /// Whether a mapped queue has a message visible at `now_ms`.
     pub(crate) fn mapped_queue_has_visible(&self, now_ms: u64) -> bool {
-        let mapped: Vec<String> = self.sh.mapped.read().iter().cloned().collect();
+        let mapped: HashSet<String> = self.sh.mapped.read().values().cloned().collect();
         mapped.iter().any(|q| {
             self.sh
                 .store

@@ -124,7 +124,7 @@ pub(crate) fn sqs_event(queue: &str, records: &[SqsRecord<'_>]) -> Value {
                     "ApproximateFirstReceiveTimestamp": r.first_receive_ms.to_string(),
                 },
                 "messageAttributes": attrs,
-                "md5OfBody": blake3_hex(r.body.as_bytes()),
+                "md5OfBody": md5_hex(r.body.as_bytes()),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,
                 "awsRegion": REGION,
@@ -134,9 +134,15 @@ pub(crate) fn sqs_event(queue: &str, records: &[SqsRecord<'_>]) -> Value {
     json!({ "Records": records })
 }
 
-/// The first 32 hex digits of the BLAKE3 hash (where AWS puts an MD5).
-pub(crate) fn blake3_hex(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex()[..32].to_string()
+/// MD5 in hex, as SQS's `md5OfBody` and S3's `eTag` (handlers check it).
+pub(crate) fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex(&md5::Md5::digest(bytes))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The SNS notification object (the `Sns` field of a Lambda record, and
@@ -165,6 +171,22 @@ pub(crate) fn sns_notification(
         "UnsubscribeUrl": "",
         "MessageAttributes": attrs,
     })
+}
+
+/// The notification as an SQS subscriber's message body: SNS spells two
+/// fields differently there than in the Lambda record.
+pub(crate) fn sns_queue_body(mut notification: Value) -> Value {
+    if let Value::Object(m) = &mut notification {
+        for (lambda, sqs) in [
+            ("SigningCertUrl", "SigningCertURL"),
+            ("UnsubscribeUrl", "UnsubscribeURL"),
+        ] {
+            if let Some(v) = m.remove(lambda) {
+                m.insert(sqs.to_string(), v);
+            }
+        }
+    }
+    notification
 }
 
 pub(crate) fn topic_arn(topic: &str) -> String {
@@ -250,6 +272,11 @@ fn s3_key_encode(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_carry_a_real_md5() {
+        assert_eq!(md5_hex(b"hello"), "5d41402abc4b2a76b9719d911017c592");
+    }
 
     #[test]
     fn s3_keys_are_url_encoded_like_s3() {

@@ -225,7 +225,7 @@ pub(crate) fn publish_ops(
             Endpoint::Queue(q) => ops.push(queue::push_op(
                 sh,
                 q,
-                notification.to_string(),
+                shapes::sns_queue_body(notification.clone()).to_string(),
                 BTreeMap::new(),
                 now_ms,
             )),

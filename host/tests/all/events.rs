@@ -630,3 +630,36 @@ fn events_survive_a_restart_on_the_same_data_dir() {
     );
     assert_eq!(ev.dead_letters().unwrap()[0].attempts, 2);
 }
+
+#[test]
+fn events_wait_for_a_full_function_without_being_charged_an_attempt() {
+    // Lambda retries throttled events until their max age; here an event
+    // waits for a free slot of its function, and the wait is not an
+    // attempt.
+    let clock = ManualClock::new(start());
+    let host = host(&clock);
+    host.register(FunctionConfig::from_file("slow", guests::PROBE).reserved_concurrency(1))
+        .unwrap();
+    let ev = host.events();
+    record_successes(ev, "slow");
+    for _ in 0..6 {
+        ev.send("slow", json!({"op": "sleep", "ms": 30}).to_string())
+            .unwrap();
+    }
+    idle(ev);
+    let s = ev.stats().unwrap();
+    assert_eq!(
+        (s.accepted, s.succeeded, s.retried, s.dead_lettered),
+        (6, 6, 0, 0)
+    );
+    let records = bodies(ev, "done");
+    assert_eq!(records.len(), 6);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["requestContext"]["approximateInvokeCount"] == 1),
+        "{records:?}"
+    );
+    let m = host.function_metrics("slow").unwrap();
+    assert_eq!((m.succeeded, m.throttled), (6, 0));
+}
