@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use fnhost::capability::{self, MemoryKv};
 use fnhost::events::{Destination, EventConfig, QueueConfig};
 use fnhost::{FunctionConfig, Host, PriceModel};
 use fnhost_examples::{print_invocation, summarize_thumbnails};
@@ -21,7 +22,12 @@ use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
-    let host = Host::builder().build().context("starting the host")?;
+    // The key-value capability: functions granted `kv.*` keep state in
+    // their own namespace.
+    let host = Host::builder()
+        .capabilities(capability::kv(MemoryKv::new()))
+        .build()
+        .context("starting the host")?;
     host.register(FunctionConfig::from_file("echo", guests::ECHO))?;
     host.register(FunctionConfig::from_file("hello", guests::HELLO).env("GREETING", "Hello"))?;
     host.register(
@@ -31,10 +37,11 @@ fn main() -> anyhow::Result<()> {
             .env("THUMBNAIL_SIZES", "64,128"),
     )?;
     host.register(FunctionConfig::from_file("news", guests::NEWS))?;
-    host.register(FunctionConfig::from_file(
-        "leaderboard",
-        guests::LEADERBOARD,
-    ))?;
+    host.register(
+        FunctionConfig::from_file("leaderboard", guests::LEADERBOARD)
+            .grant("kv.get")
+            .grant("kv.put"),
+    )?;
     let stats = host.stats();
     println!(
         "registered {} functions in {:.1} ms ({} compiled, {} from the artifact cache at {})\n",
@@ -72,16 +79,15 @@ fn main() -> anyhow::Result<()> {
     let inv = host.invoke("news", article.to_string().as_bytes())?;
     print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
 
-    // leaderboard: three score events, the board carried between them.
-    let mut board = json!({"best": {}, "events": 0});
+    // leaderboard: three score events; the board stays in the host's
+    // key-value store between them.
     for (player, score) in [("ann", 120), ("bob", 300), ("ann", 410)] {
-        let event = json!({"board": board, "event": {"player": player, "score": score}});
+        let event = json!({"event": {"player": player, "score": score}});
         let inv = host.invoke("leaderboard", event.to_string().as_bytes())?;
         let out: serde_json::Value = match inv.output() {
             Ok(bytes) => serde_json::from_slice(bytes)?,
             Err(e) => anyhow::bail!("leaderboard failed: {e}"),
         };
-        board = out["board"].clone();
         print_invocation(&inv, |_| format!("top: {}", out["top"]));
     }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 fn example(name: &str) -> PathBuf {
     match name {
         "quickstart" => PathBuf::from(env!("CARGO_BIN_EXE_quickstart")),
+        "plugins" => PathBuf::from(env!("CARGO_BIN_EXE_plugins")),
         other => panic!("unknown example {other}"),
     }
 }
@@ -57,4 +58,24 @@ fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
         second.contains("(0 compiled, 5 from the artifact cache"),
         "{second}"
     );
+}
+
+#[test]
+fn plugins_see_only_their_grants_and_their_own_namespace() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = run("plugins", cache.path());
+    for line in [
+        r#"alice: top [{"player":"ann","rank":1,"score":10}]"#,
+        r#"bob: top [{"player":"bo","rank":1,"score":7}]"#,
+        r#"alice: top [{"player":"al","rank":1,"score":30},{"player":"ann","rank":2,"score":10}]"#,
+        r#"alice-probe app.greet: {"ok":{"greeting":"hello Ada from tenant alice"}}"#,
+        r#"alice-probe clock.now: {"ok":{"unix_ms":1767225600000}}"#,
+        r#"alice-probe kv.put: {"err":"denied","message":"capability `kv.put` is not granted to this function"}"#,
+        r#"alice-probe net.fetch: {"err":"denied","message":"capability `net.fetch` is not granted to this function"}"#,
+        "alice-board: 4 host calls, 0 denied",
+        "bob-board: 2 host calls, 0 denied",
+        "alice-probe: 4 host calls, 2 denied",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
 }

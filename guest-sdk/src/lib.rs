@@ -37,7 +37,11 @@
 //! - `#[fnhost_guest::init]` on `fn() -> Result<(), E>` runs once per
 //!   instance before the first invocation: build indexes, parse config.
 //! - [`Context`] tells the handler its request id, function name, memory
-//!   limit and remaining time.
+//!   limit and remaining time, and for an event invocation its event id
+//!   and attempt.
+//! - [`host::call`] calls a capability the embedder granted this function
+//!   (`host::call::<Req, Resp>("kv.get", &req)`); refusals and host
+//!   errors are values ([`host::HostCallError`]).
 //!
 //! Off wasm32 (when a guest crate is compiled natively, for unit tests or
 //! native benchmarks) the host imports are replaced by inert stand-ins, so
@@ -49,6 +53,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use fnhost_guest_macros::{handler, init};
+
+pub mod host;
 
 /// A handled error with an explicit kind (Lambda's `errorType`) and message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,6 +50,24 @@ pub mod context_u64 {
     pub const EVENT_ATTEMPT: i32 = 3;
 }
 
+/// `fnhost_v1.host_call` statuses: the high 32 bits of its `i64` result
+/// (the low 32 bits are the length of the result `host_result` copies).
+pub mod host_call {
+    /// The capability answered; the result is its response.
+    pub const OK: i64 = 0;
+    /// The capability returned an error; the result is
+    /// `{"kind": "...", "message": "..."}`.
+    pub const ERROR: i64 = 1;
+    /// Not granted to this function, or no such capability; the result is
+    /// a message.
+    pub const DENIED: i64 = 2;
+    /// Over a limit (calls per invocation, request or response size); the
+    /// result is a message.
+    pub const LIMIT: i64 = 3;
+    /// Longest capability name.
+    pub const MAX_NAME: u32 = 256;
+}
+
 /// Longest error kind kept, in bytes; longer ones are cut.
 pub const MAX_ERROR_KIND: usize = 256;
 /// Longest error message kept, in bytes; longer ones are cut.
@@ -324,6 +342,135 @@ pub(crate) fn add_to_linker(
             match gm::write(mem, buf as u32, &value.as_bytes()[..n]) {
                 Ok(()) => Ok(value.len() as i32),
                 Err(oob) => Err(st.fault(Error::abi(format!("fnhost_v1.context_str: {oob}")))),
+            }
+        },
+    )?;
+
+    provided.add(
+        &engine,
+        IMPORT_MODULE,
+        "host_call",
+        &[I32, I32, I32, I32],
+        &[I64],
+    );
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "host_call",
+        |mut caller: Caller<'_, State>,
+         name_ptr: i32,
+         name_len: i32,
+         req_ptr: i32,
+         req_len: i32|
+         -> wasmtime::Result<i64> {
+            let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.host_call")?;
+            let (name_len, req_len) = (name_len as u32, req_len as u32);
+            // Bounds first: a wild pointer is an ABI violation whatever
+            // the lengths say.
+            let (name, req) = match (
+                gm::slice(mem, name_ptr as u32, name_len.into()),
+                gm::slice(mem, req_ptr as u32, req_len.into()),
+            ) {
+                (Ok(n), Ok(r)) => (n, r),
+                (Err(oob), _) | (_, Err(oob)) => {
+                    return Err(st.fault(Error::abi(format!("fnhost_v1.host_call: {oob}"))));
+                }
+            };
+            let call = &mut st.call;
+            call.host_calls += 1;
+            let name =
+                String::from_utf8_lossy(&name[..name.len().min(host_call::MAX_NAME as usize)]);
+            let refuse = |call: &mut crate::sandbox::Call, status: i64, msg: String| {
+                call.host_calls_denied += 1;
+                call.host_result = msg.into_bytes();
+                Ok((status << 32) | call.host_result.len() as i64)
+            };
+            if name_len > host_call::MAX_NAME {
+                return refuse(
+                    call,
+                    host_call::DENIED,
+                    format!("capability names are at most {} bytes", host_call::MAX_NAME),
+                );
+            }
+            if call.host_calls > st.func.max_host_calls {
+                return refuse(
+                    call,
+                    host_call::LIMIT,
+                    format!(
+                        "more than {} host calls in one invocation",
+                        st.func.max_host_calls
+                    ),
+                );
+            }
+            let max = st.func.max_host_call_bytes;
+            if req_len as usize > max {
+                return refuse(
+                    call,
+                    host_call::LIMIT,
+                    format!("request of {req_len} bytes is over the limit of {max}"),
+                );
+            }
+            let Some(cap) = st.func.grants.get(&*name) else {
+                return refuse(
+                    call,
+                    host_call::DENIED,
+                    format!("capability `{name}` is not granted to this function"),
+                );
+            };
+            let version = call.version.as_deref().unwrap_or("$LATEST");
+            let ctx = crate::capability::CallContext {
+                function: &st.func.name,
+                version,
+                request_id: call.request_id,
+                tenant: st.func.tenant.as_deref(),
+                deadline: call.deadline,
+                call_index: call.host_calls - 1,
+            };
+            let result = cap.call(&ctx, req);
+            // Time in the host function counts: past the deadline, the
+            // invocation ends here.
+            if std::time::Instant::now() >= call.deadline {
+                let timeout = st.func.timeout;
+                return Err(st.fault(Error::Timeout { timeout }));
+            }
+            let call = &mut st.call;
+            let status = match result {
+                Ok(resp) if resp.len() > max => {
+                    return refuse(
+                        call,
+                        host_call::LIMIT,
+                        format!(
+                            "response of {} bytes is over the limit of {max}",
+                            resp.len()
+                        ),
+                    );
+                }
+                Ok(resp) => {
+                    call.host_result = resp;
+                    host_call::OK
+                }
+                Err(e) => {
+                    call.host_result = serde_json::to_vec(
+                        &serde_json::json!({"kind": e.kind, "message": e.message}),
+                    )
+                    .unwrap_or_default();
+                    host_call::ERROR
+                }
+            };
+            Ok((status << 32) | call.host_result.len() as i64)
+        },
+    )?;
+
+    provided.add(&engine, IMPORT_MODULE, "host_result", &[I32, I32], &[I32]);
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "host_result",
+        |mut caller: Caller<'_, State>, buf: i32, cap: i32| -> wasmtime::Result<i32> {
+            let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.host_result")?;
+            let result = &st.call.host_result;
+            let n = result.len().min(cap as u32 as usize);
+            match gm::write(mem, buf as u32, &result[..n]) {
+                Ok(()) => Ok(result.len() as i32),
+                Err(oob) => Err(st.fault(Error::abi(format!("fnhost_v1.host_result: {oob}")))),
             }
         },
     )?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use wasmtime::InstancePre;
 
 use crate::abi;
+use crate::capability::Grants;
 use crate::error::{Error, Result};
 use crate::limits::Gate;
 use crate::metrics::Metrics;
@@ -50,6 +51,10 @@ pub struct FunctionConfig {
     pub(crate) provisioned_concurrency: u32,
     pub(crate) reuse: Option<Reuse>,
     pub(crate) max_wait: Duration,
+    pub(crate) grants: Vec<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) max_host_calls: u32,
+    pub(crate) max_host_call_bytes: usize,
 }
 
 /// Lambda-style execution-environment reuse (see
@@ -88,7 +93,40 @@ impl FunctionConfig {
             provisioned_concurrency: 0,
             reuse: None,
             max_wait: Duration::ZERO,
+            grants: Vec::new(),
+            tenant: None,
+            max_host_calls: 10_000,
+            max_host_call_bytes: 1 << 20,
         }
+    }
+
+    /// Grants the capability `name` (see [`crate::capability`]): the
+    /// function may call it. Grants are resolved when the function is
+    /// registered; a name the host does not define fails the register.
+    pub fn grant(mut self, name: impl Into<String>) -> Self {
+        self.grants.push(name.into());
+        self
+    }
+
+    /// A tenant label, seen by host functions
+    /// ([`CallContext::tenant`](crate::capability::CallContext::tenant))
+    /// and part of the function's key-value namespace.
+    pub fn tenant(mut self, label: impl Into<String>) -> Self {
+        self.tenant = Some(label.into());
+        self
+    }
+
+    /// Most host calls per invocation (default 10,000); calls past it
+    /// return a limit error to the guest.
+    pub fn max_host_calls(mut self, n: u32) -> Self {
+        self.max_host_calls = n;
+        self
+    }
+
+    /// Largest host-call request and response, in bytes (default 1 MiB).
+    pub fn max_host_call_bytes(mut self, n: usize) -> Self {
+        self.max_host_call_bytes = n;
+        self
     }
 
     /// Reserved concurrency: this many concurrent invocations are set
@@ -233,6 +271,20 @@ impl FunctionConfig {
                 format!("{env_bytes} bytes; at most {MAX_ENV_BYTES} allowed"),
             ));
         }
+        if self.max_host_call_bytes == 0 || self.max_host_call_bytes > 64 << 20 {
+            return Err(Error::config(
+                "max_host_call_bytes",
+                "must be between 1 byte and 64 MiB",
+            ));
+        }
+        if let Some(t) = &self.tenant
+            && (t.is_empty() || t.len() > 64 || t.contains('/'))
+        {
+            return Err(Error::config(
+                "tenant",
+                format!("{t:?}: 1 to 64 characters without '/'"),
+            ));
+        }
         for (field, v) in [
             ("max_input", self.max_input),
             ("max_output", self.max_output),
@@ -262,11 +314,20 @@ pub(crate) struct FunctionSpec {
     pub max_wait: Duration,
     /// Host secret for per-instance random seeds.
     pub secret: [u8; 32],
+    /// Capabilities granted, resolved at register time.
+    pub grants: Grants,
+    pub tenant: Option<Arc<str>>,
+    pub max_host_calls: u32,
+    pub max_host_call_bytes: usize,
 }
 
 impl FunctionSpec {
-    pub(crate) fn new(cfg: &FunctionConfig, secret: [u8; 32]) -> FunctionSpec {
+    pub(crate) fn new(cfg: &FunctionConfig, secret: [u8; 32], grants: Grants) -> FunctionSpec {
         FunctionSpec {
+            grants,
+            tenant: cfg.tenant.as_deref().map(Arc::from),
+            max_host_calls: cfg.max_host_calls,
+            max_host_call_bytes: cfg.max_host_call_bytes,
             name: cfg.name.as_str().into(),
             env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             memory_limit: cfg.memory_limit,

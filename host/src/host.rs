@@ -14,6 +14,7 @@ use wasmtime::{Linker, Module};
 
 use crate::abi::{self, Provided};
 use crate::cache::{self, ArtifactCache, Lookup};
+use crate::capability::Capability;
 use crate::engine::{self, EngineSettings, Ticker};
 use crate::error::{Error, Result};
 use crate::events::{Clock, Events, SystemClock};
@@ -48,6 +49,7 @@ pub struct HostBuilder {
     pub(crate) log_sink: Option<SinkHandle>,
     clock: ClockHandle,
     event_concurrency: Option<usize>,
+    pub(crate) capabilities: Vec<Capability>,
 }
 
 /// The event clock (Debug/Clone for the builder).
@@ -87,6 +89,7 @@ impl Default for HostBuilder {
             max_wasm_stack: 512 << 10,
             clock: ClockHandle(Arc::new(SystemClock)),
             event_concurrency: None,
+            capabilities: Vec::new(),
         }
     }
 }
@@ -198,6 +201,20 @@ impl HostBuilder {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = ClockHandle(clock);
         self
+    }
+
+    /// Defines a capability functions may be granted
+    /// ([`FunctionConfig::grant`]); a later one with the same name
+    /// replaces it. See [`crate::capability`].
+    pub fn capability(mut self, cap: Capability) -> Self {
+        self.capabilities.retain(|c| c.name() != cap.name());
+        self.capabilities.push(cap);
+        self
+    }
+
+    /// Defines several capabilities (e.g. [`capability::kv`](crate::capability::kv)).
+    pub fn capabilities(self, caps: impl IntoIterator<Item = Capability>) -> Self {
+        caps.into_iter().fold(self, HostBuilder::capability)
     }
 
     /// Most event invocations running at once (default: twice the
@@ -402,6 +419,7 @@ impl Host {
         let _enter = span.enter();
         let s = &core.settings;
         cfg.validate(s.max_memory)?;
+        let grants = core.resolve_grants(&cfg.grants)?;
         if core.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -471,7 +489,7 @@ impl Host {
         let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
         let version = explicit_version.unwrap_or(next).max(next);
         let function = Arc::new(Function {
-            spec: Arc::new(FunctionSpec::new(&cfg, core.secret)),
+            spec: Arc::new(FunctionSpec::new(&cfg, core.secret, grants)),
             pre,
             exports,
             module_hash,

@@ -89,6 +89,7 @@
 
 pub mod abi;
 mod cache;
+pub mod capability;
 mod engine;
 mod error;
 pub mod events;

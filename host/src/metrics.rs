@@ -119,6 +119,8 @@ pub(crate) struct Metrics {
     pub billed_ms: AtomicU64,
     /// Sum of (configured memory in MiB × billed ms): exact GB-second input.
     pub mib_ms: AtomicU64,
+    pub host_calls: AtomicU64,
+    pub host_calls_denied: AtomicU64,
 }
 
 impl Metrics {
@@ -136,6 +138,8 @@ impl Metrics {
             duration: Histogram::new(),
             billed_ms: AtomicU64::new(0),
             mib_ms: AtomicU64::new(0),
+            host_calls: AtomicU64::new(0),
+            host_calls_denied: AtomicU64::new(0),
         }
     }
 
@@ -172,6 +176,8 @@ impl Metrics {
             duration_buckets: self.duration.counts(),
             billed_ms: l(&self.billed_ms),
             mib_ms: l(&self.mib_ms),
+            host_calls: l(&self.host_calls),
+            host_calls_denied: l(&self.host_calls_denied),
         }
     }
 }
@@ -206,6 +212,10 @@ pub struct MetricsSnapshot {
     pub billed_ms: u64,
     /// Sum of memory (MiB) × billed milliseconds.
     pub mib_ms: u64,
+    /// Host calls made (capabilities), refused ones included.
+    pub host_calls: u64,
+    /// Host calls refused: not granted, unknown, over a limit.
+    pub host_calls_denied: u64,
 }
 
 impl MetricsSnapshot {
@@ -234,6 +244,8 @@ impl MetricsSnapshot {
         self.in_flight += other.in_flight;
         self.billed_ms += other.billed_ms;
         self.mib_ms += other.mib_ms;
+        self.host_calls += other.host_calls;
+        self.host_calls_denied += other.host_calls_denied;
         for (k, n) in &other.errors {
             match self.errors.iter_mut().find(|(kk, _)| kk == k) {
                 Some((_, m)) => *m += n,
@@ -319,6 +331,18 @@ pub(crate) fn render_prometheus(
         "counter",
         "Invocations that created their instance.",
         &mut per(&|m| m.cold_starts.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_host_calls_total",
+        "counter",
+        "Capability (host function) calls, refused ones included.",
+        &mut per(&|m| m.host_calls.to_string()).into_iter(),
+    );
+    family(
+        "fnhost_host_calls_denied_total",
+        "counter",
+        "Capability calls refused: not granted, unknown, over a limit.",
+        &mut per(&|m| m.host_calls_denied.to_string()).into_iter(),
     );
     family(
         "fnhost_billed_milliseconds_total",

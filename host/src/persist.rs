@@ -47,6 +47,10 @@ fn config_json(c: &FunctionConfig) -> Value {
         "provisioned_concurrency": c.provisioned_concurrency,
         "reuse": c.reuse.map(|r| json!({"max_uses": r.max_uses, "idle_ttl_ms": r.idle_ttl.as_millis() as u64})),
         "max_wait_ms": c.max_wait.as_millis() as u64,
+        "grants": c.grants,
+        "tenant": c.tenant,
+        "max_host_calls": c.max_host_calls,
+        "max_host_call_bytes": c.max_host_call_bytes,
     })
 }
 
@@ -63,6 +67,24 @@ fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig>
         .max_wait(Duration::from_millis(u("max_wait_ms")?));
     for pair in v.get("env")?.as_array()? {
         c = c.env(pair.get(0)?.as_str()?, pair.get(1)?.as_str()?);
+    }
+    // Fields added later: absent in older tables.
+    for g in v
+        .get("grants")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        c = c.grant(g.as_str()?);
+    }
+    if let Some(t) = v.get("tenant").and_then(Value::as_str) {
+        c = c.tenant(t);
+    }
+    if let Some(n) = u("max_host_calls") {
+        c = c.max_host_calls(n as u32);
+    }
+    if let Some(n) = u("max_host_call_bytes") {
+        c = c.max_host_call_bytes(n as usize);
     }
     if let Some(r) = u("reserved_concurrency") {
         c = c.reserved_concurrency(r as u32);

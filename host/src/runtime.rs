@@ -203,6 +203,27 @@ impl Core {
         RequestId(((self.request_prefix as u128) << 64) | n as u128)
     }
 
+    /// The capabilities `names` refer to; an unknown name is an
+    /// `InvalidConfig` error naming it.
+    pub(crate) fn resolve_grants(&self, names: &[String]) -> Result<crate::capability::Grants> {
+        let mut grants = crate::capability::Grants::new();
+        for name in names {
+            let cap = self
+                .settings
+                .capabilities
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    Error::config(
+                        "grants",
+                        format!("no capability `{name}` is defined on this host"),
+                    )
+                })?;
+            grants.insert(name.as_str().into(), cap.clone());
+        }
+        Ok(grants)
+    }
+
     /// Counts a refusal that happened before any slot was taken.
     fn refuse(&self, f: &Function, e: Error) -> Error {
         let m = &f.metrics;
@@ -352,6 +373,13 @@ impl Core {
             max_memory_used: peak,
             error: outcome.as_ref().err().map(Error::kind),
         };
+        if call.host_calls > 0 {
+            let m = &f.metrics;
+            m.host_calls
+                .fetch_add(call.host_calls.into(), Ordering::Relaxed);
+            m.host_calls_denied
+                .fetch_add(call.host_calls_denied.into(), Ordering::Relaxed);
+        }
         let logs = call.logs.finish();
         if counting {
             self.account(f, &report);

@@ -71,6 +71,12 @@ pub(crate) struct Call {
     pub version: Option<Arc<str>>,
     /// Set when this is an event invocation.
     pub event: Option<EventCtx>,
+    /// Host calls made, and how many were refused (not granted, over a
+    /// limit).
+    pub host_calls: u32,
+    pub host_calls_denied: u32,
+    /// The last host call's response (or error), for `host_result`.
+    pub host_result: Vec<u8>,
 }
 
 /// What an event invocation tells the guest about its event.
@@ -94,6 +100,9 @@ impl Call {
             logs: LogBuffer::new(spec.max_log_bytes),
             version: None,
             event: None,
+            host_calls: 0,
+            host_calls_denied: 0,
+            host_result: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //!   tests in `cli`.
 
 mod cache;
+mod capabilities;
 mod engine;
 mod events;
 mod hostile;

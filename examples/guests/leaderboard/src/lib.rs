@@ -1,7 +1,11 @@
 //! `leaderboard`: the seed's gaming use case. Applies a player's score
-//! event to the board state and returns the new state and ranking.
-//! The state travels in the event (stateless function); a later version
-//! keeps it in the host's key-value capability.
+//! event to the board and returns the new board and ranking.
+//!
+//! The board lives in the host's key-value capability (`kv.get` /
+//! `kv.put`, key `board`, in this function's own namespace), so each
+//! tenant running this plugin has its own board. An event may instead
+//! carry the board (`{"board": ..., "event": ...}`): then the function is
+//! stateless and needs no capability.
 
 use std::collections::BTreeMap;
 
@@ -26,12 +30,13 @@ pub struct ScoreEvent {
     pub score: u64,
 }
 
-/// The event: current board (optional) and the new score.
+/// The event: the new score, and the board when it travels with the
+/// event.
 #[derive(Deserialize, Debug)]
 pub struct Input {
-    /// The board so far; empty when absent.
+    /// The board so far; absent: kept in the host's key-value store.
     #[serde(default)]
-    pub board: Board,
+    pub board: Option<Board>,
     /// The score to apply.
     pub event: ScoreEvent,
 }
@@ -58,20 +63,19 @@ pub struct Output {
     pub personal_best: bool,
 }
 
-/// Applies one event (plain Rust: also callable natively).
-pub fn apply(mut input: Input) -> Result<Output, Error> {
-    let ev = input.event;
+/// Applies one event to `board` (plain Rust: also callable natively).
+pub fn apply(mut board: Board, ev: ScoreEvent) -> Result<Output, Error> {
     if ev.player.is_empty() || ev.player.chars().count() > 32 {
         return Err(Error::new(
             "InvalidPlayer",
             "player must be 1-32 characters",
         ));
     }
-    let best = input.board.best.entry(ev.player).or_insert(0);
+    let best = board.best.entry(ev.player).or_insert(0);
     let personal_best = ev.score > *best;
     *best = (*best).max(ev.score);
-    input.board.events += 1;
-    let mut rows: Vec<(&String, &u64)> = input.board.best.iter().collect();
+    board.events += 1;
+    let mut rows: Vec<(&String, &u64)> = board.best.iter().collect();
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let mut top = Vec::new();
     let mut rank = 0;
@@ -88,7 +92,7 @@ pub fn apply(mut input: Input) -> Result<Output, Error> {
         });
     }
     Ok(Output {
-        board: input.board,
+        board,
         top,
         personal_best,
     })
@@ -97,7 +101,36 @@ pub fn apply(mut input: Input) -> Result<Output, Error> {
 /// Typed JSON handler.
 #[fnhost_guest::handler]
 pub fn leaderboard(input: Input) -> Result<Output, Error> {
-    apply(input)
+    match input.board {
+        Some(board) => apply(board, input.event),
+        None => {
+            let board = load()?;
+            let out = apply(board, input.event)?;
+            save(&out.board)?;
+            Ok(out)
+        }
+    }
+}
+
+fn storage(e: fnhost_guest::host::HostCallError) -> Error {
+    Error::new("Storage", e.to_string())
+}
+
+/// The board from the key-value store (empty at first).
+fn load() -> Result<Board, Error> {
+    let r: serde_json::Value =
+        fnhost_guest::host::call("kv.get", &serde_json::json!({"key": "board"}))
+            .map_err(storage)?;
+    Ok(serde_json::from_value(r["value"].clone()).unwrap_or_default())
+}
+
+fn save(board: &Board) -> Result<(), Error> {
+    let _: serde_json::Value = fnhost_guest::host::call(
+        "kv.put",
+        &serde_json::json!({"key": "board", "value": board}),
+    )
+    .map_err(storage)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -108,23 +141,23 @@ mod tests {
     fn ties_share_a_rank() {
         let mut board = Board::default();
         for (p, s) in [("ann", 50), ("bob", 70), ("cat", 50)] {
-            board = apply(Input {
+            board = apply(
                 board,
-                event: ScoreEvent {
+                ScoreEvent {
                     player: p.into(),
                     score: s,
                 },
-            })
+            )
             .unwrap()
             .board;
         }
-        let out = apply(Input {
+        let out = apply(
             board,
-            event: ScoreEvent {
+            ScoreEvent {
                 player: "ann".into(),
                 score: 10,
             },
-        })
+        )
         .unwrap();
         assert!(!out.personal_best);
         let ranks: Vec<_> = out

@@ -54,6 +54,29 @@ pub enum Op {
     Context,
     /// Returns 16 random bytes, hex.
     Random,
+    /// Calls capability `name` with `request` `times` times (default 1,
+    /// 0 = until something stops it); returns the last outcome.
+    HostCall {
+        name: String,
+        #[serde(default)]
+        request: Value,
+        #[serde(default)]
+        times: Option<u64>,
+    },
+}
+
+/// A host call's outcome as JSON: `{"ok": response}` or `{"err": ...}`.
+fn host_outcome(r: Result<Value, fnhost_guest::host::HostCallError>) -> Value {
+    use fnhost_guest::host::HostCallError as E;
+    match r {
+        Ok(v) => json!({ "ok": v }),
+        Err(E::Denied(m)) => json!({ "err": "denied", "message": m }),
+        Err(E::Limit(m)) => json!({ "err": "limit", "message": m }),
+        Err(E::Failed { kind, message }) => {
+            json!({ "err": "failed", "kind": kind, "message": message })
+        }
+        Err(E::Codec(m)) => json!({ "err": "codec", "message": m }),
+    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -152,6 +175,20 @@ pub fn probe(op: Op, ctx: &Context) -> Result<Value, Error> {
                 .build_hasher()
                 .finish();
             json!(format!("{a:016x}"))
+        }
+        Op::HostCall {
+            name,
+            request,
+            times,
+        } => {
+            let times = times.unwrap_or(1);
+            let mut last = Value::Null;
+            let mut n = 0u64;
+            while times == 0 || n < times {
+                last = host_outcome(fnhost_guest::host::call(&name, &request));
+                n += 1;
+            }
+            last
         }
     })
 }
