@@ -350,3 +350,136 @@ fn bad_pointers_and_lengths_in_host_calls_are_abi_violations() {
     assert_eq!(inv.output().unwrap().len(), 2);
     crate::assert_host_goes_on(&host);
 }
+
+/// A one-thread HTTP/1.1 server on a free loopback port: answers each
+/// request with `status` and a body echoing the method, path and body
+/// (and `Location` for 3xx). Returns its port and a request counter.
+fn echo_server(status: u16) -> (u16, Arc<AtomicU32>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicU32::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut parts = line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut len = 0;
+            let mut auth = String::new();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if let Some(v) = lower.strip_prefix("x-token:") {
+                    auth = v.trim().to_string();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let text = format!(
+                "{method} {path} {} token={auth}",
+                String::from_utf8_lossy(&body)
+            );
+            let location = if (300..400).contains(&status) {
+                "Location: http://elsewhere.invalid/\r\n"
+            } else {
+                ""
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\nX-Served-By: test\r\n{location}\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (port, served)
+}
+
+#[test]
+fn outbound_http_reaches_only_allowed_hosts_and_follows_no_redirects() {
+    let (port, served) = echo_server(200);
+    let (redirect_port, _) = echo_server(302);
+    let allow = capability::HttpAllow::new()
+        .host(&format!("127.0.0.1:{port}"))
+        .host(&format!("127.0.0.1:{redirect_port}"));
+    let host = builder()
+        .capability(capability::http(allow))
+        .build()
+        .unwrap();
+    probe(&host, "web", |c| c.grant("http.request"));
+    probe(&host, "offline", |c| c);
+    let url = |p: u16, path: &str| format!("http://127.0.0.1:{p}{path}");
+
+    let out = call_ok(
+        &host,
+        "web",
+        host_call("http.request", json!({"url": url(port, "/hello")})),
+    );
+    assert_eq!(out["ok"]["status"], 200);
+    assert_eq!(out["ok"]["body"], "GET /hello  token=");
+    assert_eq!(out["ok"]["headers"]["x-served-by"], "test");
+    let out = call_ok(
+        &host,
+        "web",
+        host_call(
+            "http.request",
+            json!({"method": "POST", "url": url(port, "/items"), "headers": {"x-token": "t1"}, "body": "{\"n\":1}"}),
+        ),
+    );
+    assert_eq!(out["ok"]["body"], "POST /items {\"n\":1} token=t1");
+    // A redirect comes back as it is: it cannot lead off the list.
+    let out = call_ok(
+        &host,
+        "web",
+        host_call("http.request", json!({"url": url(redirect_port, "/r")})),
+    );
+    assert_eq!(out["ok"]["status"], 302);
+    assert_eq!(
+        out["ok"]["headers"]["location"],
+        "http://elsewhere.invalid/"
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+
+    // Off the list: refused before any connection is made.
+    for target in [
+        url(port + 1, "/"),
+        format!("http://localhost:{port}/"),
+        "ftp://127.0.0.1/".into(),
+    ] {
+        let out = call_ok(
+            &host,
+            "web",
+            host_call("http.request", json!({"url": target})),
+        );
+        assert_eq!(out["kind"], "Forbidden", "{target}: {out}");
+    }
+    let out = call_ok(
+        &host,
+        "web",
+        host_call("http.request", json!({"url": "not a url"})),
+    );
+    assert_eq!(out["kind"], "InvalidRequest");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    // Not granted at all.
+    let out = call_ok(
+        &host,
+        "offline",
+        host_call("http.request", json!({"url": url(port, "/")})),
+    );
+    assert_eq!(out["err"], "denied");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+}
