@@ -8,7 +8,8 @@
 //!   `pagemap_scan` and a decommit batch of 32: slots are reset with memset
 //!   instead of madvise where that is cheaper, which avoids cross-CPU TLB
 //!   shootdowns on small VMs (see `shared/WASMTIME-NOTES.md`);
-//! - epoch interruption for deadlines (cheaper than fuel);
+//! - epoch interruption for deadlines (cheaper than fuel); fuel only when
+//!   the host asks for fuel metering (`HostBuilder::fuel_metering`);
 //! - proposals that fnhost does not support are off: threads, GC,
 //!   memory64, stack switching, component model. A module needing one is
 //!   refused at register time with wasmtime's message naming the feature.
@@ -27,6 +28,8 @@ pub(crate) struct EngineSettings {
     pub max_instances: u32,
     pub max_memory: u64,
     pub max_wasm_stack: usize,
+    /// Fuel metering (a deterministic instruction count per invocation).
+    pub fuel: bool,
 }
 
 /// The wasmtime [`Config`] an fnhost engine uses for `max_instances` pool
@@ -57,7 +60,8 @@ pub fn wasmtime_config(max_instances: u32, max_memory: u64, max_wasm_stack: usiz
 }
 
 pub(crate) fn build_engine(s: &EngineSettings) -> Result<Engine> {
-    let cfg = wasmtime_config(s.max_instances, s.max_memory, s.max_wasm_stack);
+    let mut cfg = wasmtime_config(s.max_instances, s.max_memory, s.max_wasm_stack);
+    cfg.consume_fuel(s.fuel);
     Engine::new(&cfg).map_err(|e| Error::config("engine", format!("{e:#}")))
 }
 

@@ -142,6 +142,13 @@ pub enum Error {
         /// The function's configured timeout.
         timeout: Duration,
     },
+    /// The invocation used up its fuel budget
+    /// ([`FunctionConfig::max_fuel`](crate::FunctionConfig::max_fuel)).
+    #[error("out of fuel: the invocation used its budget of {limit} units")]
+    OutOfFuel {
+        /// The function's fuel budget.
+        limit: u64,
+    },
     /// The guest tried to use more linear memory than its limit.
     #[error(
         "out of memory: the guest needed more than its limit of {limit} bytes \
@@ -224,6 +231,8 @@ pub enum ErrorKind {
     ShuttingDown,
     /// [`Error::Timeout`]
     Timeout,
+    /// [`Error::OutOfFuel`]
+    OutOfFuel,
     /// [`Error::OutOfMemory`]
     OutOfMemory,
     /// [`Error::Trap`]
@@ -240,7 +249,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (for metrics tables).
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::InvalidConfig,
         ErrorKind::AlreadyExists,
         ErrorKind::InUse,
@@ -256,6 +265,7 @@ impl ErrorKind {
         ErrorKind::Throttled,
         ErrorKind::ShuttingDown,
         ErrorKind::Timeout,
+        ErrorKind::OutOfFuel,
         ErrorKind::OutOfMemory,
         ErrorKind::Trap,
         ErrorKind::Guest,
@@ -282,6 +292,7 @@ impl ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::OutOfFuel => "out_of_fuel",
             ErrorKind::OutOfMemory => "out_of_memory",
             ErrorKind::Trap => "trap",
             ErrorKind::Guest => "guest_error",
@@ -311,6 +322,7 @@ impl Error {
             Error::Throttled { .. } => ErrorKind::Throttled,
             Error::ShuttingDown => ErrorKind::ShuttingDown,
             Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::OutOfFuel { .. } => ErrorKind::OutOfFuel,
             Error::OutOfMemory { .. } => ErrorKind::OutOfMemory,
             Error::Trap { .. } => ErrorKind::Trap,
             Error::Guest { .. } => ErrorKind::Guest,

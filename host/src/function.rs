@@ -55,6 +55,7 @@ pub struct FunctionConfig {
     pub(crate) tenant: Option<String>,
     pub(crate) max_host_calls: u32,
     pub(crate) max_host_call_bytes: usize,
+    pub(crate) max_fuel: Option<u64>,
 }
 
 /// Lambda-style execution-environment reuse (see
@@ -97,7 +98,18 @@ impl FunctionConfig {
             tenant: None,
             max_host_calls: 10_000,
             max_host_call_bytes: 1 << 20,
+            max_fuel: None,
         }
+    }
+
+    /// Fuel budget per invocation (needs `HostBuilder::fuel_metering`):
+    /// the invocation (with its instance's init, when cold) stops with
+    /// [`Error::OutOfFuel`](crate::Error::OutOfFuel) after this many units
+    /// (about one per wasm instruction). A deterministic CPU quota: the
+    /// same input stops at the same point on every machine.
+    pub fn max_fuel(mut self, fuel: u64) -> Self {
+        self.max_fuel = Some(fuel);
+        self
     }
 
     /// Grants the capability `name` (see [`crate::capability`]): the
@@ -319,11 +331,19 @@ pub(crate) struct FunctionSpec {
     pub tenant: Option<Arc<str>>,
     pub max_host_calls: u32,
     pub max_host_call_bytes: usize,
+    /// Fuel budget per invocation, when the host meters fuel.
+    pub fuel: Option<u64>,
 }
 
 impl FunctionSpec {
-    pub(crate) fn new(cfg: &FunctionConfig, secret: [u8; 32], grants: Grants) -> FunctionSpec {
+    pub(crate) fn new(
+        cfg: &FunctionConfig,
+        secret: [u8; 32],
+        grants: Grants,
+        fuel: Option<u64>,
+    ) -> FunctionSpec {
         FunctionSpec {
+            fuel,
             grants,
             tenant: cfg.tenant.as_deref().map(Arc::from),
             max_host_calls: cfg.max_host_calls,

@@ -50,6 +50,7 @@ pub struct HostBuilder {
     clock: ClockHandle,
     event_concurrency: Option<usize>,
     pub(crate) capabilities: Vec<Capability>,
+    pub(crate) fuel_metering: bool,
 }
 
 /// The event clock (Debug/Clone for the builder).
@@ -90,6 +91,7 @@ impl Default for HostBuilder {
             clock: ClockHandle(Arc::new(SystemClock)),
             event_concurrency: None,
             capabilities: Vec::new(),
+            fuel_metering: false,
         }
     }
 }
@@ -203,6 +205,17 @@ impl HostBuilder {
         self
     }
 
+    /// Fuel metering (default off): every invocation counts the wasm
+    /// instructions it runs (reported as `Report::fuel_used`, a
+    /// deterministic CPU measure) and stops with [`Error::OutOfFuel`] past
+    /// its function's [`FunctionConfig::max_fuel`]. Counting instructions
+    /// makes compiled code slower, and wasmtime's fuel is an engine-wide
+    /// setting, so it is a host-wide choice.
+    pub fn fuel_metering(mut self, on: bool) -> Self {
+        self.fuel_metering = on;
+        self
+    }
+
     /// Defines a capability functions may be granted
     /// ([`FunctionConfig::grant`]); a later one with the same name
     /// replaces it. See [`crate::capability`].
@@ -279,6 +292,7 @@ impl HostBuilder {
             max_instances: self.concurrency_limit + self.max_idle_instances,
             max_memory: self.max_memory,
             max_wasm_stack: self.max_wasm_stack,
+            fuel: self.fuel_metering,
         })?;
         let mut linker = Linker::new(&engine);
         let mut provided = Provided::default();
@@ -420,6 +434,12 @@ impl Host {
         let s = &core.settings;
         cfg.validate(s.max_memory)?;
         let grants = core.resolve_grants(&cfg.grants)?;
+        if cfg.max_fuel.is_some() && !s.fuel_metering {
+            return Err(Error::config(
+                "max_fuel",
+                "the host was built without fuel_metering",
+            ));
+        }
         if core.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -489,7 +509,12 @@ impl Host {
         let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
         let version = explicit_version.unwrap_or(next).max(next);
         let function = Arc::new(Function {
-            spec: Arc::new(FunctionSpec::new(&cfg, core.secret, grants)),
+            spec: Arc::new(FunctionSpec::new(
+                &cfg,
+                core.secret,
+                grants,
+                s.fuel_metering.then(|| cfg.max_fuel.unwrap_or(u64::MAX)),
+            )),
             pre,
             exports,
             module_hash,

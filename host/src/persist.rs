@@ -51,6 +51,7 @@ fn config_json(c: &FunctionConfig) -> Value {
         "tenant": c.tenant,
         "max_host_calls": c.max_host_calls,
         "max_host_call_bytes": c.max_host_call_bytes,
+        "max_fuel": c.max_fuel,
     })
 }
 
@@ -82,6 +83,9 @@ fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig>
     }
     if let Some(n) = u("max_host_calls") {
         c = c.max_host_calls(n as u32);
+    }
+    if let Some(n) = u("max_fuel") {
+        c = c.max_fuel(n);
     }
     if let Some(n) = u("max_host_call_bytes") {
         c = c.max_host_call_bytes(n as usize);

@@ -53,6 +53,9 @@ pub struct Report {
     pub max_memory_used: u64,
     /// `None` on success, else the kind of error.
     pub error: Option<ErrorKind>,
+    /// Fuel used (about one unit per wasm instruction), when the host
+    /// meters fuel: a deterministic CPU measure.
+    pub fuel_used: Option<u64>,
 }
 
 impl Report {
@@ -96,6 +99,9 @@ impl Report {
         if let Some(init) = self.init_duration {
             line.push_str(&format!(" Init Duration: {:.2} ms", ms(init)));
         }
+        if let Some(fuel) = self.fuel_used {
+            line.push_str(&format!(" Fuel Used: {fuel}"));
+        }
         if let Some(kind) = self.error {
             line.push_str(&format!(" Status: error ({})", kind.as_str()));
         }
@@ -122,6 +128,7 @@ mod tests {
             memory_limit: 128 << 20,
             max_memory_used: (17 << 20) + 1,
             error: None,
+            fuel_used: None,
         }
     }
 
@@ -140,6 +147,16 @@ mod tests {
             r.report_line(),
             "REPORT RequestId: 01234567-89ab-cdef-0011-223344556677 Duration: 1.23 ms \
              Billed Duration: 2 ms Memory Size: 128 MB Max Memory Used: 18 MB Init Duration: 0.41 ms"
+        );
+        let metered = Report {
+            fuel_used: Some(12_345),
+            error: Some(ErrorKind::OutOfFuel),
+            ..r
+        };
+        assert!(
+            metered
+                .report_line()
+                .ends_with(" Init Duration: 0.41 ms Fuel Used: 12345 Status: error (out_of_fuel)")
         );
     }
 

@@ -321,7 +321,7 @@ impl Core {
                 )
             }
         };
-        let (outcome, call, init, duration, peak) = match warm {
+        let (outcome, call, init, duration, peak, fuel_used) = match warm {
             Ok(mut inst) => {
                 let t1 = Instant::now();
                 if cold {
@@ -331,6 +331,7 @@ impl Core {
                 let t2 = Instant::now();
                 let duration = t2 - t1;
                 let peak = inst.peak_memory();
+                let fuel_used = inst.fuel_used();
                 let init = cold.then_some(inst.init_duration);
                 let keep = f
                     .spec
@@ -346,9 +347,10 @@ impl Core {
                     f.pool.forget_one();
                     inst.into_call()
                 };
-                (outcome, call, init, duration, peak)
+                (outcome, call, init, duration, peak, fuel_used)
             }
             Err((e, store)) => {
+                let fuel_used = sandbox::fuel_used(&store);
                 let st = store.into_data();
                 (
                     Err(e),
@@ -356,6 +358,7 @@ impl Core {
                     Some(t0.elapsed()),
                     Duration::ZERO,
                     st.limiter.peak as u64,
+                    fuel_used,
                 )
             }
         };
@@ -372,6 +375,7 @@ impl Core {
             memory_limit: f.spec.memory_limit,
             max_memory_used: peak,
             error: outcome.as_ref().err().map(Error::kind),
+            fuel_used,
         };
         if call.host_calls > 0 {
             let m = &f.metrics;

@@ -204,6 +204,10 @@ pub(crate) fn start(
     );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
+    if let Some(fuel) = spec.fuel {
+        // Only fails when the engine does not meter fuel (then `fuel` is None).
+        let _ = store.set_fuel(fuel);
+    }
     match init(&mut store, func) {
         Ok((alloc, handle, memory)) => Ok(Instance {
             store,
@@ -310,6 +314,11 @@ pub(crate) fn classify(store: &mut Store<State>, f: Failure) -> Error {
             timeout: st.func.timeout,
         };
     }
+    if trap == Some(wasmtime::Trap::OutOfFuel) {
+        return Error::OutOfFuel {
+            limit: st.func.fuel.unwrap_or(0),
+        };
+    }
     if st.limiter.hit {
         return Error::OutOfMemory {
             limit: st.func.memory_limit,
@@ -341,7 +350,11 @@ impl Instance {
         // A refused grow the guest survived earlier must not turn a later,
         // unrelated trap into OutOfMemory.
         st.limiter.hit = false;
+        let fuel = st.func.fuel;
         self.store.set_epoch_deadline(deadline_ticks(timeout, tick));
+        if let Some(fuel) = fuel {
+            let _ = self.store.set_fuel(fuel);
+        }
     }
 
     /// Takes the finished invocation's context (logs and all) out.
@@ -357,6 +370,11 @@ impl Instance {
     }
 
     /// Peak linear memory of this instance so far.
+    /// Fuel this invocation used (when the host meters fuel).
+    pub(crate) fn fuel_used(&self) -> Option<u64> {
+        fuel_used(&self.store)
+    }
+
     pub(crate) fn peak_memory(&self) -> u64 {
         self.store.data().limiter.peak as u64
     }
@@ -394,4 +412,10 @@ impl Instance {
         check_status(st, status, "fnhost_handle")?;
         Ok(st.call.output.take().unwrap_or_default())
     }
+}
+
+/// Budget minus what is left, when the host meters fuel.
+pub(crate) fn fuel_used(store: &Store<State>) -> Option<u64> {
+    let budget = store.data().func.fuel?;
+    Some(budget - store.get_fuel().unwrap_or(budget).min(budget))
 }

@@ -890,6 +890,7 @@ fn is_function_error(kind: ErrorKind) -> bool {
         kind,
         ErrorKind::Timeout
             | ErrorKind::OutOfMemory
+            | ErrorKind::OutOfFuel
             | ErrorKind::Trap
             | ErrorKind::Guest
             | ErrorKind::OutputTooLarge

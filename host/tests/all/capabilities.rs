@@ -483,3 +483,61 @@ fn outbound_http_reaches_only_allowed_hosts_and_follows_no_redirects() {
     assert_eq!(out["err"], "denied");
     assert_eq!(served.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn fuel_metering_counts_deterministically_and_stops_at_the_budget() {
+    // Without metering, a fuel budget is a configuration error.
+    let plain = builder().build().unwrap();
+    let e = plain
+        .register(FunctionConfig::from_file("f", guests::PROBE).max_fuel(1000))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidConfig {
+                field: "max_fuel",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    probe(&plain, "unmetered", |c| c);
+    let inv = call(&plain, "unmetered", json!({"op": "echo", "data": 1}));
+    assert_eq!(inv.report.fuel_used, None);
+
+    let host = builder().fuel_metering(true).build().unwrap();
+    probe(&host, "metered", |c| c.max_fuel(50_000_000));
+    let echo = json!({"op": "echo", "data": {"n": [1, 2, 3]}});
+    let a = call(&host, "metered", echo.clone());
+    let b = call(&host, "metered", echo);
+    assert!(a.output().is_ok() && b.output().is_ok());
+    let used = a.report.fuel_used.expect("metered");
+    assert!(used > 1000, "{used}");
+    // The same input on a fresh instance costs exactly the same.
+    assert_eq!(b.report.fuel_used, Some(used));
+    assert!(
+        a.report
+            .report_line()
+            .contains(&format!(" Fuel Used: {used}"))
+    );
+    // A spinning guest stops at its budget, deterministically.
+    let inv = call(&host, "metered", json!({"op": "spin"}));
+    assert!(
+        matches!(inv.output(), Err(Error::OutOfFuel { limit: 50_000_000 })),
+        "{:?}",
+        inv.outcome
+    );
+    assert_eq!(inv.report.fuel_used, Some(50_000_000));
+    assert_eq!(inv.report.error, Some(fnhost::ErrorKind::OutOfFuel));
+    crate::assert_host_goes_on(&host);
+
+    // A reused instance gets a fresh budget each invocation.
+    probe(&host, "warm", |c| {
+        c.max_fuel(50_000_000).reuse(10, Duration::from_secs(60))
+    });
+    let first = call(&host, "warm", json!({"op": "echo", "data": 1}));
+    let second = call(&host, "warm", json!({"op": "echo", "data": 1}));
+    assert!(first.report.is_cold() && !second.report.is_cold());
+    assert!(second.output().is_ok());
+    assert!(second.report.fuel_used.unwrap() < first.report.fuel_used.unwrap());
+}
