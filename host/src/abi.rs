@@ -376,11 +376,11 @@ pub(crate) fn add_to_linker(
                 }
             };
             let call = &mut st.call;
-            call.host_calls += 1;
+            call.host_calls = call.host_calls.saturating_add(1);
             let name =
                 String::from_utf8_lossy(&name[..name.len().min(host_call::MAX_NAME as usize)]);
             let refuse = |call: &mut crate::sandbox::Call, status: i64, msg: String| {
-                call.host_calls_denied += 1;
+                call.host_calls_denied = call.host_calls_denied.saturating_add(1);
                 call.host_result = msg.into_bytes();
                 Ok((status << 32) | call.host_result.len() as i64)
             };
@@ -423,9 +423,20 @@ pub(crate) fn add_to_linker(
                 request_id: call.request_id,
                 tenant: st.func.tenant.as_deref(),
                 deadline: call.deadline,
-                call_index: call.host_calls - 1,
+                call_index: call.host_calls.saturating_sub(1),
             };
-            let result = cap.call(&ctx, req);
+            // A panicking host function (embedder code) must not take the
+            // worker down: the guest gets an error value.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cap.call(&ctx, req)))
+                .unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(target: "fnhost::capability", capability = %name, panic = %what, "host function panicked");
+                    Err(crate::capability::HostError::new("HostPanic", format!("capability `{name}` failed")))
+                });
             // Time in the host function counts: past the deadline, the
             // invocation ends here.
             if std::time::Instant::now() >= call.deadline {
@@ -449,9 +460,12 @@ pub(crate) fn add_to_linker(
                     host_call::OK
                 }
                 Err(e) => {
-                    call.host_result = serde_json::to_vec(
-                        &serde_json::json!({"kind": e.kind, "message": e.message}),
-                    )
+                    // Bounded like a guest's own error record.
+                    let cut = |s: &str, n: usize| String::from_utf8_lossy(truncate_utf8(s.as_bytes(), n)).into_owned();
+                    call.host_result = serde_json::to_vec(&serde_json::json!({
+                        "kind": cut(&e.kind, MAX_ERROR_KIND),
+                        "message": cut(&e.message, MAX_ERROR_MESSAGE.min(max / 2)),
+                    }))
                     .unwrap_or_default();
                     host_call::ERROR
                 }

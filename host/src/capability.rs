@@ -184,16 +184,31 @@ pub trait KvStore: Send + Sync + 'static {
     fn list(&self, namespace: &str, prefix: &str, limit: usize) -> Result<Vec<String>, HostError>;
 }
 
-/// The default [`KvStore`]: in memory, gone when the host is.
-#[derive(Debug, Default)]
+/// (namespace, key) -> value, and bytes used per namespace.
+type KvData = (BTreeMap<(String, String), Vec<u8>>, HashMap<String, usize>);
+
+/// The default [`KvStore`]: in memory, gone when the host is, with a
+/// byte quota per namespace (keys + values; default 16 MiB) so a guest
+/// cannot fill the host's memory. Other backends must enforce their own.
+#[derive(Debug)]
 pub struct MemoryKv {
-    data: RwLock<BTreeMap<(String, String), Vec<u8>>>,
+    /// Entries, and bytes used per namespace (one lock: they move together).
+    data: RwLock<KvData>,
+    quota: usize,
 }
 
 impl MemoryKv {
-    /// An empty store.
+    /// An empty store with the default 16 MiB per namespace.
     pub fn new() -> Arc<MemoryKv> {
-        Arc::new(MemoryKv::default())
+        MemoryKv::with_quota(16 << 20)
+    }
+
+    /// An empty store with `bytes` per namespace.
+    pub fn with_quota(bytes: usize) -> Arc<MemoryKv> {
+        Arc::new(MemoryKv {
+            data: RwLock::new((BTreeMap::new(), HashMap::new())),
+            quota: bytes,
+        })
     }
 }
 
@@ -202,27 +217,46 @@ impl KvStore for MemoryKv {
         Ok(self
             .data
             .read()
+            .0
             .get(&(ns.to_string(), key.to_string()))
             .cloned())
     }
 
     fn put(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<(), HostError> {
-        self.data
-            .write()
-            .insert((ns.to_string(), key.to_string()), value);
+        let mut guard = self.data.write();
+        let (data, used) = &mut *guard;
+        let k = (ns.to_string(), key.to_string());
+        let old = data.get(&k).map_or(0, |v| key.len() + v.len());
+        let now = used.get(ns).copied().unwrap_or(0) - old + key.len() + value.len();
+        if now > self.quota {
+            return Err(HostError::new(
+                "QuotaExceeded",
+                format!(
+                    "the namespace would hold {now} bytes, over its quota of {}",
+                    self.quota
+                ),
+            ));
+        }
+        used.insert(ns.to_string(), now);
+        data.insert(k, value);
         Ok(())
     }
 
     fn delete(&self, ns: &str, key: &str) -> Result<bool, HostError> {
-        Ok(self
-            .data
-            .write()
-            .remove(&(ns.to_string(), key.to_string()))
-            .is_some())
+        let mut guard = self.data.write();
+        let (data, used) = &mut *guard;
+        let Some(v) = data.remove(&(ns.to_string(), key.to_string())) else {
+            return Ok(false);
+        };
+        if let Some(u) = used.get_mut(ns) {
+            *u = u.saturating_sub(key.len() + v.len());
+        }
+        Ok(true)
     }
 
     fn list(&self, ns: &str, prefix: &str, limit: usize) -> Result<Vec<String>, HostError> {
-        let data = self.data.read();
+        let guard = self.data.read();
+        let data = &guard.0;
         let from = (ns.to_string(), prefix.to_string());
         Ok(data
             .range(from..)
@@ -407,13 +441,19 @@ impl HttpAllow {
         }
     }
 
-    /// Allows `host` (`name`, `name:port`, or `*.domain` for any
-    /// subdomain). Names compare without case.
+    /// Allows `host` (`name`, `name:port`, `*.domain` for any subdomain,
+    /// an IPv6 address bare or as `[addr]:port`). Names compare without
+    /// case.
     pub fn host(mut self, host: &str) -> Self {
         let host = host.to_ascii_lowercase();
-        let (name, port) = match host.rsplit_once(':') {
-            Some((n, p)) if p.parse::<u16>().is_ok() => (n.to_string(), p.parse().ok()),
-            _ => (host, None),
+        let (name, port) = if host.matches(':').count() > 1 && !host.starts_with('[') {
+            // A bare IPv6 address: no port; URLs write it in brackets.
+            (format!("[{host}]"), None)
+        } else {
+            match host.rsplit_once(':') {
+                Some((n, p)) if p.parse::<u16>().is_ok() => (n.to_string(), p.parse().ok()),
+                _ => (host, None),
+            }
         };
         self.hosts.push((name, port));
         self
@@ -496,6 +536,24 @@ pub fn http(allow: HttpAllow) -> Capability {
         let mut req = ureq::http::Request::builder()
             .method(r.method.as_str())
             .uri(uri);
+        for k in r.headers.keys() {
+            let lower = k.to_ascii_lowercase();
+            // The target is the URL's: no virtual host, proxy or framing
+            // of the guest's choosing.
+            if [
+                "host",
+                "connection",
+                "transfer-encoding",
+                "content-length",
+                "te",
+                "upgrade",
+            ]
+            .contains(&lower.as_str())
+                || lower.starts_with("proxy-")
+            {
+                return Err(bad(format!("header `{k}` is set by the host")));
+            }
+        }
         for (k, v) in &r.headers {
             req = req.header(k.as_str(), v.as_str());
         }

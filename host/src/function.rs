@@ -103,7 +103,8 @@ impl FunctionConfig {
     }
 
     /// Fuel budget per invocation (needs `HostBuilder::fuel_metering`):
-    /// the invocation (with its instance's init, when cold) stops with
+    /// the handler (a cold instance's init runs under the same budget,
+    /// refilled before the handler) stops with
     /// [`Error::OutOfFuel`](crate::Error::OutOfFuel) after this many units
     /// (about one per wasm instruction). A deterministic CPU quota: the
     /// same input stops at the same point on every machine.

@@ -279,6 +279,16 @@ impl HostBuilder {
                 "must be between 64 KiB and 64 MiB",
             ));
         }
+        if let Some(c) = self
+            .capabilities
+            .iter()
+            .find(|c| c.name().is_empty() || c.name().len() > abi::host_call::MAX_NAME as usize)
+        {
+            return Err(Error::config(
+                "capability",
+                format!("{:?}: names are 1 to 256 bytes", c.name()),
+            ));
+        }
         if matches!(self.event_concurrency, Some(n) if n == 0 || n > 100_000) {
             return Err(Error::config(
                 "event_concurrency",

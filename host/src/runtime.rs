@@ -470,7 +470,9 @@ impl Core {
     /// Creates an instance off the invoke path (provisioned concurrency).
     pub(crate) fn prepare(&self, f: &Function) -> Result<Instance> {
         let t0 = Instant::now();
-        let call = Call::new(&f.spec, RequestId(0), t0);
+        // Its own id: init that seeds itself (random_get, random.bytes)
+        // differs per provisioned instance.
+        let call = Call::new(&f.spec, self.next_request_id(), t0);
         let mut inst = sandbox::start(f, call, self.settings.epoch_tick).map_err(|(e, _)| e)?;
         inst.init_duration = t0.elapsed();
         inst.last_used = Instant::now();

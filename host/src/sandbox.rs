@@ -210,7 +210,10 @@ pub(crate) fn start(
     }
     match init(&mut store, func) {
         Ok((alloc, handle, memory)) => Ok(Instance {
-            store,
+            // The budget covers the handler alone, as on a warm instance
+            // (init is bounded by the timeout): the same input stops at the
+            // same point whatever the pool held.
+            store: refuel(store),
             alloc,
             handle,
             memory,
@@ -418,4 +421,12 @@ impl Instance {
 pub(crate) fn fuel_used(store: &Store<State>) -> Option<u64> {
     let budget = store.data().func.fuel?;
     Some(budget - store.get_fuel().unwrap_or(budget).min(budget))
+}
+
+/// Refills a store's fuel to its function's budget (when metered).
+fn refuel(mut store: Store<State>) -> Store<State> {
+    if let Some(fuel) = store.data().func.fuel {
+        let _ = store.set_fuel(fuel);
+    }
+    store
 }

@@ -454,6 +454,19 @@ fn outbound_http_reaches_only_allowed_hosts_and_follows_no_redirects() {
     );
     assert_eq!(served.load(Ordering::SeqCst), 2);
 
+    // The guest cannot choose the virtual host or the framing.
+    let out = call_ok(
+        &host,
+        "web",
+        host_call(
+            "http.request",
+            json!({"url": url(port, "/"), "headers": {"Host": "admin.internal"}}),
+        ),
+    );
+    assert_eq!(
+        out,
+        json!({"err": "failed", "kind": "InvalidRequest", "message": "header `Host` is set by the host"})
+    );
     // Off the list: refused before any connection is made.
     for target in [
         url(port + 1, "/"),
@@ -540,4 +553,80 @@ fn fuel_metering_counts_deterministically_and_stops_at_the_budget() {
     assert!(first.report.is_cold() && !second.report.is_cold());
     assert!(second.output().is_ok());
     assert!(second.report.fuel_used.unwrap() < first.report.fuel_used.unwrap());
+}
+
+#[test]
+fn allow_lists_match_names_ports_wildcards_and_ipv6() {
+    let allow = capability::HttpAllow::new()
+        .host("API.example.com")
+        .host("*.svc.example")
+        .host("::1")
+        .host("[fe80::1]:8443");
+    assert!(allow.allows("https", "api.example.com", 443));
+    assert!(allow.allows("http", "API.EXAMPLE.COM", 8080));
+    assert!(allow.allows("https", "a.b.svc.example", 443));
+    assert!(!allow.allows("https", "svc.example", 443));
+    assert!(!allow.allows("https", "evilsvc.example", 443));
+    assert!(allow.allows("http", "[::1]", 80));
+    assert!(allow.allows("https", "[fe80::1]", 8443));
+    assert!(!allow.allows("https", "[fe80::1]", 443));
+    assert!(!allow.allows("file", "api.example.com", 0));
+}
+
+#[test]
+fn a_panicking_host_function_is_an_error_value_and_kv_has_a_quota() {
+    let host = builder()
+        .capability(Capability::raw("boom", |_, _| panic!("embedder bug")))
+        .capability(Capability::raw("huge", |_, _| Ok(vec![b'x'; 2 << 20])))
+        .capabilities(capability::kv(MemoryKv::with_quota(100)))
+        .build()
+        .unwrap();
+    probe(&host, "p", |c| {
+        c.grant("boom").grant("huge").grant("kv.put")
+    });
+    let out = call_ok(&host, "p", host_call("boom", json!({})));
+    assert_eq!(
+        out,
+        json!({"err": "failed", "kind": "HostPanic", "message": "capability `boom` failed"})
+    );
+    let out = call_ok(&host, "p", host_call("huge", json!({})));
+    assert_eq!(
+        out,
+        json!({"err": "limit", "message": "response of 2097152 bytes is over the limit of 1048576"})
+    );
+    let put = |k: &str, n: usize| {
+        call_ok(
+            &host,
+            "p",
+            host_call("kv.put", json!({"key": k, "value": "y".repeat(n)})),
+        )
+    };
+    assert_eq!(put("a", 40), json!({"ok": {}}));
+    // 1 + 42 bytes used; another 1 + 62 would pass 100.
+    let out = put("b", 60);
+    assert_eq!(out["kind"], "QuotaExceeded");
+    assert_eq!(
+        out["message"],
+        "the namespace would hold 106 bytes, over its quota of 100"
+    );
+    // Overwriting frees the old value first.
+    assert_eq!(put("a", 90), json!({"ok": {}}));
+    crate::assert_host_goes_on(&host);
+    // Names are checked when the host is built.
+    let e = Host::builder()
+        .no_artifact_cache()
+        .capability(Capability::raw(&"n".repeat(257), |_, _| Ok(vec![])))
+        .build()
+        .err()
+        .expect("a 257-byte name is refused");
+    assert!(
+        matches!(
+            e,
+            Error::InvalidConfig {
+                field: "capability",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
