@@ -56,6 +56,7 @@ pub struct FunctionConfig {
     pub(crate) max_host_calls: u32,
     pub(crate) max_host_call_bytes: usize,
     pub(crate) max_fuel: Option<u64>,
+    pub(crate) snapshot: bool,
 }
 
 /// Lambda-style execution-environment reuse (see
@@ -99,7 +100,18 @@ impl FunctionConfig {
             max_host_calls: 10_000,
             max_host_call_bytes: 1 << 20,
             max_fuel: None,
+            snapshot: false,
         }
+    }
+
+    /// Snapshot after init (default off): at register time the guest's
+    /// init runs once with this function's env and quotas, and every
+    /// instance starts from the resulting state, so fresh instances skip
+    /// init. A failing init fails the register with init's error. See
+    /// docs/snapshots.md for what init may and may not do.
+    pub fn snapshot(mut self, on: bool) -> Self {
+        self.snapshot = on;
+        self
     }
 
     /// Fuel budget per invocation (needs `HostBuilder::fuel_metering`):

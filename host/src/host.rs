@@ -30,12 +30,13 @@ use crate::pool::WarmPool;
 use crate::registry::{Alias, Entry, check_alias, split};
 use crate::report::Report;
 use crate::runtime::{Batch, Core, Job, Reply, ShutdownReport, Threads};
+use crate::snapshot;
 
 /// Builds a [`Host`]. Every setting has a default; `build` validates them
 /// and names the field it refuses.
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
-    cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     pub(crate) concurrency_limit: u32,
     pub(crate) max_idle_instances: u32,
@@ -391,6 +392,10 @@ pub struct HostStats {
     pub cache_hits: u64,
     /// Cache entries found corrupt or stale, removed and recompiled.
     pub cache_rejected: u64,
+    /// Snapshots made at register time (the guest's init ran).
+    pub snapshots_created: u64,
+    /// Snapshots loaded from the cache (init did not run).
+    pub snapshots_reused: u64,
 }
 
 /// The result of an invocation that ran: the outcome, the guest's logs and
@@ -435,6 +440,38 @@ impl Host {
         let info = self.publish(cfg, None)?;
         self.persist()?;
         Ok(info)
+    }
+
+    /// The pre-initialised module for `bytes`: from the snapshot cache, or
+    /// made now by running init (and cached).
+    fn snapshot_of(
+        &self,
+        bytes: &[u8],
+        module_hash: &str,
+        cfg: &FunctionConfig,
+        spec: &Arc<FunctionSpec>,
+    ) -> Result<Vec<u8>> {
+        let core = &self.inner.core;
+        let key = snapshot::key(module_hash, cfg);
+        let file = core.snapshot_dir.as_ref().map(|d| snapshot::path(d, &key));
+        if let Some(f) = &file
+            && let Ok(snap) = std::fs::read(f)
+            // A torn or foreign file is ignored and made again.
+            && wasmtime::Module::validate(&core.engine, &snap).is_ok()
+        {
+            core.snapshots_reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(snap);
+        }
+        let snap = snapshot::create(core, bytes, spec.clone())?;
+        core.snapshots_created.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = &file {
+            // Best effort: a cache that cannot be written costs a re-init
+            // next time, nothing else.
+            if let Err(e) = persist::write_file_atomic(f, &snap) {
+                tracing::warn!(target: "fnhost::snapshot", path = %f.display(), error = %e, "snapshot not cached");
+            }
+        }
+        Ok(snap)
     }
 
     fn publish(&self, cfg: FunctionConfig, explicit_version: Option<u32>) -> Result<FunctionInfo> {
@@ -490,7 +527,18 @@ impl Host {
         {
             return Ok(latest.info());
         }
-        let module = self.load_or_compile(&bytes, &module_hash)?;
+        let spec = Arc::new(FunctionSpec::new(
+            &cfg,
+            core.secret,
+            grants,
+            s.fuel_metering.then(|| cfg.max_fuel.unwrap_or(u64::MAX)),
+        ));
+        let module = if cfg.snapshot {
+            let snap = self.snapshot_of(&bytes, &module_hash, &cfg, &spec)?;
+            self.load_or_compile(&snap, &blake3::hash(&snap).to_hex())?
+        } else {
+            self.load_or_compile(&bytes, &module_hash)?
+        };
         let kept = match &core.data {
             Some(d) => {
                 d.store_module(&module_hash, &bytes)?;
@@ -519,12 +567,7 @@ impl Host {
         let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
         let version = explicit_version.unwrap_or(next).max(next);
         let function = Arc::new(Function {
-            spec: Arc::new(FunctionSpec::new(
-                &cfg,
-                core.secret,
-                grants,
-                s.fuel_metering.then(|| cfg.max_fuel.unwrap_or(u64::MAX)),
-            )),
+            spec,
             pre,
             exports,
             module_hash,
@@ -800,6 +843,8 @@ impl Host {
             compiles: c.compiles.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
+            snapshots_created: c.snapshots_created.load(Ordering::Relaxed),
+            snapshots_reused: c.snapshots_reused.load(Ordering::Relaxed),
         }
     }
 

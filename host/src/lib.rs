@@ -106,6 +106,7 @@ mod registry;
 mod report;
 mod runtime;
 mod sandbox;
+mod snapshot;
 mod wasi;
 
 pub use cache::default_cache_dir;

@@ -52,6 +52,7 @@ fn config_json(c: &FunctionConfig) -> Value {
         "max_host_calls": c.max_host_calls,
         "max_host_call_bytes": c.max_host_call_bytes,
         "max_fuel": c.max_fuel,
+        "snapshot": c.snapshot,
     })
 }
 
@@ -84,6 +85,9 @@ fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig>
     if let Some(n) = u("max_host_calls") {
         c = c.max_host_calls(n as u32);
     }
+    if v.get("snapshot").and_then(Value::as_bool) == Some(true) {
+        c = c.snapshot(true);
+    }
     if let Some(n) = u("max_fuel") {
         c = c.max_fuel(n);
     }
@@ -100,6 +104,14 @@ fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig>
         });
     }
     Some(c)
+}
+
+/// Writes `bytes` to `path` atomically, creating its directory.
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(path, bytes)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -46,6 +46,11 @@ pub(crate) struct Core {
     request_prefix: u64,
     requests: AtomicU64,
     pub compiles: AtomicU64,
+    /// Snapshots made (init ran) and loaded from the cache (init skipped).
+    pub snapshots_created: AtomicU64,
+    pub snapshots_reused: AtomicU64,
+    /// `<cache dir>/snapshots`, when the host has a cache dir.
+    pub snapshot_dir: Option<std::path::PathBuf>,
     pub cache_hits: AtomicU64,
     pub cache_rejected: AtomicU64,
     /// Shared by every function without reserved concurrency.
@@ -164,6 +169,7 @@ impl Core {
         secret: [u8; 32],
     ) -> Core {
         let limit = settings.concurrency_limit;
+        let snapshot_dir = settings.cache_dir.as_ref().map(|d| d.join("snapshots"));
         Core {
             request_prefix: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
             unreserved: Gate::new(limit),
@@ -182,6 +188,9 @@ impl Core {
             secret,
             requests: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
+            snapshots_created: AtomicU64::new(0),
+            snapshots_reused: AtomicU64::new(0),
+            snapshot_dir,
             cache_hits: AtomicU64::new(0),
             cache_rejected: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),

@@ -186,28 +186,8 @@ pub(crate) fn start(
     call: Call,
     tick: Duration,
 ) -> Result<Instance, (Error, Store<State>)> {
-    let spec = func.spec.clone();
     let started = call.started;
-    let mut store = Store::new(
-        func.pre.module().engine(),
-        State {
-            limiter: Limiter {
-                memory_limit: spec.memory_limit as usize,
-                peak: 0,
-                hit: false,
-            },
-            func: spec.clone(),
-            memory: None,
-            call,
-            wasi: Wasi::default(),
-        },
-    );
-    store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
-    if let Some(fuel) = spec.fuel {
-        // Only fails when the engine does not meter fuel (then `fuel` is None).
-        let _ = store.set_fuel(fuel);
-    }
+    let mut store = new_store(func.pre.module().engine(), func.spec.clone(), call, tick);
     match init(&mut store, func) {
         Ok((alloc, handle, memory)) => Ok(Instance {
             // The budget covers the handler alone, as on a warm instance
@@ -228,6 +208,36 @@ pub(crate) fn start(
             Err((e, store))
         }
     }
+}
+
+/// A store for one instance of `spec`: quotas, deadline and fuel armed.
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    spec: Arc<FunctionSpec>,
+    call: Call,
+    tick: Duration,
+) -> Store<State> {
+    let mut store = Store::new(
+        engine,
+        State {
+            limiter: Limiter {
+                memory_limit: spec.memory_limit as usize,
+                peak: 0,
+                hit: false,
+            },
+            func: spec.clone(),
+            memory: None,
+            call,
+            wasi: Wasi::default(),
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(spec.timeout, tick));
+    if let Some(fuel) = spec.fuel {
+        // Only fails when the engine does not meter fuel (then `fuel` is None).
+        let _ = store.set_fuel(fuel);
+    }
+    store
 }
 
 /// An ABI export as a typed function, without a per-instance type check.
@@ -288,7 +298,7 @@ impl From<Error> for Failure {
     }
 }
 
-fn check_status(st: &mut State, status: i32, what: &str) -> Result<(), Error> {
+pub(crate) fn check_status(st: &mut State, status: i32, what: &str) -> Result<(), Error> {
     match status {
         abi::STATUS_OK => Ok(()),
         abi::STATUS_ERROR => match st.call.error.take() {

@@ -40,7 +40,8 @@ fn second_host_on_the_same_cache_compiles_nothing() {
         HostStats {
             compiles: 1,
             cache_hits: 0,
-            cache_rejected: 0
+            cache_rejected: 0,
+            ..HostStats::default()
         }
     );
     assert_eq!(entries(dir.path(), "cwasm").len(), 1);
@@ -52,7 +53,8 @@ fn second_host_on_the_same_cache_compiles_nothing() {
         HostStats {
             compiles: 0,
             cache_hits: 1,
-            cache_rejected: 0
+            cache_rejected: 0,
+            ..HostStats::default()
         }
     );
 }
@@ -75,7 +77,8 @@ fn corrupt_entries_are_rejected_and_recompiled() {
         HostStats {
             compiles: 1,
             cache_hits: 0,
-            cache_rejected: 1
+            cache_rejected: 1,
+            ..HostStats::default()
         }
     );
 
@@ -89,7 +92,8 @@ fn corrupt_entries_are_rejected_and_recompiled() {
         HostStats {
             compiles: 1,
             cache_hits: 0,
-            cache_rejected: 1
+            cache_rejected: 1,
+            ..HostStats::default()
         }
     );
 
@@ -101,7 +105,8 @@ fn corrupt_entries_are_rejected_and_recompiled() {
         HostStats {
             compiles: 0,
             cache_hits: 1,
-            cache_rejected: 0
+            cache_rejected: 0,
+            ..HostStats::default()
         }
     );
 }
@@ -124,7 +129,8 @@ fn stale_entries_from_other_settings_are_rejected() {
         HostStats {
             compiles: 1,
             cache_hits: 0,
-            cache_rejected: 1
+            cache_rejected: 1,
+            ..HostStats::default()
         }
     );
 }

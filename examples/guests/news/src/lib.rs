@@ -1,7 +1,10 @@
 //! `news`: the seed's content use case. Takes an article (JSON with an
 //! HTML body), extracts its title, links and word counts, and categorises
-//! it by keywords. The keyword index is built once per instance in
-//! `#[init]`.
+//! it by keywords, tolerating one typo in longer keywords. The index (every
+//! keyword, its plural, and every spelling one edit away from the longer
+//! ones: tens of thousands of entries) is built once per instance in
+//! `#[init]`: a genuinely heavy init, and the example for snapshots
+//! (`FunctionConfig::snapshot`), which build it once at register time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -98,7 +101,10 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
 ];
 
-static INDEX: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+static INDEX: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+
+/// Keywords at least this long also match with one typo.
+const TYPO_MIN_LEN: usize = 5;
 
 /// Builds the keyword → category index (once per instance).
 #[fnhost_guest::init]
@@ -107,12 +113,57 @@ pub fn build_index() -> Result<(), Error> {
     Ok(())
 }
 
-fn index() -> &'static HashMap<&'static str, &'static str> {
+/// Every spelling one edit (delete, substitute, insert, swap) from `w`.
+fn one_edit(w: &str) -> Vec<String> {
+    let b = w.as_bytes();
+    let mut out = Vec::new();
+    for i in 0..=b.len() {
+        for c in b'a'..=b'z' {
+            let mut v = b.to_vec();
+            v.insert(i, c);
+            out.push(v);
+            if i < b.len() && b[i] != c {
+                let mut v = b.to_vec();
+                v[i] = c;
+                out.push(v);
+            }
+        }
+        if i < b.len() {
+            let mut v = b.to_vec();
+            v.remove(i);
+            out.push(v);
+        }
+        if i + 1 < b.len() {
+            let mut v = b.to_vec();
+            v.swap(i, i + 1);
+            out.push(v);
+        }
+    }
+    out.into_iter()
+        .filter_map(|v| String::from_utf8(v).ok())
+        .collect()
+}
+
+fn index() -> &'static HashMap<String, &'static str> {
     INDEX.get_or_init(|| {
-        CATEGORIES
-            .iter()
-            .flat_map(|(cat, words)| words.iter().map(move |w| (*w, *cat)))
-            .collect()
+        let mut idx = HashMap::new();
+        // Exact keywords and plurals first: they win over typo spellings.
+        for (cat, words) in CATEGORIES {
+            for w in *words {
+                idx.insert(w.to_string(), *cat);
+                idx.entry(format!("{w}s")).or_insert(*cat);
+            }
+        }
+        for (cat, words) in CATEGORIES {
+            for w in words.iter().filter(|w| w.len() >= TYPO_MIN_LEN) {
+                for form in [w.to_string(), format!("{w}s")] {
+                    for v in one_edit(&form) {
+                        idx.entry(v).or_insert(*cat);
+                    }
+                }
+            }
+        }
+        idx
     })
 }
 
@@ -179,7 +230,7 @@ pub fn analyse(article: &Article) -> Analysis {
         if w.chars().count() >= 4 {
             *counts.entry(w).or_default() += 1;
         }
-        if let Some(cat) = idx.get(w.as_str()) {
+        if let Some(cat) = idx.get(w) {
             *scores.entry(cat.to_string()).or_default() += 1;
         }
     }
@@ -229,7 +280,21 @@ mod tests {
         assert_eq!(r.title.as_deref(), Some("Cup final"));
         assert_eq!(r.links, vec!["https://example.com/a", "/b"]);
         assert_eq!(r.category, "sports");
-        assert_eq!(r.scores.get("sports"), Some(&6));
+        // cup, match, team, goal, coach, team, and "scored" (score + d).
+        assert_eq!(r.scores.get("sports"), Some(&7));
         assert_eq!(r.top_words[0], ("team".to_string(), 2));
+    }
+
+    #[test]
+    fn one_typo_in_a_long_keyword_still_matches() {
+        let a = Article {
+            title: None,
+            html: "The goverment asked parliment; the ministre agreed. A cpu and a lwa.".into(),
+        };
+        let r = analyse(&a);
+        // Three typos in long keywords match; short ones (law, cup) need
+        // the exact spelling.
+        assert_eq!(r.scores, BTreeMap::from([("politics".to_string(), 3)]));
+        assert!(index().len() > 20_000, "{}", index().len());
     }
 }

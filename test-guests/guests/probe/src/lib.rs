@@ -54,6 +54,8 @@ pub enum Op {
     Context,
     /// Returns 16 random bytes, hex.
     Random,
+    /// Returns what init recorded and how often it ran in this instance.
+    InitInfo,
     /// Calls capability `name` with `request` `times` times (default 1,
     /// 0 = until something stops it); returns the last outcome.
     HostCall {
@@ -80,6 +82,25 @@ fn host_outcome(r: Result<Value, fnhost_guest::host::HostCallError>) -> Value {
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static INIT_RUNS: AtomicU64 = AtomicU64::new(0);
+static INIT_INFO: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+
+/// Init: records `PROBE_INIT_VALUE` and a table it computes; fails when
+/// `PROBE_INIT_FAIL` is set (snapshot tests).
+#[fnhost_guest::init]
+pub fn init() -> Result<(), Error> {
+    INIT_RUNS.fetch_add(1, Ordering::Relaxed);
+    if let Ok(why) = std::env::var("PROBE_INIT_FAIL") {
+        println!("init is failing on purpose");
+        return Err(Error::new("InitFailed", why));
+    }
+    let table: u64 = (1..=1000u64).map(|i| i * i).sum();
+    let _ = INIT_INFO.set(json!({
+        "value": std::env::var("PROBE_INIT_VALUE").ok(),
+        "table": table,
+    }));
+    Ok(())
+}
 
 fn io_result(r: std::io::Result<Value>) -> Value {
     match r {
@@ -176,6 +197,11 @@ pub fn probe(op: Op, ctx: &Context) -> Result<Value, Error> {
                 .finish();
             json!(format!("{a:016x}"))
         }
+        Op::InitInfo => json!({
+            "init": INIT_INFO.get(),
+            "init_runs": INIT_RUNS.load(Ordering::Relaxed),
+            "counter": COUNTER.load(Ordering::Relaxed),
+        }),
         Op::HostCall {
             name,
             request,

@@ -1,0 +1,140 @@
+//! Snapshots after init (SnapStart for Wasm): at register time the guest's
+//! init runs once, in a sandbox with the function's env and quotas, and
+//! the resulting memory and globals become a pre-initialised module
+//! ([`wasmtime_wizer`]). Every instance then starts with init already
+//! done. See docs/snapshots.md.
+//!
+//! The snapshot is stored next to the artifact cache
+//! (`<cache dir>/snapshots/<key>.wasm`), keyed by everything init can
+//! observe: the module's hash, env, memory limit, `/tmp` quota, grants and
+//! tenant. A new process with the same key loads it without running init.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use wasmtime::{Module, Store, Val};
+use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
+
+use crate::error::{Error, Result};
+use crate::function::{FunctionConfig, FunctionSpec};
+use crate::runtime::Core;
+use crate::sandbox::{self, Call, Failure, State};
+
+/// The snapshot key: everything that can change what init computes.
+pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"fnhost-snapshot-1\0");
+    h.update(module_hash.as_bytes());
+    for (k, v) in &cfg.env {
+        h.update(&[0]);
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+    }
+    h.update(&cfg.memory_limit.to_le_bytes());
+    h.update(&cfg.tmp_quota.to_le_bytes());
+    h.update(cfg.tenant.as_deref().unwrap_or("").as_bytes());
+    for g in &cfg.grants {
+        h.update(&[1]);
+        h.update(g.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Where snapshots live, if the host has a cache dir.
+pub(crate) fn path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{key}.wasm"))
+}
+
+/// Runs init on `bytes` under `spec` and returns the pre-initialised
+/// module. Init's failure is the register's error (classified as for any
+/// invocation: guest error, trap, timeout, out of memory).
+pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Vec<u8>> {
+    let mut wizer = Wizer::new();
+    wizer.init_func("fnhost_init");
+    let invalid = |e: wasmtime::Error| Error::InvalidModule {
+        reason: format!("cannot snapshot: {e:#}"),
+    };
+    let (cx, instrumented) = wizer.instrument(bytes).map_err(invalid)?;
+    let module = Module::new(&core.engine, &instrumented).map_err(invalid)?;
+    let call = Call::new(&spec, core.next_request_id(), Instant::now());
+    let mut store = sandbox::new_store(&core.engine, spec, call, core.settings.epoch_tick);
+    let instance = match run_init(core, &mut store, &module) {
+        Ok(i) => i,
+        Err(f) => {
+            let e = sandbox::classify(&mut store, f);
+            let logs = std::mem::take(&mut store.data_mut().call.logs).finish();
+            tracing::warn!(target: "fnhost::snapshot", error = %e,
+                logs = %logs.to_display_string(), "init failed while snapshotting");
+            return Err(e);
+        }
+    };
+    let mut state = Captured {
+        store: &mut store,
+        instance,
+    };
+    poll_ready(wizer.snapshot(&cx, &mut state)).map_err(invalid)
+}
+
+/// Instantiates and runs `_initialize` then `fnhost_init`, as a fresh
+/// instance would.
+fn run_init(
+    core: &Core,
+    store: &mut Store<State>,
+    module: &Module,
+) -> Result<wasmtime::Instance, Failure> {
+    let instance = core.linker.instantiate(&mut *store, module)?;
+    store.data_mut().memory = instance.get_memory(&mut *store, "memory");
+    if let Ok(f) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+        f.call(&mut *store, ())?;
+    }
+    if let Ok(f) = instance.get_typed_func::<(), i32>(&mut *store, "fnhost_init") {
+        let status = f.call(&mut *store, ())?;
+        sandbox::check_status(store.data_mut(), status, "fnhost_init")?;
+    }
+    Ok(instance)
+}
+
+/// The snapshot's futures never wait (our state is in memory): poll once.
+fn poll_ready<T>(fut: impl std::future::Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// The instance after init, as wizer reads it.
+struct Captured<'a> {
+    store: &'a mut Store<State>,
+    instance: wasmtime::Instance,
+}
+
+impl InstanceState for Captured<'_> {
+    async fn global_get(&mut self, name: &str, _hint: ValType) -> SnapshotVal {
+        // Wizer asks only for the globals its instrumentation exported.
+        let v = self
+            .instance
+            .get_global(&mut *self.store, name)
+            .map(|g| g.get(&mut *self.store));
+        match v {
+            Some(Val::I64(x)) => SnapshotVal::I64(x),
+            Some(Val::F32(x)) => SnapshotVal::F32(x),
+            Some(Val::F64(x)) => SnapshotVal::F64(x),
+            Some(Val::V128(x)) => SnapshotVal::V128(x.as_u128()),
+            Some(Val::I32(x)) => SnapshotVal::I32(x),
+            _ => SnapshotVal::I32(0),
+        }
+    }
+
+    async fn memory_contents(&mut self, name: &str, contents: impl FnOnce(&[u8]) + Send) {
+        match self.instance.get_memory(&mut *self.store, name) {
+            Some(m) => contents(m.data(&*self.store)),
+            None => contents(&[]),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Snapshots after init: init state in every instance, no leaks between
+//! instances, reuse across a restart without init or compile, invalidation
+//! on env or module change, and a failing init as a typed register error.
+
+use std::time::Duration;
+
+use fnhost::{Error, FunctionConfig, Host};
+use serde_json::{Value, json};
+
+use crate::{call_ok, guests};
+
+fn host(cache: &std::path::Path) -> Host {
+    Host::builder()
+        .cache_dir(cache)
+        .concurrency_limit(8)
+        .epoch_tick(Duration::from_millis(2))
+        .build()
+        .unwrap()
+}
+
+fn snapped(name: &str, value: &str) -> FunctionConfig {
+    FunctionConfig::from_file(name, guests::PROBE)
+        .env("PROBE_INIT_VALUE", value)
+        .snapshot(true)
+}
+
+#[test]
+fn every_fresh_instance_starts_from_init_state_and_nothing_leaks() {
+    let cache = tempfile::tempdir().unwrap();
+    let host = host(cache.path());
+    host.register(snapped("p", "alpha")).unwrap();
+    let s = host.stats();
+    assert_eq!((s.snapshots_created, s.snapshots_reused), (1, 0));
+    for _ in 0..3 {
+        // Init ran once, at register time; the instance did not run it.
+        assert_eq!(
+            call_ok(&host, "p", json!({"op": "init_info"})),
+            json!({"init": {"value": "alpha", "table": 333_833_500u64}, "init_runs": 1, "counter": 0})
+        );
+        // State an invocation leaves behind is gone in the next instance.
+        let v = call_ok(&host, "p", json!({"op": "state"}));
+        assert_eq!(v, json!({"counter": 1, "tmp_before": null}));
+    }
+    // Without a snapshot, every fresh instance runs init itself.
+    host.register(FunctionConfig::from_file("q", guests::PROBE).env("PROBE_INIT_VALUE", "beta"))
+        .unwrap();
+    assert_eq!(
+        call_ok(&host, "q", json!({"op": "init_info"}))["init_runs"],
+        1
+    );
+    assert_eq!(host.stats().snapshots_created, 1);
+}
+
+#[test]
+fn a_snapshot_is_reused_across_a_restart_and_remade_when_env_or_module_change() {
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let first = host(cache.path());
+        first.register(snapped("p", "alpha")).unwrap();
+        let s = first.stats();
+        assert_eq!(
+            (s.snapshots_created, s.snapshots_reused, s.compiles),
+            (1, 0, 1)
+        );
+    }
+    // A new host on the same cache: no init, no compile.
+    let second = host(cache.path());
+    second.register(snapped("p", "alpha")).unwrap();
+    let s = second.stats();
+    assert_eq!(
+        (
+            s.snapshots_created,
+            s.snapshots_reused,
+            s.compiles,
+            s.cache_hits
+        ),
+        (0, 1, 0, 1)
+    );
+    let info = call_ok(&second, "p", json!({"op": "init_info"}));
+    assert_eq!(info["init"]["value"], "alpha");
+    assert_eq!(info["init_runs"], 1);
+    // Another env value: init must run again, and its state shows it.
+    second.register(snapped("p", "gamma")).unwrap();
+    assert_eq!(second.stats().snapshots_created, 1);
+    assert_eq!(
+        call_ok(&second, "p", json!({"op": "init_info"}))["init"]["value"],
+        "gamma"
+    );
+    // Another module: another snapshot.
+    second
+        .register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))
+        .unwrap();
+    assert_eq!(second.stats().snapshots_created, 2);
+    let out: Value = call_ok(
+        &second,
+        "news",
+        json!({"html": "<p>The goverment won the vote.</p>"}),
+    );
+    assert_eq!(out["category"], "politics");
+    assert_eq!(out["scores"], json!({"politics": 2}));
+}
+
+#[test]
+fn a_failing_init_fails_the_register_with_inits_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let host = host(cache.path());
+    let e = host
+        .register(
+            FunctionConfig::from_file("bad", guests::PROBE)
+                .env("PROBE_INIT_FAIL", "no config")
+                .snapshot(true),
+        )
+        .unwrap_err();
+    match e {
+        Error::Guest { kind, message } => {
+            assert_eq!(
+                (kind.as_str(), message.as_str()),
+                ("InitFailed", "no config")
+            );
+        }
+        other => panic!("expected the init's guest error, got {other:?}"),
+    }
+    assert!(host.function_info("bad").is_err(), "nothing registered");
+    assert_eq!(host.stats().snapshots_created, 0);
+    // Not a snapshot: the same init fails the first invocation instead.
+    host.register(FunctionConfig::from_file("lazy", guests::PROBE).env("PROBE_INIT_FAIL", "x"))
+        .unwrap();
+    let inv = host.invoke("lazy", br#"{"op":"echo","data":1}"#).unwrap();
+    assert!(
+        matches!(inv.output(), Err(Error::Guest { .. })),
+        "{:?}",
+        inv.outcome
+    );
+}
