@@ -414,6 +414,57 @@ fn main() -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&cache);
 
+    eprintln!("snapshots");
+    // Fresh-instance invocations of a guest with a heavy init (news builds
+    // a >20,000-entry typo-tolerant index), with and without a snapshot,
+    // beside a trivial guest (hello: typed JSON, no init work).
+    let hs = host(1, false)?;
+    let news = guests::bytes(guests::NEWS);
+    hs.register(FunctionConfig::from_bytes(
+        "hello",
+        guests::bytes(guests::HELLO),
+    ))?;
+    hs.register(FunctionConfig::from_bytes("news-init", news.clone()))?;
+    hs.register(FunctionConfig::from_bytes("news-snap", news).snapshot(true))?;
+    let article = br#"{"html":"<p>The goverment won the vote in parliament.</p>"}"#;
+    let m = if quick { 100 } else { 1_000 };
+    let ok = |name: &str, payload: &[u8]| {
+        let inv = hs.invoke(name, payload).unwrap();
+        assert!(inv.output().is_ok(), "{name}: {:?}", inv.outcome);
+        inv.report.init_duration
+    };
+    let trivial = measure(m, || {
+        ok("hello", br#"{"name":"Ada"}"#);
+    });
+    r.row("trivial guest (hello), fresh instance", trivial, "1.00");
+    let init = ok("news-init", article).unwrap_or_default();
+    let heavy = measure(m / 4, || {
+        ok("news-init", article);
+    });
+    r.row(
+        "heavy-init guest (news), fresh instance, no snapshot",
+        heavy,
+        format!("{:.1}× trivial", ratio(heavy.p50, trivial.p50)),
+    );
+    let snap = measure(m, || {
+        ok("news-snap", article);
+    });
+    let sr = ratio(snap.p50, trivial.p50);
+    r.row(
+        "heavy-init guest (news), fresh instance, snapshot",
+        snap,
+        format!("{sr:.2}× trivial"),
+    );
+    r.notes.push(format!(
+        "snapshots: news's init alone takes {} per fresh instance without a snapshot",
+        fmt_dur(init)
+    ));
+    r.target(
+        "heavy-init guest with snapshot, fresh invoke ≤ 2× trivial guest's",
+        format!("{sr:.2}×"),
+        sr <= 2.0,
+    );
+
     eprintln!("memory");
     let base = rss_bytes();
     let hm = host(1, false)?;

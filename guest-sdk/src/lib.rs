@@ -36,6 +36,11 @@
 //!   carrying the panic message and location.
 //! - `#[fnhost_guest::init]` on `fn() -> Result<(), E>` runs once per
 //!   instance before the first invocation: build indexes, parse config.
+//!   With snapshots (`FunctionConfig::snapshot`) it runs once at register
+//!   time and every instance starts from its result.
+//! - `#[fnhost_guest::restore]` runs on every new instance once its state
+//!   is ready (after init, or when starting from a snapshot): re-create
+//!   what must differ per instance (random seeds, unique ids).
 //! - [`Context`] tells the handler its request id, function name, memory
 //!   limit and remaining time, and for an event invocation its event id
 //!   and attempt.
@@ -52,7 +57,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use fnhost_guest_macros::{handler, init};
+pub use fnhost_guest_macros::{handler, init, restore};
 
 pub mod host;
 

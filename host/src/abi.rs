@@ -112,6 +112,9 @@ pub(crate) struct Exports {
     pub handle: ModuleExport,
     pub init: Option<ModuleExport>,
     pub initialize: Option<ModuleExport>,
+    /// Runs on every new instance once its state is ready: after init, or
+    /// after starting from a snapshot (where init does not run).
+    pub restore: Option<ModuleExport>,
 }
 
 fn sig(ty: &FuncType) -> String {
@@ -243,6 +246,7 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
     let handle = expect_func(module, "fnhost_handle", &[I32, I32], &[I32], true)?;
     let init = expect_func(module, "fnhost_init", &[], &[I32], false)?;
     let initialize = expect_func(module, "_initialize", &[], &[], false)?;
+    let restore = expect_func(module, "fnhost_restore", &[], &[I32], false)?;
 
     Ok(Exports {
         memory,
@@ -250,6 +254,7 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
         handle: handle.expect("required export"),
         init,
         initialize,
+        restore,
     })
 }
 

@@ -274,6 +274,10 @@ fn init(store: &mut Store<State>, func: &Function) -> Result<EntryPoints, Failur
         let status = typed::<(), i32>(store, &instance, e)?.call(&mut *store, ())?;
         check_status(store.data_mut(), status, "fnhost_init")?;
     }
+    if let Some(e) = &ex.restore {
+        let status = typed::<(), i32>(store, &instance, e)?.call(&mut *store, ())?;
+        check_status(store.data_mut(), status, "fnhost_restore")?;
+    }
     let alloc = typed(store, &instance, &ex.alloc)?;
     let handle = typed(store, &instance, &ex.handle)?;
     Ok((alloc, handle, memory))

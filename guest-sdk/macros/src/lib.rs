@@ -38,7 +38,23 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
-    match expand_init(attr.into(), &func) {
+    match expand_hook(attr.into(), &func, "init", "fnhost_init") {
+        Ok(ts) => ts.into(),
+        Err(e) => {
+            let err = e.to_compile_error();
+            quote!(#func #err).into()
+        }
+    }
+}
+
+/// Marks a function to run on every new instance once its state is ready:
+/// after `#[init]`, or when the instance starts from a snapshot (where
+/// init does not run again). Re-seed or re-create per-instance things
+/// here (random seeds, unique ids): `fn() -> Result<(), E>`.
+#[proc_macro_attribute]
+pub fn restore(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    match expand_hook(attr.into(), &func, "restore", "fnhost_restore") {
         Ok(ts) => ts.into(),
         Err(e) => {
             let err = e.to_compile_error();
@@ -216,19 +232,23 @@ fn expand_handler(
     })
 }
 
-fn expand_init(
+/// `#[init]` and `#[restore]`: a `fn() -> Result<(), E>` exported as
+/// `export` (status 0/1, like the handler).
+fn expand_hook(
     attr: proc_macro2::TokenStream,
     func: &ItemFn,
+    what: &str,
+    export: &str,
 ) -> syn::Result<proc_macro2::TokenStream> {
-    common_checks(attr, func, "init")?;
+    common_checks(attr, func, what)?;
     if let Some(arg) = func.sig.inputs.first() {
         return Err(syn::Error::new(
             arg.span(),
-            "#[init] functions take no arguments",
+            format!("#[{what}] functions take no arguments"),
         ));
     }
     let name = &func.sig.ident;
-    let module = syn::Ident::new(&format!("__fnhost_init_{name}"), Span::call_site());
+    let module = syn::Ident::new(&format!("__fnhost_{what}_{name}"), Span::call_site());
     Ok(quote! {
         #func
 
@@ -238,8 +258,8 @@ fn expand_init(
         #[doc(hidden)]
         #[allow(non_snake_case, dead_code)]
         mod #module {
-            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_init"))]
-            pub extern "C" fn __fnhost_init() -> i32 {
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = #export))]
+            pub extern "C" fn __fnhost_hook() -> i32 {
                 ::fnhost_guest::__private::run_init(super::#name)
             }
         }

@@ -31,16 +31,36 @@ fn every_fresh_instance_starts_from_init_state_and_nothing_leaks() {
     host.register(snapped("p", "alpha")).unwrap();
     let s = host.stats();
     assert_eq!((s.snapshots_created, s.snapshots_reused), (1, 0));
+    let mut nonces = std::collections::BTreeSet::new();
+    let mut init_random = std::collections::BTreeSet::new();
     for _ in 0..3 {
         // Init ran once, at register time; the instance did not run it.
+        let mut info = call_ok(&host, "p", json!({"op": "init_info"}));
+        let nonce = info
+            .as_object_mut()
+            .unwrap()
+            .remove("restore_nonce")
+            .unwrap();
+        let random = info["init"]
+            .as_object_mut()
+            .unwrap()
+            .remove("random")
+            .unwrap();
         assert_eq!(
-            call_ok(&host, "p", json!({"op": "init_info"})),
+            info,
             json!({"init": {"value": "alpha", "table": 333_833_500u64}, "init_runs": 1, "counter": 0})
         );
+        nonces.insert(nonce.as_str().unwrap().to_string());
+        init_random.insert(random.as_str().unwrap().to_string());
         // State an invocation leaves behind is gone in the next instance.
         let v = call_ok(&host, "p", json!({"op": "state"}));
         assert_eq!(v, json!({"counter": 1, "tmp_before": null}));
     }
+    // Randomness drawn in init is frozen into the snapshot: every instance
+    // shares it (docs/snapshots.md). `#[restore]` runs per instance and
+    // draws fresh randomness.
+    assert_eq!(init_random.len(), 1);
+    assert_eq!(nonces.len(), 3);
     // Without a snapshot, every fresh instance runs init itself.
     host.register(FunctionConfig::from_file("q", guests::PROBE).env("PROBE_INIT_VALUE", "beta"))
         .unwrap();

@@ -84,6 +84,43 @@ fn host_outcome(r: Result<Value, fnhost_guest::host::HostCallError>) -> Value {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static INIT_RUNS: AtomicU64 = AtomicU64::new(0);
 static INIT_INFO: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+static RESTORE_NONCE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// 16 hex digits from the instance's random source.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{a:016x}")
+}
+
+/// Restore: a per-instance nonce, fresh even when the instance started
+/// from a snapshot.
+#[fnhost_guest::restore]
+pub fn restore() -> Result<(), Error> {
+    *RESTORE_NONCE.lock().unwrap_or_else(|e| e.into_inner()) = format!("{:016x}", fresh_random());
+    Ok(())
+}
+
+/// Eight bytes straight from WASI `random_get` (std's `RandomState` keys
+/// are cached per thread, so a snapshot would freeze them).
+#[cfg(target_os = "wasi")]
+fn fresh_random() -> u64 {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn random_get(buf: *mut u8, len: usize) -> i32;
+    }
+    let mut buf = [0u8; 8];
+    // SAFETY: the host writes exactly `len` bytes into `buf`.
+    unsafe { random_get(buf.as_mut_ptr(), buf.len()) };
+    u64::from_le_bytes(buf)
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn fresh_random() -> u64 {
+    0
+}
 
 /// Init: records `PROBE_INIT_VALUE` and a table it computes; fails when
 /// `PROBE_INIT_FAIL` is set (snapshot tests).
@@ -98,6 +135,7 @@ pub fn init() -> Result<(), Error> {
     let _ = INIT_INFO.set(json!({
         "value": std::env::var("PROBE_INIT_VALUE").ok(),
         "table": table,
+        "random": random_hex(),
     }));
     Ok(())
 }
@@ -188,18 +226,13 @@ pub fn probe(op: Op, ctx: &Context) -> Result<Value, Error> {
             "remaining_ms": ctx.remaining_time().as_millis() as u64,
             "timeout_ms": ctx.timeout().as_millis() as u64,
         }),
-        Op::Random => {
-            // std has no public random API on wasip1; `RandomState` keys come
-            // from `random_get`, so read them through a hasher.
-            use std::hash::{BuildHasher, Hasher};
-            let a = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            json!(format!("{a:016x}"))
-        }
+        // std has no public random API on wasip1; `RandomState` keys come
+        // from `random_get`, so read them through a hasher.
+        Op::Random => json!(random_hex()),
         Op::InitInfo => json!({
             "init": INIT_INFO.get(),
             "init_runs": INIT_RUNS.load(Ordering::Relaxed),
+            "restore_nonce": RESTORE_NONCE.lock().map(|n| n.clone()).unwrap_or_default(),
             "counter": COUNTER.load(Ordering::Relaxed),
         }),
         Op::HostCall {
