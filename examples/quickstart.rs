@@ -36,7 +36,9 @@ fn main() -> anyhow::Result<()> {
             .timeout(Duration::from_secs(10))
             .env("THUMBNAIL_SIZES", "64,128"),
     )?;
-    host.register(FunctionConfig::from_file("news", guests::NEWS))?;
+    // news builds a large keyword index in init: snapshot it once at
+    // register time, so each fresh instance starts with it built.
+    host.register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))?;
     host.register(
         FunctionConfig::from_file("leaderboard", guests::LEADERBOARD)
             .grant("kv.get")

@@ -60,6 +60,9 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("--cold-start-child") {
         return cold_start_child(PathBuf::from(&args[2]));
     }
+    if args.get(1).map(String::as_str) == Some("--snapshot-child") {
+        return snapshot_child(PathBuf::from(&args[2]));
+    }
     if args.get(1).map(String::as_str) == Some("--profile-fresh") {
         // A steady loop of fresh 64 B invocations, for `perf record`.
         let h = host(1, true)?;
@@ -142,6 +145,25 @@ fn main() -> Result<()> {
         format!("{fr:.2}×"),
         fr <= 1.3,
     );
+    // Fuel metering (a deterministic CPU quota) is engine-wide: what it
+    // costs on the same fresh path.
+    let hf = Host::builder()
+        .no_artifact_cache()
+        .no_log_sink()
+        .concurrency_limit(1000)
+        .workers(2)
+        .fuel_metering(true)
+        .build()?;
+    hf.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let fuel = measure(n, || {
+        assert_eq!(hf.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64)
+    });
+    r.row(
+        "fnhost invoke, fresh instance, 64 B, fuel metering on",
+        fuel,
+        format!("{:.2}× fnhost fresh", ratio(fuel.p50, fresh.p50)),
+    );
+    drop(hf);
     let fresh_64k = measure(n / 4, || {
         assert_eq!(
             h.invoke("echo", &p64k).unwrap().outcome.unwrap().len(),
@@ -335,7 +357,9 @@ fn main() -> Result<()> {
     );
     let article = serde_json::json!({"html": "<h1>Big match</h1><p>".to_string() + &"The team scored a late goal and the coach praised the league. ".repeat(200) + "</p>"});
     let article_bytes = article.to_string().into_bytes();
-    h.register(FunctionConfig::from_file("news", guests::NEWS))?;
+    // news has a heavy init (see the snapshot rows below): run it as
+    // intended, from a snapshot.
+    h.register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))?;
     let news_wasm = measure(n / 20, || {
         assert!(h.invoke("news", &article_bytes).unwrap().outcome.is_ok())
     });
@@ -350,7 +374,7 @@ fn main() -> Result<()> {
         "1.00",
     );
     r.row(
-        "news JSON event (13 KB), fnhost fresh",
+        "news JSON event (13 KB), fnhost fresh (snapshot)",
         news_wasm,
         format!("{:.2}× native", ratio(news_wasm.p50, news_native.p50)),
     );
@@ -464,6 +488,43 @@ fn main() -> Result<()> {
         format!("{sr:.2}×"),
         sr <= 2.0,
     );
+    // A new process on a warm cache: the snapshot and its code are loaded,
+    // init does not run, nothing compiles.
+    let snap_cache = std::env::temp_dir().join(format!("fnhost-bench-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&snap_cache);
+    let snap_child = || -> Result<(Duration, String)> {
+        let t = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg("--snapshot-child")
+            .arg(&snap_cache)
+            .output()?;
+        let wall = t.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "snapshot child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((
+            wall,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    };
+    let (first_wall, first_line) = snap_child()?;
+    let (warm_wall, warm_line) = snap_child()?;
+    let _ = std::fs::remove_dir_all(&snap_cache);
+    r.notes.push(format!(
+        "snapshots, new process, empty cache: news registered (init + snapshot + compile) and first result in {} wall ({first_line})",
+        fmt_dur(first_wall)
+    ));
+    r.notes.push(format!(
+        "snapshots, new process, warm cache: {} wall ({warm_line})",
+        fmt_dur(warm_wall)
+    ));
+    r.target(
+        "new process, warm cache: heavy-init guest's first result without running init",
+        warm_line.clone(),
+        warm_line.contains("init_runs=0") && warm_line.contains("compiles=0"),
+    );
 
     eprintln!("memory");
     let base = rss_bytes();
@@ -517,6 +578,36 @@ fn cold_start_child(cache: PathBuf) -> Result<()> {
         "in-process {} , compiles={}",
         fmt_dur(t.elapsed()),
         host.stats().compiles
+    );
+    Ok(())
+}
+
+/// Child of the snapshot case: registers news with a snapshot on `cache`
+/// and reports whether init ran and what was compiled.
+fn snapshot_child(cache: PathBuf) -> Result<()> {
+    let t = Instant::now();
+    let host = Host::builder()
+        .cache_dir(&cache)
+        .no_log_sink()
+        .concurrency_limit(16)
+        .workers(1)
+        .build()?;
+    host.register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))?;
+    let out = host
+        .invoke("news", br#"{"html":"<p>The goverment won the vote.</p>"}"#)?
+        .outcome
+        .context("news failed")?;
+    anyhow::ensure!(
+        out.windows(10).any(|w| w == b"\"politics\""),
+        "unexpected output"
+    );
+    let s = host.stats();
+    println!(
+        "in-process {}, init_runs={}, snapshots_reused={}, compiles={}",
+        fmt_dur(t.elapsed()),
+        s.snapshots_created,
+        s.snapshots_reused,
+        s.compiles
     );
     Ok(())
 }

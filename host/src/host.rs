@@ -41,10 +41,10 @@ pub struct HostBuilder {
     pub(crate) concurrency_limit: u32,
     pub(crate) max_idle_instances: u32,
     pub(crate) workers: usize,
-    max_memory: u64,
+    pub(crate) max_memory: u64,
     pub(crate) epoch_tick: Duration,
     max_module_size: usize,
-    max_wasm_stack: usize,
+    pub(crate) max_wasm_stack: usize,
     pub(crate) maintenance_interval: Duration,
     pub(crate) metrics: bool,
     pub(crate) log_sink: Option<SinkHandle>,
@@ -452,7 +452,12 @@ impl Host {
         spec: &Arc<FunctionSpec>,
     ) -> Result<Vec<u8>> {
         let core = &self.inner.core;
-        let key = snapshot::key(module_hash, cfg);
+        let s = &core.settings;
+        let engine = format!(
+            "wasmtime-48.0.8 stack={} fuel={} max_memory={}",
+            s.max_wasm_stack, s.fuel_metering, s.max_memory
+        );
+        let key = snapshot::key(module_hash, cfg, &engine);
         let file = core.snapshot_dir.as_ref().map(|d| snapshot::path(d, &key));
         if let Some(f) = &file
             && let Ok(snap) = std::fs::read(f)

@@ -7,7 +7,9 @@
 //! The snapshot is stored next to the artifact cache
 //! (`<cache dir>/snapshots/<key>.wasm`), keyed by everything init can
 //! observe: the module's hash, env, memory limit, `/tmp` quota, grants and
-//! tenant. A new process with the same key loads it without running init.
+//! tenant, plus the engine settings init ran under (wasmtime version, wasm
+//! stack size, fuel). A new process with the same key loads it without
+//! running init.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +24,12 @@ use crate::function::{FunctionConfig, FunctionSpec};
 use crate::runtime::Core;
 use crate::sandbox::{self, Call, Failure, State};
 
-/// The snapshot key: everything that can change what init computes.
-pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig) -> String {
+/// The snapshot key: everything that can change what init computes (the
+/// function's settings, and the engine settings init runs under).
+pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig, engine: &str) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"fnhost-snapshot-1\0");
+    h.update(engine.as_bytes());
     h.update(module_hash.as_bytes());
     for (k, v) in &cfg.env {
         h.update(&[0]);

@@ -101,7 +101,16 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
 ];
 
-static INDEX: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+/// Word (as its 64-bit FNV-1a hash) → category. Keying by the hash keeps
+/// the table compact (no per-word heap strings), so a lookup touches few
+/// memory pages: this matters when instances start from a snapshot.
+static INDEX: OnceLock<HashMap<u64, &'static str>> = OnceLock::new();
+
+fn word_key(w: &str) -> u64 {
+    w.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// Keywords at least this long also match with one typo.
 const TYPO_MIN_LEN: usize = 5;
@@ -144,14 +153,14 @@ fn one_edit(w: &str) -> Vec<String> {
         .collect()
 }
 
-fn index() -> &'static HashMap<String, &'static str> {
+fn index() -> &'static HashMap<u64, &'static str> {
     INDEX.get_or_init(|| {
         let mut idx = HashMap::new();
         // Exact keywords and plurals first: they win over typo spellings.
         for (cat, words) in CATEGORIES {
             for w in *words {
-                idx.insert(w.to_string(), *cat);
-                idx.entry(format!("{w}s")).or_insert(*cat);
+                idx.insert(word_key(w), *cat);
+                idx.entry(word_key(&format!("{w}s"))).or_insert(*cat);
             }
         }
         for (cat, words) in CATEGORIES {
@@ -163,9 +172,10 @@ fn index() -> &'static HashMap<String, &'static str> {
                     format!("{w}ed"),
                     format!("{w}ing"),
                     format!("{w}er"),
+                    format!("{w}ers"),
                 ] {
                     for v in one_edit(&form) {
-                        idx.entry(v).or_insert(*cat);
+                        idx.entry(word_key(&v)).or_insert(*cat);
                     }
                 }
             }
@@ -237,7 +247,7 @@ pub fn analyse(article: &Article) -> Analysis {
         if w.chars().count() >= 4 {
             *counts.entry(w).or_default() += 1;
         }
-        if let Some(cat) = idx.get(w) {
+        if let Some(cat) = idx.get(&word_key(w)) {
             *scores.entry(cat.to_string()).or_default() += 1;
         }
     }
