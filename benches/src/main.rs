@@ -393,24 +393,7 @@ fn main() -> Result<()> {
     ));
     let cache = std::env::temp_dir().join(format!("fnhost-bench-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
-    let exe = std::env::current_exe()?;
-    let run_child = || -> Result<(Duration, String)> {
-        let t = Instant::now();
-        let out = std::process::Command::new(&exe)
-            .arg("--cold-start-child")
-            .arg(&cache)
-            .output()?;
-        let wall = t.elapsed();
-        anyhow::ensure!(
-            out.status.success(),
-            "child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((
-            wall,
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        ))
-    };
+    let run_child = || child("--cold-start-child", &cache);
     let (first, first_line) = run_child()?; // fills the cache
     let mut warm_runs: Vec<(Duration, String)> = (0..if quick { 3 } else { 10 })
         .map(|_| run_child())
@@ -492,23 +475,7 @@ fn main() -> Result<()> {
     // init does not run, nothing compiles.
     let snap_cache = std::env::temp_dir().join(format!("fnhost-bench-snap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&snap_cache);
-    let snap_child = || -> Result<(Duration, String)> {
-        let t = Instant::now();
-        let out = std::process::Command::new(std::env::current_exe()?)
-            .arg("--snapshot-child")
-            .arg(&snap_cache)
-            .output()?;
-        let wall = t.elapsed();
-        anyhow::ensure!(
-            out.status.success(),
-            "snapshot child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((
-            wall,
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        ))
-    };
+    let snap_child = || child("--snapshot-child", &snap_cache);
     let (first_wall, first_line) = snap_child()?;
     let (warm_wall, warm_line) = snap_child()?;
     let _ = std::fs::remove_dir_all(&snap_cache);
@@ -555,6 +522,26 @@ fn main() -> Result<()> {
 
     print_report(&r, quick);
     Ok(())
+}
+
+/// Runs this program as a child with `flag dir`: its wall time and its
+/// one line of output.
+fn child(flag: &str, dir: &std::path::Path) -> Result<(Duration, String)> {
+    let t = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg(flag)
+        .arg(dir)
+        .output()?;
+    let wall = t.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "{flag} child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((
+        wall,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
 }
 
 /// Child of the warm-cache cold-start case: time from `main` to the

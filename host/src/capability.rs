@@ -362,18 +362,7 @@ pub const MAX_RANDOM_BYTES: usize = 4096;
 
 /// `random.bytes`: `{"len": n}` in (n ≤ 4096), `{"hex": "..."}` out.
 pub fn random(mode: Determinism) -> Capability {
-    // A key from std's randomly keyed hasher (OS randomness).
-    let mut secret = [0u8; 32];
-    for chunk in secret.chunks_mut(8) {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
+    let secret = crate::host::host_secret();
     Capability::typed("random.bytes", move |ctx, v: Value| {
         let len = v["len"].as_u64().unwrap_or(16) as usize;
         if len > MAX_RANDOM_BYTES {

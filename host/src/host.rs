@@ -459,20 +459,46 @@ impl Host {
         );
         let key = snapshot::key(module_hash, cfg, &engine);
         let file = core.snapshot_dir.as_ref().map(|d| snapshot::path(d, &key));
+        let seal = |snap: &[u8]| {
+            let mut h = blake3::Hasher::new();
+            h.update(key.as_bytes());
+            h.update(snap);
+            h.finalize().to_hex().to_string()
+        };
         if let Some(f) = &file
             && let Ok(snap) = std::fs::read(f)
-            // A torn or foreign file is ignored and made again.
+            // A torn or foreign file (its seal does not match) is ignored
+            // and made again.
+            && std::fs::read_to_string(f.with_extension("b3")).is_ok_and(|s| s == seal(&snap))
             && wasmtime::Module::validate(&core.engine, &snap).is_ok()
         {
             core.snapshots_reused.fetch_add(1, Ordering::Relaxed);
             return Ok(snap);
         }
         let snap = snapshot::create(core, bytes, spec.clone())?;
+        if snap.bytes.len() > s.max_module_size {
+            return Err(Error::ModuleTooLarge {
+                size: snap.bytes.len(),
+                max: s.max_module_size,
+            });
+        }
         core.snapshots_created.fetch_add(1, Ordering::Relaxed);
+        let snap = match snap {
+            snapshot::Snapshot {
+                bytes,
+                cacheable: true,
+            } => bytes,
+            // Init called the host: usable here, never from disk.
+            snapshot::Snapshot { bytes, .. } => return Ok(bytes),
+        };
         if let Some(f) = &file {
             // Best effort: a cache that cannot be written costs a re-init
             // next time, nothing else.
-            if let Err(e) = persist::write_file_atomic(f, &snap) {
+            // The seal goes last: a snapshot without it is never used.
+            let written = persist::write_file_atomic(f, &snap).and_then(|()| {
+                persist::write_file_atomic(&f.with_extension("b3"), seal(&snap).as_bytes())
+            });
+            if let Err(e) = written {
                 tracing::warn!(target: "fnhost::snapshot", path = %f.display(), error = %e, "snapshot not cached");
             }
         }
@@ -1096,7 +1122,7 @@ impl Future for InvokeFuture {
 }
 
 /// 32 bytes of OS randomness for request ids and guest random seeds.
-fn host_secret() -> [u8; 32] {
+pub(crate) fn host_secret() -> [u8; 32] {
     let mut out = [0u8; 32];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut out))

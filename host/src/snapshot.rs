@@ -37,8 +37,15 @@ pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig, engine: &str) -> Stri
         h.update(b"=");
         h.update(v.as_bytes());
     }
+    // Init can read its name (argv[0], context) and its limits.
+    h.update(&[2]);
+    h.update(cfg.name.as_bytes());
     h.update(&cfg.memory_limit.to_le_bytes());
     h.update(&cfg.tmp_quota.to_le_bytes());
+    h.update(&(cfg.timeout.as_nanos() as u64).to_le_bytes());
+    h.update(&cfg.max_fuel.unwrap_or(0).to_le_bytes());
+    h.update(&cfg.max_host_calls.to_le_bytes());
+    h.update(&(cfg.max_host_call_bytes as u64).to_le_bytes());
     h.update(cfg.tenant.as_deref().unwrap_or("").as_bytes());
     for g in &cfg.grants {
         h.update(&[1]);
@@ -52,10 +59,30 @@ pub(crate) fn path(dir: &Path, key: &str) -> PathBuf {
     dir.join(format!("{key}.wasm"))
 }
 
+/// A snapshot and whether it may be cached on disk (not when init called
+/// the host: capability implementations are the embedder's and cannot be
+/// part of the key).
+pub(crate) struct Snapshot {
+    pub bytes: Vec<u8>,
+    pub cacheable: bool,
+}
+
 /// Runs init on `bytes` under `spec` and returns the pre-initialised
 /// module. Init's failure is the register's error (classified as for any
-/// invocation: guest error, trap, timeout, out of memory).
-pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Vec<u8>> {
+/// invocation: guest error, trap, timeout, out of memory). Wizer is fed
+/// untrusted modules: a panic inside it is an `InvalidModule` error.
+pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Snapshot> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        create_inner(core, bytes, spec)
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::InvalidModule {
+            reason: "cannot snapshot this module (the pre-initialiser rejected it)".into(),
+        })
+    })
+}
+
+fn create_inner(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Snapshot> {
     let mut wizer = Wizer::new();
     wizer.init_func("fnhost_init");
     let invalid = |e: wasmtime::Error| Error::InvalidModule {
@@ -63,6 +90,9 @@ pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Resu
     };
     let (cx, instrumented) = wizer.instrument(bytes).map_err(invalid)?;
     let module = Module::new(&core.engine, &instrumented).map_err(invalid)?;
+    // The same ABI checks as any register (init's export types included),
+    // before any guest code runs.
+    crate::abi::check(&module, &core.provided)?;
     let call = Call::new(&spec, core.next_request_id(), Instant::now());
     let mut store = sandbox::new_store(&core.engine, spec, call, core.settings.epoch_tick);
     let instance = match run_init(core, &mut store, &module) {
@@ -75,11 +105,13 @@ pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Resu
             return Err(e);
         }
     };
+    let cacheable = store.data().call.host_calls == 0;
     let mut state = Captured {
         store: &mut store,
         instance,
     };
-    poll_ready(wizer.snapshot(&cx, &mut state)).map_err(invalid)
+    let bytes = poll_ready(wizer.snapshot(&cx, &mut state)).map_err(invalid)?;
+    Ok(Snapshot { bytes, cacheable })
 }
 
 /// Instantiates and runs `_initialize` then `fnhost_init`, as a fresh

@@ -106,11 +106,14 @@ fn a_snapshot_is_reused_across_a_restart_and_remade_when_env_or_module_change() 
         call_ok(&second, "p", json!({"op": "init_info"}))["init"]["value"],
         "gamma"
     );
+    // Another name: init can read it, so another snapshot.
+    second.register(snapped("p2", "gamma")).unwrap();
+    assert_eq!(second.stats().snapshots_created, 2);
     // Another module: another snapshot.
     second
         .register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))
         .unwrap();
-    assert_eq!(second.stats().snapshots_created, 2);
+    assert_eq!(second.stats().snapshots_created, 3);
     let out: Value = call_ok(
         &second,
         "news",
@@ -150,5 +153,32 @@ fn a_failing_init_fails_the_register_with_inits_error() {
         matches!(inv.output(), Err(Error::Guest { .. })),
         "{:?}",
         inv.outcome
+    );
+}
+
+#[test]
+fn a_torn_snapshot_file_is_ignored_and_made_again() {
+    let cache = tempfile::tempdir().unwrap();
+    host(cache.path()).register(snapped("p", "alpha")).unwrap();
+    let dir = cache.path().join("snapshots");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "the snapshot and its seal: {files:?}");
+    let wasm = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .unwrap();
+    let mut bytes = std::fs::read(wasm).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(wasm, bytes).unwrap();
+    let again = host(cache.path());
+    again.register(snapped("p", "alpha")).unwrap();
+    let s = again.stats();
+    assert_eq!((s.snapshots_created, s.snapshots_reused), (1, 0));
+    assert_eq!(
+        call_ok(&again, "p", json!({"op": "init_info"}))["init"]["value"],
+        "alpha"
     );
 }
