@@ -544,16 +544,21 @@ fn child(flag: &str, dir: &std::path::Path) -> Result<(Duration, String)> {
     ))
 }
 
+/// The host a new-process child builds: one worker, the given cache.
+fn child_host(cache: &std::path::Path) -> Result<Host> {
+    Ok(Host::builder()
+        .cache_dir(cache)
+        .no_log_sink()
+        .concurrency_limit(16)
+        .workers(1)
+        .build()?)
+}
+
 /// Child of the warm-cache cold-start case: time from `main` to the
 /// first thumbnail of a 64×64 image, and how many compiles it took.
 fn cold_start_child(cache: PathBuf) -> Result<()> {
     let t = Instant::now();
-    let host = Host::builder()
-        .cache_dir(&cache)
-        .no_log_sink()
-        .concurrency_limit(16)
-        .workers(1)
-        .build()?;
+    let host = child_host(&cache)?;
     host.register(FunctionConfig::from_file("thumbnail", guests::THUMBNAIL))?;
     let png = guests::sample_png(64, 64);
     let out = host
@@ -573,12 +578,7 @@ fn cold_start_child(cache: PathBuf) -> Result<()> {
 /// and reports whether init ran and what was compiled.
 fn snapshot_child(cache: PathBuf) -> Result<()> {
     let t = Instant::now();
-    let host = Host::builder()
-        .cache_dir(&cache)
-        .no_log_sink()
-        .concurrency_limit(16)
-        .workers(1)
-        .build()?;
+    let host = child_host(&cache)?;
     host.register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))?;
     let out = host
         .invoke("news", br#"{"html":"<p>The goverment won the vote.</p>"}"#)?

@@ -599,16 +599,7 @@ impl Events {
         }
         let now = ms(self.sh.clock.now());
         Ok(Op::InsertEvent(
-            EventRecord {
-                id: id.to_string(),
-                target: target.to_string(),
-                source: source.to_string(),
-                accepted_ms: now,
-                due_ms: now,
-                attempts: 0,
-                waits: 0,
-                last_error: None,
-            },
+            EventRecord::fresh(id.to_string(), target.to_string(), source.to_string(), now),
             payload,
         ))
     }
@@ -713,14 +704,8 @@ impl Events {
         };
         // The dead letter goes first so the id is free for the insert.
         let now = ms(self.sh.clock.now());
-        let rec = EventRecord {
-            accepted_ms: now,
-            due_ms: now,
-            attempts: 0,
-            waits: 0,
-            last_error: None,
-            ..dead.event
-        };
+        let e = dead.event;
+        let rec = EventRecord::fresh(e.id, e.target, e.source, now);
         self.sh.store.apply(vec![
             Op::DeleteDead(id.to_string()),
             Op::InsertEvent(rec, payload),
@@ -1272,16 +1257,12 @@ impl Shared {
         let now = ms(self.clock.now());
         match dest {
             Destination::Function(target) => Some(vec![Op::InsertEvent(
-                EventRecord {
-                    id: self.core.next_request_id().to_string(),
-                    target: target.clone(),
+                EventRecord::fresh(
+                    self.core.next_request_id().to_string(),
+                    target.clone(),
                     source,
-                    accepted_ms: now,
-                    due_ms: now,
-                    attempts: 0,
-                    waits: 0,
-                    last_error: None,
-                },
+                    now,
+                ),
                 Bytes::from(body),
             )]),
             Destination::Queue(q) => {

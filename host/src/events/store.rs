@@ -54,6 +54,22 @@ pub(crate) struct EventRecord {
     pub last_error: Option<ErrorRecord>,
 }
 
+impl EventRecord {
+    /// A new event, due now, with no attempts yet.
+    pub(crate) fn fresh(id: String, target: String, source: String, now_ms: u64) -> EventRecord {
+        EventRecord {
+            id,
+            target,
+            source,
+            accepted_ms: now_ms,
+            due_ms: now_ms,
+            attempts: 0,
+            waits: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// The error an attempt ended with, as recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {

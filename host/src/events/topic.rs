@@ -207,18 +207,14 @@ pub(crate) fn publish_ops(
             Endpoint::Function(target) => {
                 let payload = shapes::sns_event(topic, *sub_id, notification.clone());
                 ops.push(Op::InsertEvent(
-                    EventRecord {
-                        // One id per (message, subscriber): a re-published
-                        // message id never reaches a subscriber twice.
-                        id: format!("{message_id}/{sub_id}"),
-                        target: target.clone(),
-                        source: format!("topic:{topic}"),
-                        accepted_ms: now_ms,
-                        due_ms: now_ms,
-                        attempts: 0,
-                        waits: 0,
-                        last_error: None,
-                    },
+                    // One id per (message, subscriber): a re-published
+                    // message id never reaches a subscriber twice.
+                    EventRecord::fresh(
+                        format!("{message_id}/{sub_id}"),
+                        target.clone(),
+                        format!("topic:{topic}"),
+                        now_ms,
+                    ),
                     Bytes::from(payload.to_string()),
                 ));
             }
