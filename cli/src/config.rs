@@ -85,15 +85,21 @@ pub struct ReuseEntry {
     pub idle_ttl: String,
 }
 
-/// Parses `"128MB"`, `"1GiB"`, `"512kb"` or a plain byte count. MB and MiB
-/// both mean 2^20 bytes (as Lambda's memory sizes do).
-pub fn parse_size(s: &str) -> Result<u64> {
+/// Splits `"128MB"` into `(128, "MB")`; `what` names the expected form.
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(u64, &'a str)> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
+    let n = num
         .parse()
-        .with_context(|| format!("{s:?} is not a size like \"128MB\""))?;
+        .with_context(|| format!("{s:?} is not {what}"))?;
+    Ok((n, unit))
+}
+
+/// Parses `"128MB"`, `"1GiB"`, `"512kb"` or a plain byte count. MB and MiB
+/// both mean 2^20 bytes (as Lambda's memory sizes do).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let (n, unit) = number_and_unit(s, "a size like \"128MB\"")?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -107,12 +113,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 
 /// Parses `"3s"`, `"500ms"`, `"2m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration like \"3s\""))?;
+    let (n, unit) = number_and_unit(s, "a duration like \"3s\"")?;
     Ok(match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
