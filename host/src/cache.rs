@@ -64,8 +64,31 @@ impl ArtifactCache {
         &self.dir
     }
 
+    /// The name of `key`'s entry: the module hash and the engine
+    /// fingerprint (what a compiled artifact is shared under).
+    pub(crate) fn stem(&self, key: &str) -> String {
+        format!("{key}-{}", self.engine_key)
+    }
+
+    /// The entry's serialized module, if present and matching its checksum.
+    pub(crate) fn read(&self, key: &str) -> Option<Vec<u8>> {
+        let (cwasm, sum) = self.paths(key);
+        let expected = std::fs::read_to_string(&sum).ok()?;
+        let bytes = std::fs::read(&cwasm).ok()?;
+        (blake3::hash(&bytes).to_hex().as_str() == expected.trim()).then_some(bytes)
+    }
+
+    /// Stores serialized module bytes another host of the same build wrote
+    /// (the caller vouches for where they came from; wasmtime still checks
+    /// version and settings when they are loaded).
+    pub(crate) fn install(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let (cwasm, sum) = self.paths(key);
+        write_atomic(&cwasm, bytes)?;
+        write_atomic(&sum, blake3::hash(bytes).to_hex().as_bytes())
+    }
+
     fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
-        let stem = format!("{key}-{}", self.engine_key);
+        let stem = self.stem(key);
         (
             self.dir.join(format!("{stem}.cwasm")),
             self.dir.join(format!("{stem}.b3")),

@@ -195,6 +195,18 @@ pub enum Error {
         /// Wasmtime's message.
         reason: String,
     },
+
+    // ---- from another node -------------------------------------------------
+    /// An error another node of a cluster reported whose variant does not
+    /// cross the wire field by field (see [`wire`](crate::wire)); `kind()`
+    /// is the original kind and the message its text.
+    #[error("{message}")]
+    Remote {
+        /// The original error's kind.
+        kind: ErrorKind,
+        /// The original error's message.
+        message: String,
+    },
 }
 
 /// The flat kind of an [`Error`]: copyable, for counters and routing.
@@ -274,6 +286,11 @@ impl ErrorKind {
         ErrorKind::Instantiate,
     ];
 
+    /// The kind whose [`as_str`](ErrorKind::as_str) name is `name`.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// A stable snake_case name (metrics labels, logs).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -329,6 +346,7 @@ impl Error {
             Error::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
             Error::AbiViolation { .. } => ErrorKind::AbiViolation,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
+            Error::Remote { kind, .. } => *kind,
         }
     }
 

@@ -30,6 +30,7 @@ use crate::pool::WarmPool;
 use crate::registry::{Alias, Entry, check_alias, split};
 use crate::report::Report;
 use crate::runtime::{Batch, Core, Job, Reply, ShutdownReport, Threads};
+use crate::sandbox::EventCtx;
 use crate::snapshot;
 
 /// Builds a [`Host`]. Every setting has a default; `build` validates them
@@ -773,6 +774,24 @@ impl Host {
         self.persist()
     }
 
+    /// `name`'s versions and aliases as persisted.
+    fn saved(&self, name: &str) -> Option<SavedFunction> {
+        let e = self.inner.core.registry.get(name)?;
+        Some(SavedFunction {
+            versions: e
+                .versions
+                .iter()
+                .map(|(v, f)| SavedVersion {
+                    version: *v,
+                    module_hash: f.module_hash.clone(),
+                    config: f.config.clone(),
+                })
+                .collect(),
+            aliases: e.aliases.clone(),
+            name: name.to_string(),
+        })
+    }
+
     /// Writes the registry table to the data dir (no-op without one).
     fn persist(&self) -> Result<()> {
         let core = &self.inner.core;
@@ -784,24 +803,139 @@ impl Host {
             .registry
             .names()
             .into_iter()
-            .filter_map(|name| {
-                let e = core.registry.get(&name)?;
-                Some(SavedFunction {
-                    versions: e
-                        .versions
-                        .iter()
-                        .map(|(v, f)| SavedVersion {
-                            version: *v,
-                            module_hash: f.module_hash.clone(),
-                            config: f.config.clone(),
-                        })
-                        .collect(),
-                    aliases: e.aliases.clone(),
-                    name,
-                })
-            })
+            .filter_map(|name| self.saved(&name))
             .collect();
         data.save(&saved)
+    }
+
+    /// `name`'s table entry, portable to another host: every version
+    /// (module hash and configuration) and every alias, as JSON — the
+    /// same form the data dir's `registry.json` holds per function. A
+    /// cluster shares registries this way ([`apply_function`](Host::apply_function)
+    /// on the other side).
+    pub fn export_function(&self, name: &str) -> Result<serde_json::Value> {
+        self.saved(name)
+            .map(|f| persist::function_json(&f))
+            .ok_or_else(|| Error::NotFound { name: name.into() })
+    }
+
+    /// Makes `name` here match `table` (what [`export_function`](Host::export_function)
+    /// gave on another host; `None`: the function is gone): publishes the
+    /// versions this host lacks under their numbers, moves and removes
+    /// aliases, removes versions the table no longer has. `module` supplies
+    /// a module's bytes by hash (they are checked against it). When this
+    /// host's history of `name` cannot be brought in line step by step (a
+    /// version with the same number but other code or settings, or newer
+    /// versions here), the function is unregistered and rebuilt from the
+    /// table. Returns whether anything changed.
+    pub fn apply_function(
+        &self,
+        name: &str,
+        table: Option<&serde_json::Value>,
+        module: &mut dyn FnMut(&str) -> std::result::Result<Bytes, String>,
+    ) -> Result<bool> {
+        let have = self.saved(name);
+        let Some(table) = table else {
+            if have.is_some() {
+                self.unregister(name)?;
+            }
+            return Ok(have.is_some());
+        };
+        let want = persist::function_from_json(name, table, &|h| PathBuf::from(h))
+            .map_err(|why| Error::config("table", format!("function `{name}`: {why}")))?;
+        let mut have: BTreeMap<u32, SavedVersion> = have
+            .map(|f| f.versions.into_iter().map(|v| (v.version, v)).collect())
+            .unwrap_or_default();
+        let mut changed = false;
+        let have_max = have.keys().next_back().copied().unwrap_or(0);
+        let want_max = want.versions.last().map_or(0, |v| v.version);
+        let diverged = have_max > want_max
+            || want.versions.iter().any(|w| match have.get(&w.version) {
+                Some(h) => {
+                    h.module_hash != w.module_hash || !persist::same_settings(&h.config, &w.config)
+                }
+                None => w.version < have_max,
+            });
+        if diverged {
+            self.unregister(name)?;
+            have.clear();
+            changed = true;
+        }
+        for w in &want.versions {
+            if have.contains_key(&w.version) {
+                continue;
+            }
+            let bytes = module(&w.module_hash).map_err(|reason| Error::Store {
+                reason: format!(
+                    "module {} of `{name}:{}`: {reason}",
+                    w.module_hash, w.version
+                ),
+            })?;
+            if blake3::hash(&bytes).to_hex().as_str() != w.module_hash {
+                return Err(Error::Store {
+                    reason: format!(
+                        "module of `{name}:{}` does not match its hash {}",
+                        w.version, w.module_hash
+                    ),
+                });
+            }
+            let mut cfg = w.config.clone();
+            cfg.source = ModuleSource::Bytes(bytes);
+            self.publish(cfg, Some(w.version))?;
+            changed = true;
+        }
+        let aliases = self.aliases(name)?;
+        for (alias, target) in &want.aliases {
+            if aliases.get(alias) != Some(target) {
+                self.set_alias(name, alias, *target)?;
+                changed = true;
+            }
+        }
+        for alias in aliases.keys().filter(|a| !want.aliases.contains_key(*a)) {
+            self.remove_alias(name, alias)?;
+            changed = true;
+        }
+        for v in have
+            .keys()
+            .filter(|v| !want.versions.iter().any(|w| w.version == **v))
+        {
+            self.remove_version(name, *v)?;
+            changed = true;
+        }
+        if changed {
+            self.persist()?;
+        }
+        Ok(changed)
+    }
+
+    /// The compiled form of the module whose hash is `module_hash`, as this
+    /// host's artifact cache holds it: `(key, bytes)`, where `key` names
+    /// the module hash and the engine fingerprint (only hosts of the same
+    /// build and settings can load it). `None` without a cache or an entry.
+    pub fn artifact(&self, module_hash: &str) -> Option<(String, Vec<u8>)> {
+        let cache = self.inner.core.cache.as_ref()?;
+        Some((cache.stem(module_hash), cache.read(module_hash)?))
+    }
+
+    /// The key [`artifact`](Host::artifact) would give `module_hash` here
+    /// (`None` without an artifact cache).
+    pub fn artifact_key(&self, module_hash: &str) -> Option<String> {
+        Some(self.inner.core.cache.as_ref()?.stem(module_hash))
+    }
+
+    /// Puts a compiled artifact another host of the same build made into
+    /// this host's cache, so registering the module does not compile it.
+    /// The bytes are native code: install only what comes from a host you
+    /// trust (a cluster authenticates them first). Wasmtime still refuses
+    /// artifacts of another version or configuration at load, and such an
+    /// entry is then compiled again.
+    pub fn install_artifact(&self, module_hash: &str, bytes: &[u8]) -> Result<()> {
+        let Some(cache) = &self.inner.core.cache else {
+            return Ok(());
+        };
+        cache
+            .install(module_hash, bytes)
+            .map_err(|e| Error::io(cache.dir(), e))
     }
 
     /// Re-registers what the data dir holds (through the artifact cache).
@@ -984,13 +1118,37 @@ impl Host {
     /// is first polled, and waiting for a slot (up to the function's
     /// `max_wait`) never blocks the executor.
     pub fn invoke_async(&self, name: &str, payload: impl Into<Bytes>) -> InvokeFuture {
+        self.future(name, payload.into(), None)
+    }
+
+    /// [`invoke_async`](Host::invoke_async) for an event that a queue
+    /// outside this host delivers (a cluster's shared event stream): the
+    /// guest sees `event_id` and `attempt` (1 on the first) in its context,
+    /// as it does for the host's own event invocations. Retries, ages and
+    /// dead letters are the caller's.
+    pub fn invoke_event_async(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        event_id: &str,
+        attempt: u32,
+    ) -> InvokeFuture {
+        let ctx = EventCtx {
+            id: Arc::from(event_id),
+            attempt,
+        };
+        self.future(name, payload.into(), Some(ctx))
+    }
+
+    fn future(&self, name: &str, payload: Bytes, event: Option<EventCtx>) -> InvokeFuture {
         InvokeFuture {
             state: match self.inner.core.registry.resolve(name) {
                 Ok((f, version)) => FutState::Admit {
                     core: self.inner.core.clone(),
                     f,
                     version,
-                    payload: payload.into(),
+                    payload,
+                    event,
                     wait_until: None,
                 },
                 Err(e) => FutState::Ready(Some(Err(e))),
@@ -1057,6 +1215,7 @@ enum FutState {
         f: Arc<Function>,
         version: Option<u32>,
         payload: Bytes,
+        event: Option<EventCtx>,
         wait_until: Option<Instant>,
     },
     Waiting(futures_channel::oneshot::Receiver<Result<Invocation>>),
@@ -1085,6 +1244,7 @@ impl Future for InvokeFuture {
                     f,
                     version,
                     payload,
+                    event,
                     wait_until,
                 } => {
                     let until = match *wait_until {
@@ -1105,7 +1265,7 @@ impl Future for InvokeFuture {
                             version: *version,
                             payload: std::mem::take(payload),
                             permit: Permit::new(f.gate.clone()),
-                            event: None,
+                            event: event.take(),
                             reply: Reply::Future(tx),
                         });
                         FutState::Waiting(rx)

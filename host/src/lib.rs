@@ -108,6 +108,7 @@ mod runtime;
 mod sandbox;
 mod snapshot;
 mod wasi;
+pub mod wire;
 
 pub use cache::default_cache_dir;
 pub use engine::wasmtime_config;

@@ -43,6 +43,12 @@ pub struct Logs {
 }
 
 impl Logs {
+    /// Logs rebuilt from their parts (an invocation that ran on another
+    /// node).
+    pub(crate) fn from_parts(bytes: Vec<u8>, dropped: u64) -> Logs {
+        Logs { bytes, dropped }
+    }
+
     /// The captured bytes, exactly as the guest wrote them (at most the
     /// function's `max_log_bytes`).
     pub fn bytes(&self) -> &[u8] {

@@ -150,33 +150,10 @@ impl DataDir {
 
     /// Writes the whole table.
     pub(crate) fn save(&self, functions: &[SavedFunction]) -> Result<()> {
-        let mut out = serde_json::Map::new();
-        for f in functions {
-            let versions: serde_json::Map<String, Value> = f
-                .versions
-                .iter()
-                .map(|v| {
-                    (
-                        v.version.to_string(),
-                        json!({"module": v.module_hash, "config": config_json(&v.config)}),
-                    )
-                })
-                .collect();
-            let aliases: serde_json::Map<String, Value> = f
-                .aliases
-                .iter()
-                .map(|(n, a)| {
-                    (
-                        n.clone(),
-                        json!({"version": a.version, "additional": a.additional}),
-                    )
-                })
-                .collect();
-            out.insert(
-                f.name.clone(),
-                json!({"versions": versions, "aliases": aliases}),
-            );
-        }
+        let out: serde_json::Map<String, Value> = functions
+            .iter()
+            .map(|f| (f.name.clone(), function_json(f)))
+            .collect();
         let text =
             serde_json::to_vec_pretty(&json!({"format": 1, "functions": out})).unwrap_or_default();
         let p = self.table();
@@ -193,63 +170,101 @@ impl DataDir {
         };
         let bad = |why: &str| Error::config("data_dir", format!("{}: {why}", p.display()));
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
-        let mut out = Vec::new();
-        for (name, f) in v
-            .get("functions")
+        v.get("functions")
             .and_then(Value::as_object)
             .ok_or_else(|| bad("no `functions`"))?
-        {
-            let mut versions = Vec::new();
-            for (num, ver) in f
-                .get("versions")
-                .and_then(Value::as_object)
-                .ok_or_else(|| bad("no `versions`"))?
-            {
-                let version: u32 = num.parse().map_err(|_| bad("a version is not a number"))?;
-                let hash = ver
-                    .get("module")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("a version has no module"))?;
-                let config = ver
-                    .get("config")
-                    .and_then(|c| config_from(name, self.module_path(hash), c))
-                    .ok_or_else(|| bad(&format!("`{name}:{version}` has a bad config")))?;
-                versions.push(SavedVersion {
-                    version,
-                    module_hash: hash.to_string(),
-                    config,
-                });
-            }
-            versions.sort_by_key(|v| v.version);
-            let mut aliases = BTreeMap::new();
-            if let Some(a) = f.get("aliases").and_then(Value::as_object) {
-                for (alias, t) in a {
-                    let version = t
-                        .get("version")
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| bad("an alias has no version"))?
-                        as u32;
-                    let additional = t
-                        .get("additional")
-                        .and_then(Value::as_array)
-                        .and_then(|p| Some((p.first()?.as_u64()? as u32, p.get(1)?.as_f64()?)));
-                    aliases.insert(
-                        alias.clone(),
-                        Alias {
-                            version,
-                            additional,
-                        },
-                    );
-                }
-            }
-            out.push(SavedFunction {
-                name: name.clone(),
-                versions,
-                aliases,
-            });
-        }
-        Ok(out)
+            .iter()
+            .map(|(name, f)| {
+                function_from_json(name, f, &|h| self.module_path(h)).map_err(|e| bad(&e))
+            })
+            .collect()
     }
+}
+
+/// One function's entry of the table: `{"versions": {"1": {"module",
+/// "config"}}, "aliases": {"live": {"version", "additional"}}}`.
+pub(crate) fn function_json(f: &SavedFunction) -> Value {
+    let versions: serde_json::Map<String, Value> = f
+        .versions
+        .iter()
+        .map(|v| {
+            (
+                v.version.to_string(),
+                json!({"module": v.module_hash, "config": config_json(&v.config)}),
+            )
+        })
+        .collect();
+    let aliases: serde_json::Map<String, Value> = f
+        .aliases
+        .iter()
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                json!({"version": a.version, "additional": a.additional}),
+            )
+        })
+        .collect();
+    json!({"versions": versions, "aliases": aliases})
+}
+
+/// Reads what [`function_json`] wrote; each version's module is
+/// `module_path(hash)`. The error says what is wrong.
+pub(crate) fn function_from_json(
+    name: &str,
+    f: &Value,
+    module_path: &dyn Fn(&str) -> PathBuf,
+) -> std::result::Result<SavedFunction, String> {
+    let mut versions = Vec::new();
+    for (num, ver) in f
+        .get("versions")
+        .and_then(Value::as_object)
+        .ok_or("no `versions`")?
+    {
+        let version: u32 = num.parse().map_err(|_| "a version is not a number")?;
+        let hash = ver
+            .get("module")
+            .and_then(Value::as_str)
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or("a version has no module hash")?;
+        let config = ver
+            .get("config")
+            .and_then(|c| config_from(name, module_path(hash), c))
+            .ok_or_else(|| format!("`{name}:{version}` has a bad config"))?;
+        versions.push(SavedVersion {
+            version,
+            module_hash: hash.to_string(),
+            config,
+        });
+    }
+    versions.sort_by_key(|v| v.version);
+    let mut aliases = BTreeMap::new();
+    if let Some(a) = f.get("aliases").and_then(Value::as_object) {
+        for (alias, t) in a {
+            let version = t
+                .get("version")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or("an alias has no version")?;
+            let additional = t.get("additional").and_then(Value::as_array).and_then(|p| {
+                Some((
+                    u32::try_from(p.first()?.as_u64()?).ok()?,
+                    p.get(1)?.as_f64()?,
+                ))
+            });
+            aliases.insert(
+                alias.clone(),
+                Alias {
+                    version,
+                    additional,
+                },
+            );
+        }
+    }
+    Ok(SavedFunction {
+        name: name.to_string(),
+        versions,
+        aliases,
+    })
 }
 
 /// Do two configs set the same quotas and environment (modules aside)?

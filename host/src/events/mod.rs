@@ -56,6 +56,32 @@ pub use schedule::{Schedule, ScheduleExpr};
 pub use store::ErrorRecord;
 pub use topic::{Published, Subscription};
 
+/// Where event invocations go: the host's own durable store ([`Events`],
+/// the default) or a queue shared by several hosts (the CLI's cluster
+/// mode puts them on a NATS JetStream work-queue stream). The HTTP
+/// gateway's `Event` invocation type sends through this trait, so it does
+/// not care which one runs.
+pub trait EventBackend: Send + Sync {
+    /// Accepts an event for `target` (`name`, `name:version`, `name:alias`)
+    /// after checking that it exists and that the payload fits; returns
+    /// the event's id once the event is durable (or, for an in-memory
+    /// store, stored). May block on I/O: call it off an async executor.
+    fn send_event(&self, target: &str, payload: Bytes) -> Result<String>;
+
+    /// Whether accepted events survive this process dying.
+    fn is_durable(&self) -> bool;
+}
+
+impl EventBackend for Events {
+    fn send_event(&self, target: &str, payload: Bytes) -> Result<String> {
+        self.send(target, payload)
+    }
+
+    fn is_durable(&self) -> bool {
+        Events::is_durable(self)
+    }
+}
+
 use clock::{from_ms, ms};
 use store::{DeadRecord, EventRecord, Op, Store};
 

@@ -17,6 +17,7 @@ mod isolation;
 mod observe;
 mod quotas;
 mod register;
+mod replica;
 mod snapshots;
 mod versions;
 
