@@ -19,6 +19,8 @@
 //! provisioned_concurrency = 1
 //! reuse = { max_uses = 1000, idle_ttl = "5m" }
 //! routes = ["ANY /hello/{proxy+}", "GET /hi"]
+//! # Event invocations: Lambda's PutFunctionEventInvokeConfig
+//! events = { max_retries = 1, retry_delay = "5s", max_event_age = "1h" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -73,6 +75,20 @@ pub struct FunctionEntry {
     /// `{proxy+}` allowed; `ANY` matches every method.
     #[serde(default)]
     pub routes: Vec<String>,
+    /// Retry policy of event invocations.
+    pub events: Option<EventsEntry>,
+}
+
+/// `events = { max_retries = .., retry_delay = "..", max_event_age = ".." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsEntry {
+    /// Retries after a failed attempt (0-2).
+    pub max_retries: Option<u32>,
+    /// Delay before the first retry (doubles after), e.g. `"5s"`.
+    pub retry_delay: Option<String>,
+    /// Oldest an event may get, e.g. `"1h"`.
+    pub max_event_age: Option<String>,
 }
 
 /// `reuse = { max_uses = .., idle_ttl = ".." }`.
@@ -195,6 +211,25 @@ impl FunctionEntry {
             );
         }
         Ok(c)
+    }
+
+    /// The event invoke config (`None` when the table has no `events`).
+    pub fn event_config(&self, index: usize) -> Result<Option<fnhost::events::EventConfig>> {
+        let Some(e) = &self.events else {
+            return Ok(None);
+        };
+        let key = |k: &str| format!("key `function[{index}].events.{k}`");
+        let mut c = fnhost::events::EventConfig::default();
+        if let Some(n) = e.max_retries {
+            c = c.max_retries(n);
+        }
+        if let Some(d) = &e.retry_delay {
+            c = c.retry_delay(parse_duration(d).with_context(|| key("retry_delay"))?);
+        }
+        if let Some(a) = &e.max_event_age {
+            c = c.max_event_age(parse_duration(a).with_context(|| key("max_event_age"))?);
+        }
+        Ok(Some(c))
     }
 }
 

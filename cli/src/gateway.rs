@@ -2,6 +2,11 @@
 //! CLI work with `--endpoint-url`), API Gateway HTTP API-style routes
 //! (payload format 2.0), `/metrics` and `/healthz`.
 //!
+//! With a cluster ([`crate::cluster`]), `Event` invocations go on the
+//! shared stream, a sync invocation this node cannot serve is forwarded to
+//! another node, and the control API (create/delete functions, aliases;
+//! see [`crate::control`]) changes the registry of every node.
+//!
 //! Every error is JSON. Lambda API errors carry AWS's shapes: the
 //! `x-amzn-ErrorType` header and a `{"Type","Message"}` body.
 
@@ -15,7 +20,11 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use fnhost::events::EventBackend;
 use fnhost::{Error, ErrorKind, Host, Invocation};
+
+use crate::cluster::Cluster;
+use crate::control;
 use serde_json::{Value, json};
 
 /// Most header bytes accepted per request (names + values).
@@ -108,9 +117,62 @@ pub struct Gateway {
     pub routes: Vec<Route>,
     /// Largest accepted body.
     pub max_body: usize,
+    /// The cluster this node belongs to, if any.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Bearer token for the control API; `None` turns the control API off.
+    pub admin_token: Option<String>,
 }
 
-type Shared = Arc<Gateway>;
+impl Gateway {
+    /// A gateway for `host` with no routes, a 6 MB body limit, no cluster
+    /// and the control API off.
+    pub fn new(host: Host) -> Gateway {
+        Gateway {
+            host,
+            routes: Vec::new(),
+            max_body: 6 << 20,
+            cluster: None,
+            admin_token: None,
+        }
+    }
+
+    /// Where `Event` invocations go: the cluster's shared stream, else the
+    /// host's own event store.
+    fn event_backend(&self) -> Arc<dyn EventBackend> {
+        match &self.cluster {
+            Some(c) => c.clone(),
+            None => Arc::new(HostEvents(self.host.clone())),
+        }
+    }
+
+    /// Runs `target` here; with a cluster, an invocation this node cannot
+    /// serve (throttled, or a function it does not have) goes to another
+    /// node. `Err` means no guest ran anywhere.
+    pub(crate) async fn run(&self, target: &str, payload: Bytes) -> Result<Invocation, Error> {
+        match self.host.invoke_async(target, payload.clone()).await {
+            Err(e @ (Error::Throttled { .. } | Error::NotFound { .. })) => match &self.cluster {
+                Some(c) => c.forward(target, payload, e).await,
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The host's own event store as an [`EventBackend`] the gateway can own.
+struct HostEvents(Host);
+
+impl EventBackend for HostEvents {
+    fn send_event(&self, target: &str, payload: Bytes) -> fnhost::Result<String> {
+        self.0.events().send_event(target, payload)
+    }
+
+    fn is_durable(&self) -> bool {
+        self.0.events().is_durable()
+    }
+}
+
+pub(crate) type Shared = Arc<Gateway>;
 
 /// The router: Lambda API, health, metrics, then trigger routes.
 pub fn router(gw: Gateway) -> Router {
@@ -120,11 +182,25 @@ pub fn router(gw: Gateway) -> Router {
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(invoke),
         )
-        .route("/2015-03-31/functions", axum::routing::get(list_functions))
-        .route("/2015-03-31/functions/", axum::routing::get(list_functions))
+        .route(
+            "/2015-03-31/functions",
+            axum::routing::get(list_functions).post(control::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            axum::routing::get(list_functions).post(control::create_function),
+        )
         .route(
             "/2015-03-31/functions/{name}",
-            axum::routing::get(get_function),
+            axum::routing::get(get_function).delete(control::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            axum::routing::post(control::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            axum::routing::put(control::update_alias).delete(control::delete_alias),
         )
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
@@ -165,7 +241,7 @@ async fn guard_and_log(req: Request, next: axum::middleware::Next) -> Response {
 }
 
 /// An AWS-shaped error: `x-amzn-ErrorType` header, `{"Type","Message"}`.
-fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
     let mut r = (
         status,
         axum::Json(json!({"Type": "User", "Message": message, "message": message})),
@@ -183,7 +259,7 @@ fn plain_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// Maps a refusal (no guest ran) to the Lambda API's error shapes.
-fn refusal(e: &Error) -> Response {
+pub(crate) fn refusal(e: &Error) -> Response {
     match e {
         Error::NotFound { .. } => aws_error(
             StatusCode::NOT_FOUND,
@@ -241,7 +317,7 @@ fn error_message(e: &Error) -> String {
 }
 
 /// Splits `name`, `name:qualifier` or a function ARN.
-fn function_and_qualifier(raw: &str) -> (String, Option<String>) {
+pub(crate) fn function_and_qualifier(raw: &str) -> (String, Option<String>) {
     let rest = raw
         .strip_prefix("arn:")
         .map_or(raw, |arn| arn.split(":function:").nth(1).unwrap_or(arn));
@@ -251,7 +327,7 @@ fn function_and_qualifier(raw: &str) -> (String, Option<String>) {
     }
 }
 
-async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
     let too_large = || {
         aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -318,10 +394,10 @@ async fn invoke(
             };
         }
         "Event" => {
-            // Committed to the host's event store before the 202: retried
-            // and dead-lettered by the host's event system.
-            let host = gw.host.clone();
-            let sent = tokio::task::spawn_blocking(move || host.events().send(&target, payload));
+            // Committed to the event store (the host's, or the cluster's
+            // stream) before the 202: retried and dead-lettered there.
+            let events = gw.event_backend();
+            let sent = tokio::task::spawn_blocking(move || events.send_event(&target, payload));
             return match sent.await {
                 Ok(Ok(id)) => {
                     let mut r = StatusCode::ACCEPTED.into_response();
@@ -348,7 +424,7 @@ async fn invoke(
             );
         }
     }
-    let inv = match gw.host.invoke_async(&target, payload).await {
+    let inv = match gw.run(&target, payload).await {
         Ok(inv) => inv,
         Err(e) => return refusal(&e),
     };
@@ -398,7 +474,7 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
     }
 }
 
-fn configuration(info: &fnhost::FunctionInfo) -> Value {
+pub(crate) fn configuration(info: &fnhost::FunctionInfo) -> Value {
     json!({
         "FunctionName": info.name,
         "FunctionArn": format!("arn:aws:lambda:local:000000000000:function:{}", info.name),
@@ -439,16 +515,28 @@ async fn get_function(State(gw): State<Shared>, Path(raw): Path<String>) -> Resp
     }
 }
 
+/// `GET /healthz`: 200 `{"status": "ok"}`; with a cluster, 503
+/// `{"status": "degraded"}` while NATS or JetStream cannot be reached.
 async fn healthz(State(gw): State<Shared>) -> Response {
-    axum::Json(json!({"status": "ok", "functions": gw.host.functions().len()})).into_response()
+    let mut body = json!({"status": "ok", "functions": gw.host.functions().len()});
+    let mut status = StatusCode::OK;
+    if let Some(c) = &gw.cluster {
+        let (ok, cluster) = c.health().await;
+        body["cluster"] = cluster;
+        if !ok {
+            body["status"] = json!("degraded");
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(gw): State<Shared>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        gw.host.prometheus(),
-    )
-        .into_response()
+    let mut text = gw.host.prometheus();
+    if let Some(c) = &gw.cluster {
+        text.push_str(&c.prometheus());
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// HTTP trigger routes: an API Gateway HTTP API (payload 2.0) event in, the
@@ -549,8 +637,8 @@ async fn trigger(State(gw): State<Shared>, req: Request) -> Response {
     if !body.is_empty() {
         event["body"] = body_field;
     }
-    let payload = event.to_string();
-    match gw.host.invoke_async(&route.function, payload).await {
+    let payload = Bytes::from(event.to_string());
+    match gw.run(&route.function, payload).await {
         Ok(inv) => match inv.outcome {
             Ok(out) => http_response(&out),
             Err(e) => {
@@ -638,6 +726,7 @@ pub async fn serve(
     grace: std::time::Duration,
 ) -> Result<()> {
     let host = gateway.host.clone();
+    let cluster = gateway.cluster.clone();
     let app = router(gateway);
     axum::serve(
         listener,
@@ -645,6 +734,9 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    if let Some(c) = cluster {
+        c.shutdown(grace).await;
+    }
     let report = tokio::task::spawn_blocking(move || host.shutdown(grace)).await?;
     tracing::info!(target: "fnhost::http", rejected_queued = report.rejected_queued, still_running = report.still_running, "shut down");
     Ok(())

@@ -3,6 +3,8 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod gateway;
 pub mod scaffold;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use fnhost::{FunctionConfig, Host};
+use fnhost_cli::cluster::{Cluster, ClusterOptions};
 use fnhost_cli::config::{Config, parse_duration, parse_size};
 use fnhost_cli::gateway::{self, Gateway, Route};
 use fnhost_cli::scaffold;
@@ -58,6 +59,12 @@ enum Command {
         /// Grace period for running invocations at shutdown.
         #[arg(long, default_value = "30s")]
         grace: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Turns on the control API (create/delete functions and aliases)
+        /// for requests with `Authorization: Bearer <token>`.
+        #[arg(long, env = "FNHOST_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Create a new guest crate.
     New {
@@ -70,6 +77,58 @@ enum Command {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+}
+
+/// Cluster membership (`serve --cluster`). The artifact key is read from
+/// `FNHOST_CLUSTER_KEY` only, never from the command line.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Join the cluster on this NATS server (JetStream enabled), e.g.
+    /// nats://127.0.0.1:4222.
+    #[arg(long = "cluster", env = "FNHOST_CLUSTER", value_name = "NATS_URL")]
+    url: Option<String>,
+    /// This node's name (default: host name and process id).
+    #[arg(long, env = "FNHOST_NODE")]
+    node: Option<String>,
+    /// How long an event a node holds may go without word before another
+    /// node gets it.
+    #[arg(long, default_value = "30s")]
+    ack_wait: String,
+    /// Event invocations this node runs at once.
+    #[arg(long, default_value_t = 8)]
+    event_concurrency: usize,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> Result<Option<ClusterOptions>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let mut o = ClusterOptions::new(url);
+        if let Some(n) = &self.node {
+            o.node = n.clone();
+        }
+        o.ack_wait = parse_duration(&self.ack_wait).context("--ack-wait")?;
+        anyhow::ensure!(
+            o.ack_wait >= std::time::Duration::from_secs(1),
+            "--ack-wait must be at least 1s"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.event_concurrency),
+            "--event-concurrency must be 1 to 10000"
+        );
+        o.event_concurrency = self.event_concurrency;
+        o.key = match std::env::var("FNHOST_CLUSTER_KEY") {
+            Ok(k) => Some(ClusterOptions::key_from(&k).context("FNHOST_CLUSTER_KEY")?),
+            Err(_) => {
+                tracing::warn!(
+                    "FNHOST_CLUSTER_KEY is not set: nodes will not share compiled artifacts"
+                );
+                None
+            }
+        };
+        Ok(Some(o))
+    }
 }
 
 fn main() -> ExitCode {
@@ -151,6 +210,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             functions,
             listen,
             grace,
+            cluster,
+            admin_token,
         } => {
             let (cfg, base) = match &config {
                 Some(p) => (
@@ -159,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ),
                 None => (Config::parse("")?, PathBuf::from(".")),
             };
+            let cluster = cluster.options()?;
             let mut builder = Host::builder();
             if let Some(c) = cfg.concurrency {
                 builder = builder.concurrency_limit(c);
@@ -171,12 +233,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 });
             }
             let host = builder.build()?;
-            if !host.events().is_durable() {
+            if cluster.is_none() && !host.events().is_durable() {
                 tracing::warn!(
                     "no data_dir configured: Event invocations are kept in memory and lost on exit"
                 );
             }
             let mut routes = Vec::new();
+            let mut registrations = Vec::new();
             let file = config
                 .as_ref()
                 .map_or_else(String::new, |p| format!(" in {}", p.display()));
@@ -184,8 +247,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let fc = f
                     .to_config(&base, i)
                     .with_context(|| file.trim_start().to_string())?;
-                host.register(fc)
-                    .with_context(|| format!("function `{}`{file}", f.name))?;
+                let ec = f
+                    .event_config(i)
+                    .with_context(|| file.trim_start().to_string())?;
+                registrations.push((fc, ec, format!("function `{}`{file}", f.name)));
                 for r in &f.routes {
                     routes.push(Route::parse(r, &f.name)?);
                 }
@@ -194,8 +259,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let (name, path) = spec
                     .split_once('=')
                     .with_context(|| format!("--function {spec:?}: expected NAME=PATH"))?;
-                host.register(FunctionConfig::from_file(name, path))
-                    .with_context(|| format!("--function {spec}"))?;
+                registrations.push((
+                    FunctionConfig::from_file(name, path),
+                    None,
+                    format!("--function {spec}"),
+                ));
             }
             let addr = listen
                 .or(cfg.listen.clone())
@@ -203,6 +271,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let grace = parse_duration(&grace).context("--grace")?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
+                // In a cluster the config's functions are registered through
+                // it: the first node publishes them, the others find them
+                // already there (same code and settings: no new version).
+                let cluster = match cluster {
+                    Some(o) => Some(Cluster::join(host.clone(), o).await?),
+                    None => None,
+                };
+                for (fc, events, what) in registrations {
+                    let name = fc.name().to_string();
+                    match &cluster {
+                        Some(c) => c.register(fc).await.map(drop),
+                        None => host.register(fc).map(drop),
+                    }
+                    .with_context(|| what.clone())?;
+                    if let Some(ec) = events {
+                        host.events()
+                            .configure(&name, ec)
+                            .with_context(|| format!("{what}: events"))?;
+                    }
+                }
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
@@ -212,6 +300,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     host,
                     routes,
                     max_body: cfg.max_body() as usize,
+                    cluster,
+                    admin_token,
                 };
                 gateway::serve(listener, gw, shutdown_signal(), grace).await
             })?;

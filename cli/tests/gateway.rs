@@ -51,6 +51,8 @@ async fn start() -> Server {
         host: host.clone(),
         routes,
         max_body: 64 << 10,
+        cluster: None,
+        admin_token: None,
     };
     let done = tokio::spawn(serve(
         listener,

@@ -236,6 +236,16 @@ impl FunctionConfig {
         self
     }
 
+    /// The module's bytes: the ones given, or the file's contents.
+    pub fn module_bytes(&self) -> Result<bytes::Bytes> {
+        match &self.source {
+            ModuleSource::Bytes(b) => Ok(b.clone()),
+            ModuleSource::File(p) => std::fs::read(p)
+                .map(bytes::Bytes::from)
+                .map_err(|e| Error::io(p, e)),
+        }
+    }
+
     /// The function's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -421,6 +431,10 @@ pub struct FunctionInfo {
     pub provisioned_concurrency: u32,
     /// Warm-reuse settings, if enabled.
     pub reuse: Option<Reuse>,
+    /// Largest accepted payload in bytes.
+    pub max_input: usize,
+    /// How long an invocation may wait for a concurrency slot.
+    pub max_wait: Duration,
 }
 
 impl Function {
@@ -435,6 +449,8 @@ impl Function {
             reserved_concurrency: self.reserved,
             provisioned_concurrency: self.spec.provisioned,
             reuse: self.spec.reuse,
+            max_input: self.spec.max_input,
+            max_wait: self.spec.max_wait,
         }
     }
 }

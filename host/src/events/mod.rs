@@ -205,7 +205,19 @@ impl EventConfig {
         accepted_ms.saturating_add(self.max_event_age.as_millis() as u64)
     }
 
-    fn retry_after(&self, attempts: u32) -> Duration {
+    /// The configured number of retries.
+    pub fn retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The configured maximum event age.
+    pub fn event_age(&self) -> Duration {
+        self.max_event_age
+    }
+
+    /// The delay before the retry that follows failed attempt `attempts`
+    /// (1 for the first): the retry delay, doubled for each later retry.
+    pub fn retry_after(&self, attempts: u32) -> Duration {
         self.retry_delay * 2u32.saturating_pow(attempts.saturating_sub(1).min(16))
     }
 

@@ -1,0 +1,204 @@
+//! Sync invocations across nodes: a node that cannot serve an invocation
+//! (throttled: no free slot within the function's `max_wait`; or it does
+//! not have the function yet) asks the other nodes over NATS
+//! request-reply. Every node serves `fnhost.invoke.<function>` in the
+//! queue group `fnhost-invoke`, so NATS hands each request to one member.
+//!
+//! A member that cannot serve it either (it is the asker, or it is
+//! throttled too) answers `retry`, and the asker tries again (up to
+//! [`TRIES`] times, so with several nodes another member is very likely
+//! reached); an answer is the invocation in [`fnhost::wire`] form, so the
+//! caller gets the same report, logs and typed errors as from a local
+//! run. The request's timeout is the function's own (plus its
+//! `max_wait` and a margin for the hop); a node that times out gives
+//! [`Error::Timeout`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use fnhost::{Error, Invocation, wire};
+use futures::StreamExt as _;
+
+use super::{Cluster, INVOKE_GROUP};
+use crate::cluster::events::TARGET;
+
+/// Header: the node that asked.
+pub const ORIGIN: &str = "Fnhost-Origin";
+/// Header: `ok` (an invocation), `refused` (an error, final) or `retry`
+/// (ask another node).
+pub const STATUS: &str = "Fnhost-Status";
+/// Header: the invocation's meta (`ok`) or the error's JSON (`refused`,
+/// `retry`).
+pub const META: &str = "Fnhost-Meta";
+/// Requests one forwarded invocation makes at most.
+pub const TRIES: usize = 6;
+
+/// The part of a forwarded call's timeout that covers the hop itself.
+const HOP_MARGIN: Duration = Duration::from_secs(2);
+
+impl Cluster {
+    /// Subscribes to forwarded invocations and serves them on a task.
+    pub(super) async fn start_responder(
+        self: Arc<Self>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let mut requests = self
+            .client
+            .queue_subscribe("fnhost.invoke.*", INVOKE_GROUP.to_string())
+            .await?;
+        let mut stop = self.stopping();
+        Ok(tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    n = requests.next() => n,
+                    _ = stop.changed() => {
+                        let _ = requests.unsubscribe().await;
+                        return;
+                    }
+                };
+                let Some(req) = next else { return };
+                let me = self.clone();
+                tokio::spawn(async move { me.serve_forwarded(req).await });
+            }
+        }))
+    }
+
+    async fn serve_forwarded(&self, req: async_nats::Message) {
+        let Some(reply) = req.reply.clone() else {
+            return;
+        };
+        let headers = req.headers.as_ref();
+        let get = |k: &str| {
+            headers
+                .and_then(|h| h.get(k))
+                .map(|v| v.as_str().to_string())
+        };
+        let mut out = HeaderMap::new();
+        let body = match (get(TARGET), get(ORIGIN)) {
+            (_, Some(origin)) if origin == self.opts.node => {
+                out.insert(STATUS, "retry");
+                Bytes::new()
+            }
+            (Some(target), _) => match self.host.invoke_async(&target, req.payload.clone()).await {
+                Ok(inv) => {
+                    self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
+                    let (meta, body) = wire::encode_invocation(&inv);
+                    out.insert(STATUS, "ok");
+                    out.insert(META, meta.as_str());
+                    Bytes::from(body)
+                }
+                Err(e) => {
+                    // Another node may have a slot (or the function).
+                    let again = matches!(
+                        e,
+                        Error::Throttled { .. } | Error::NotFound { .. } | Error::ShuttingDown
+                    );
+                    out.insert(STATUS, if again { "retry" } else { "refused" });
+                    out.insert(META, wire::error_to_json(&e).to_string().as_str());
+                    Bytes::new()
+                }
+            },
+            (None, _) => {
+                let e = Error::Remote {
+                    kind: fnhost::ErrorKind::InvalidConfig,
+                    message: format!("forwarded invocation without a {TARGET} header"),
+                };
+                out.insert(STATUS, "refused");
+                out.insert(META, wire::error_to_json(&e).to_string().as_str());
+                Bytes::new()
+            }
+        };
+        if let Err(e) = self.client.publish_with_headers(reply, out, body).await {
+            tracing::warn!(target: "fnhost::cluster", error = %e, "could not answer a forwarded invocation");
+        }
+    }
+
+    /// Runs `target` on another node. `local` is why this node did not
+    /// run it; it is what the caller gets when no other node can either.
+    pub async fn forward(
+        &self,
+        target: &str,
+        payload: Bytes,
+        local: Error,
+    ) -> fnhost::Result<Invocation> {
+        let function = target.split(':').next().unwrap_or(target);
+        let timeout = match self.host.function_info(target) {
+            Ok(i) => i.timeout + i.max_wait + HOP_MARGIN,
+            Err(_) => Duration::from_secs(60),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(TARGET, target);
+        headers.insert(ORIGIN, self.opts.node.as_str());
+        let mut last = local;
+        for _ in 0..TRIES {
+            let request = async_nats::Request::new()
+                .headers(headers.clone())
+                .payload(payload.clone())
+                .timeout(Some(timeout));
+            let answer = match self
+                .client
+                .send_request(format!("fnhost.invoke.{function}"), request)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    use async_nats::RequestErrorKind as K;
+                    match e.kind() {
+                        K::TimedOut => {
+                            self.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
+                            return Err(Error::Timeout { timeout });
+                        }
+                        // No node is listening (this one is stopping).
+                        K::NoResponders => break,
+                        _ => {
+                            tracing::warn!(target: "fnhost::cluster", error = %e, "forwarding failed");
+                            break;
+                        }
+                    }
+                }
+            };
+            let h = answer.headers.as_ref();
+            let get = |k: &str| h.and_then(|h| h.get(k)).map(|v| v.as_str().to_string());
+            let meta = get(META);
+            match get(STATUS).as_deref() {
+                Some("ok") => {
+                    return match wire::decode_invocation(
+                        meta.as_deref().unwrap_or(""),
+                        answer.payload,
+                    ) {
+                        Ok(inv) => {
+                            self.stats.forwarded_out.fetch_add(1, Ordering::Relaxed);
+                            Ok(inv)
+                        }
+                        Err(why) => Err(Error::Remote {
+                            kind: fnhost::ErrorKind::Instantiate,
+                            message: format!("a peer's answer was unreadable: {why}"),
+                        }),
+                    };
+                }
+                Some("refused") => {
+                    return Err(parse_error(meta.as_deref()));
+                }
+                _ => {
+                    if let Some(m) = meta {
+                        last = parse_error(Some(&m));
+                    }
+                }
+            }
+        }
+        self.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
+        Err(last)
+    }
+}
+
+fn parse_error(meta: Option<&str>) -> Error {
+    match meta.and_then(|m| serde_json::from_str(m).ok()) {
+        Some(v) => wire::error_from_json(&v),
+        None => Error::Remote {
+            kind: fnhost::ErrorKind::Instantiate,
+            message: "a peer refused without saying why".into(),
+        },
+    }
+}

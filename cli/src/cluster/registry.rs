@@ -1,0 +1,409 @@
+//! The shared registry: the function table in a key-value bucket, module
+//! bytes and compiled artifacts in object stores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fnhost::{Alias, FunctionConfig, FunctionInfo, Host};
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio::io::AsyncReadExt as _;
+
+use super::{Cluster, nats_error};
+
+/// Largest object fetched from the stores (a module or an artifact).
+const MAX_OBJECT: usize = 512 << 20;
+
+/// The module hashes a table names (`versions.*.module`) and whether each
+/// version is pre-initialised (its artifact is of the snapshot, not of
+/// the module).
+fn table_modules(table: &Value) -> Vec<(String, bool)> {
+    table
+        .get("versions")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| {
+            let hash = v.get("module")?.as_str()?.to_string();
+            let snapshot = v.pointer("/config/snapshot").and_then(Value::as_bool) == Some(true);
+            Some((hash, snapshot))
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// Applies every function in the bucket; returns the revision to watch
+    /// from (changes after the snapshot this read started from).
+    pub(super) async fn sync_all(&self) -> fnhost::Result<u64> {
+        let mut stream = self
+            .js
+            .get_stream(format!("KV_{}", super::REGISTRY_BUCKET))
+            .await
+            .map_err(|e| nats_error("registry", e))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| nats_error("registry", e))?
+            .state
+            .last_sequence;
+        let mut keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| nats_error("registry keys", e))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| nats_error("registry keys", e))?);
+        }
+        let _one = self.registry_lock.lock().await;
+        for name in names {
+            let (value, _) = self.read_entry(&name).await?;
+            if let Err(e) = self.apply_entry(&name, value.as_ref()).await {
+                self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
+            }
+        }
+        Ok(last + 1)
+    }
+
+    /// The bucket's value for `name` (`None`: absent or deleted) and the
+    /// revision to compare-and-set against (0: never written).
+    async fn read_entry(&self, name: &str) -> fnhost::Result<(Option<Value>, u64)> {
+        let entry = self
+            .kv
+            .entry(name)
+            .await
+            .map_err(|e| nats_error("registry read", e))?;
+        Ok(match entry {
+            Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
+                let v = serde_json::from_slice(&e.value).map_err(|err| {
+                    nats_error("registry read", format!("`{name}` is not a table: {err}"))
+                })?;
+                (Some(v), e.revision)
+            }
+            Some(e) => (None, e.revision),
+            None => (None, 0),
+        })
+    }
+
+    /// Brings the local host's `name` in line with `table`, fetching the
+    /// modules (and, with a cluster key, the compiled artifacts) it lacks.
+    async fn apply_entry(&self, name: &str, table: Option<&Value>) -> fnhost::Result<bool> {
+        let mut modules: HashMap<String, Bytes> = HashMap::new();
+        if let Some(table) = table {
+            let have: Vec<String> = self
+                .host
+                .export_function(name)
+                .map(|t| table_modules(&t).into_iter().map(|(h, _)| h).collect())
+                .unwrap_or_default();
+            for (hash, snapshot) in table_modules(table) {
+                if have.contains(&hash) || modules.contains_key(&hash) {
+                    continue;
+                }
+                if !snapshot {
+                    self.fetch_artifact(&hash).await;
+                }
+                let bytes = self
+                    .read_object(&self.modules, &hash)
+                    .await
+                    .map_err(|e| nats_error("module store", format!("module {hash}: {e}")))?;
+                modules.insert(hash, bytes);
+            }
+        }
+        let host = self.host.clone();
+        let name_owned = name.to_string();
+        let table = table.cloned();
+        let changed = tokio::task::spawn_blocking(move || {
+            host.apply_function(&name_owned, table.as_ref(), &mut |h| {
+                modules
+                    .get(h)
+                    .cloned()
+                    .ok_or_else(|| format!("module {h} was not fetched"))
+            })
+        })
+        .await
+        .map_err(|e| nats_error("registry apply", e))??;
+        if changed {
+            self.stats.registry_applied.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "fnhost::cluster", function = %name, "applied the cluster's table");
+        }
+        Ok(changed)
+    }
+
+    async fn read_object(
+        &self,
+        store: &async_nats::jetstream::object_store::ObjectStore,
+        name: &str,
+    ) -> Result<Bytes, String> {
+        let mut object = store.get(name).await.map_err(|e| e.to_string())?;
+        let size = object.info().size;
+        if size > MAX_OBJECT {
+            return Err(format!("{size} bytes, over the {MAX_OBJECT}-byte cap"));
+        }
+        let mut out = Vec::with_capacity(size);
+        object
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Installs the cluster's compiled artifact for `module_hash` when this
+    /// host lacks it and its seal verifies. Best effort: without it the
+    /// host compiles.
+    async fn fetch_artifact(&self, module_hash: &str) {
+        let Some(key) = self.opts.key else { return };
+        let Some(name) = self.host.artifact_key(module_hash) else {
+            return;
+        };
+        if self.host.artifact(module_hash).is_some() {
+            return;
+        }
+        let Ok(sealed) = self.read_object(&self.artifacts, &name).await else {
+            return;
+        };
+        if sealed.len() < 32 {
+            return;
+        }
+        let (mac, bytes) = sealed.split_at(32);
+        if seal(&key, &name, bytes).as_bytes() != mac {
+            tracing::warn!(target: "fnhost::cluster", artifact = %name, "artifact seal does not verify (another cluster key?); compiling instead");
+            return;
+        }
+        match self.host.install_artifact(module_hash, bytes) {
+            Ok(()) => {
+                self.stats.artifacts_fetched.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(target: "fnhost::cluster", artifact = %name, error = %e, "could not install artifact")
+            }
+        }
+    }
+
+    /// Uploads `module` (if the store lacks it) and, with a cluster key,
+    /// the compiled artifacts of the table's modules.
+    async fn upload(&self, table: &Value, module: Option<&Bytes>) -> fnhost::Result<()> {
+        if let Some(bytes) = module {
+            let hash = blake3::hash(bytes).to_hex().to_string();
+            if self.modules.info(&hash).await.is_err() {
+                self.modules
+                    .put(hash.as_str(), &mut &bytes[..])
+                    .await
+                    .map_err(|e| nats_error("module store", e))?;
+            }
+        }
+        let Some(key) = self.opts.key else {
+            return Ok(());
+        };
+        for (hash, snapshot) in table_modules(table) {
+            let Some((name, bytes)) = (!snapshot).then(|| self.host.artifact(&hash)).flatten()
+            else {
+                continue;
+            };
+            if self.artifacts.info(&name).await.is_ok() {
+                continue;
+            }
+            let mut sealed = seal(&key, &name, &bytes).as_bytes().to_vec();
+            sealed.extend_from_slice(&bytes);
+            match self.artifacts.put(name.as_str(), &mut &sealed[..]).await {
+                Ok(_) => {
+                    self.stats.artifacts_shared.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "fnhost::cluster", artifact = %name, error = %e, "could not share artifact")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a registry change through the cluster: brings the host in
+    /// line with the bucket, runs `op` on it, and, if the function's table
+    /// changed, uploads `module` and writes the table with a
+    /// compare-and-set (retried when another node changed the function
+    /// first). `op`'s typed error comes back unchanged.
+    pub async fn change<T: Send + 'static>(
+        &self,
+        name: &str,
+        module: Option<Bytes>,
+        op: impl Fn(&Host) -> fnhost::Result<T> + Clone + Send + 'static,
+    ) -> fnhost::Result<T> {
+        let _one = self.registry_lock.lock().await;
+        for _ in 0..8 {
+            let (current, revision) = self.read_entry(name).await?;
+            self.apply_entry(name, current.as_ref()).await?;
+            let before = self.host.export_function(name).ok();
+            let host = self.host.clone();
+            let run = op.clone();
+            let out = tokio::task::spawn_blocking(move || run(&host))
+                .await
+                .map_err(|e| nats_error("registry change", e))??;
+            let after = self.host.export_function(name).ok();
+            if after == before {
+                return Ok(out);
+            }
+            let written = match &after {
+                Some(table) => {
+                    self.upload(table, module.as_ref()).await?;
+                    let value = Bytes::from(table.to_string());
+                    match revision {
+                        0 => self
+                            .kv
+                            .create(name, value)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                        r => self
+                            .kv
+                            .update(name, value, r)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                    }
+                }
+                None => self
+                    .kv
+                    .delete_expect_revision(name, Some(revision))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => {
+                    self.stats.registry_writes.fetch_add(1, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                Err(e) => {
+                    let (_, now) = self.read_entry(name).await?;
+                    if now != revision {
+                        // Another node changed `name` first: start again
+                        // from its table.
+                        tracing::info!(target: "fnhost::cluster", function = %name, "registry change raced another node; retrying");
+                        continue;
+                    }
+                    // Put the host back as the cluster has it.
+                    let _ = self.apply_entry(name, current.as_ref()).await;
+                    return Err(nats_error("registry write", e));
+                }
+            }
+        }
+        Err(nats_error(
+            "registry write",
+            format!("`{name}` kept changing under this node; try again"),
+        ))
+    }
+
+    /// Registers (publishes a version of) a function through the cluster.
+    pub async fn register(&self, cfg: FunctionConfig) -> fnhost::Result<FunctionInfo> {
+        let bytes = cfg.module_bytes()?;
+        let name = cfg.name().to_string();
+        self.change(&name, Some(bytes), move |h| h.register(cfg.clone()))
+            .await
+    }
+
+    /// Removes a function (all versions and aliases) everywhere.
+    pub async fn unregister(&self, name: &str) -> fnhost::Result<()> {
+        let n = name.to_string();
+        self.change(name, None, move |h| h.unregister(&n)).await
+    }
+
+    /// Creates or moves an alias everywhere.
+    pub async fn set_alias(&self, name: &str, alias: &str, target: Alias) -> fnhost::Result<()> {
+        let (n, a) = (name.to_string(), alias.to_string());
+        self.change(name, None, move |h| h.set_alias(&n, &a, target))
+            .await
+    }
+
+    /// Removes an alias everywhere.
+    pub async fn remove_alias(&self, name: &str, alias: &str) -> fnhost::Result<()> {
+        let (n, a) = (name.to_string(), alias.to_string());
+        self.change(name, None, move |h| h.remove_alias(&n, &a))
+            .await
+    }
+
+    /// Follows the bucket from revision `from`, applying each change; after
+    /// a broken watch it reads the whole bucket again and resumes.
+    pub(super) async fn watch_registry(self: Arc<Self>, mut from: u64) {
+        let mut stop = self.stopping();
+        loop {
+            match self.kv.watch_all_from_revision(from).await {
+                Ok(mut changes) => loop {
+                    let next = tokio::select! {
+                        n = changes.next() => n,
+                        _ = stop.changed() => return,
+                    };
+                    let Some(change) = next else { break };
+                    let entry = match change {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(target: "fnhost::cluster", error = %e, "registry watch");
+                            break;
+                        }
+                    };
+                    from = entry.revision + 1;
+                    let table = (entry.operation == async_nats::jetstream::kv::Operation::Put)
+                        .then(|| serde_json::from_slice::<Value>(&entry.value).ok())
+                        .flatten();
+                    let _one = self.registry_lock.lock().await;
+                    if let Err(e) = self.apply_entry(&entry.key, table.as_ref()).await {
+                        self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(target: "fnhost::cluster", error = %e, "registry watch could not start")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            match self.sync_all().await {
+                Ok(f) => from = f,
+                Err(e) => {
+                    tracing::warn!(target: "fnhost::cluster", error = %e, "registry resync")
+                }
+            }
+        }
+    }
+}
+
+/// The MAC that authenticates an artifact named `name`.
+fn seal(key: &[u8; 32], name: &str, bytes: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    h.update(bytes);
+    h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seal_binds_key_name_and_bytes() {
+        let k1 = [1u8; 32];
+        let k2 = [2u8; 32];
+        let s = seal(&k1, "a", b"code");
+        assert_eq!(s, seal(&k1, "a", b"code"));
+        assert_ne!(s, seal(&k2, "a", b"code"));
+        assert_ne!(s, seal(&k1, "b", b"code"));
+        assert_ne!(s, seal(&k1, "a", b"cods"));
+    }
+
+    #[test]
+    fn table_modules_lists_hashes_and_snapshots() {
+        let t = serde_json::json!({"versions": {
+            "1": {"module": "aa", "config": {"snapshot": false}},
+            "2": {"module": "bb", "config": {"snapshot": true}},
+        }});
+        assert_eq!(
+            table_modules(&t),
+            vec![("aa".to_string(), false), ("bb".to_string(), true)]
+        );
+        assert!(table_modules(&serde_json::json!({})).is_empty());
+    }
+}

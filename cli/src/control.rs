@@ -1,0 +1,344 @@
+//! The control API: Lambda's `CreateFunction`, `DeleteFunction`,
+//! `CreateAlias`, `UpdateAlias` and `DeleteAlias` on the gateway, so
+//! functions can be deployed to a running server (and, in a cluster, to
+//! every node at once) with the AWS CLI's shapes.
+//!
+//! It is off unless the server has an admin token (`--admin-token` or
+//! `FNHOST_ADMIN_TOKEN`); requests then need `Authorization: Bearer
+//! <token>`. Registering a function means running its code on this
+//! machine, so never expose it without one.
+//!
+//! `Code.ZipFile` holds the `.wasm` module itself (base64 in JSON, as the
+//! AWS CLI sends `--zip-file fileb://f.wasm`), not a zip archive.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use fnhost::{Alias, Error, ErrorKind, FunctionConfig, Host};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::gateway::{Gateway, Shared, aws_error, configuration, read_body};
+
+/// Largest control request (a base64 module in JSON: Lambda's 50 MB zip
+/// upload, base64-encoded).
+pub const MAX_CONTROL_BODY: usize = 70 << 20;
+
+/// Refuses the request unless it carries the server's admin token.
+fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &gw.admin_token else {
+        return Err(aws_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare hashes so the time taken says nothing about the token.
+    if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) {
+        return Err(aws_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "missing or wrong admin token (Authorization: Bearer <token>)",
+        ));
+    }
+    Ok(())
+}
+
+/// A registry change failed: Lambda's error shapes.
+fn change_error(e: &Error) -> Response {
+    let (status, kind) = match e.kind() {
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+        ErrorKind::AlreadyExists | ErrorKind::InUse => {
+            (StatusCode::CONFLICT, "ResourceConflictException")
+        }
+        ErrorKind::InvalidConfig
+        | ErrorKind::InvalidModule
+        | ErrorKind::UnsupportedImport
+        | ErrorKind::BadExport
+        | ErrorKind::UnsupportedAbiVersion
+        | ErrorKind::ModuleTooLarge => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+        ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceException"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
+    };
+    aws_error(status, kind, &e.to_string())
+}
+
+fn bad_request(message: &str) -> Response {
+    aws_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValueException",
+        message,
+    )
+}
+
+/// Runs a registry change here, or through the cluster so every node
+/// makes it.
+async fn change<T: Send + 'static>(
+    gw: &Gateway,
+    name: &str,
+    module: Option<Bytes>,
+    op: impl Fn(&Host) -> fnhost::Result<T> + Clone + Send + 'static,
+) -> fnhost::Result<T> {
+    match &gw.cluster {
+        Some(c) => c.change(name, module, op).await,
+        None => {
+            let host = gw.host.clone();
+            tokio::task::spawn_blocking(move || op(&host))
+                .await
+                .map_err(|e| Error::Remote {
+                    kind: ErrorKind::Instantiate,
+                    message: format!("registry change panicked: {e}"),
+                })?
+        }
+    }
+}
+
+/// Reads and parses a JSON control body.
+async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
+    let bytes = read_body(body, MAX_CONTROL_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_request(&format!("request body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateFunction {
+    function_name: String,
+    code: Code,
+    memory_size: Option<u64>,
+    timeout: Option<u64>,
+    environment: Option<Environment>,
+    ephemeral_storage: Option<Size>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Code {
+    zip_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Environment {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Size {
+    size: u64,
+}
+
+/// `POST /2015-03-31/functions`: registers a new function (version 1).
+pub(crate) async fn create_function(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let req: CreateFunction = match json_body(body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(zip) = req.code.zip_file else {
+        return bad_request("Code.ZipFile (the .wasm module, base64) is required");
+    };
+    let module = match base64::engine::general_purpose::STANDARD.decode(zip.trim()) {
+        Ok(m) => Bytes::from(m),
+        Err(e) => return bad_request(&format!("Code.ZipFile is not base64: {e}")),
+    };
+    let name = req.function_name;
+    if gw.host.function_info(&name).is_ok() {
+        return aws_error(
+            StatusCode::CONFLICT,
+            "ResourceConflictException",
+            &format!("Function already exist: {name}"),
+        );
+    }
+    let mut cfg = FunctionConfig::from_bytes(name.clone(), module.clone());
+    if let Some(mb) = req.memory_size {
+        cfg = cfg.memory_limit(mb.saturating_mul(1 << 20));
+    }
+    if let Some(s) = req.timeout {
+        cfg = cfg.timeout(Duration::from_secs(s));
+    }
+    if let Some(mb) = req.ephemeral_storage.map(|s| s.size) {
+        cfg = cfg.tmp_quota(mb.saturating_mul(1 << 20));
+    }
+    for (k, v) in req.environment.map(|e| e.variables).unwrap_or_default() {
+        cfg = cfg.env(k, v);
+    }
+    match change(&gw, &name, Some(module), move |h| h.register(cfg.clone())).await {
+        Ok(info) => {
+            let mut c = configuration(&info);
+            c["Version"] = json!(info.version.to_string());
+            (StatusCode::CREATED, axum::Json(c)).into_response()
+        }
+        Err(e) => change_error(&e),
+    }
+}
+
+/// `DELETE /2015-03-31/functions/{name}`.
+pub(crate) async fn delete_function(
+    State(gw): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let n = name.clone();
+    match change(&gw, &name, None, move |h| h.unregister(&n)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => change_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasBody {
+    name: Option<String>,
+    function_version: String,
+    routing_config: Option<Routing>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Routing {
+    #[serde(default)]
+    additional_version_weights: BTreeMap<String, f64>,
+}
+
+fn version_number(s: &str) -> Result<u32, Response> {
+    s.parse()
+        .map_err(|_| bad_request(&format!("{s:?} is not a version number")))
+}
+
+/// The alias a body describes.
+fn alias_of(body: &AliasBody) -> Result<Alias, Response> {
+    let version = version_number(&body.function_version)?;
+    let weights = body
+        .routing_config
+        .as_ref()
+        .map(|r| &r.additional_version_weights);
+    match weights.map(|w| w.iter().collect::<Vec<_>>()).as_deref() {
+        None | Some([]) => Ok(Alias::to(version)),
+        Some([(other, weight)]) => Ok(Alias::weighted(version, version_number(other)?, **weight)),
+        Some(_) => Err(bad_request(
+            "RoutingConfig.AdditionalVersionWeights: at most one additional version",
+        )),
+    }
+}
+
+fn alias_json(function: &str, alias: &str, a: &Alias) -> serde_json::Value {
+    let weights: serde_json::Map<String, serde_json::Value> = a
+        .additional
+        .iter()
+        .map(|(v, w)| (v.to_string(), json!(w)))
+        .collect();
+    json!({
+        "AliasArn": format!("arn:aws:lambda:local:000000000000:function:{function}:{alias}"),
+        "Name": alias,
+        "FunctionVersion": a.version.to_string(),
+        "RoutingConfig": {"AdditionalVersionWeights": weights},
+    })
+}
+
+/// `POST /2015-03-31/functions/{name}/aliases`.
+pub(crate) async fn create_alias(
+    State(gw): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    set_alias(gw, name, None, headers, body).await
+}
+
+/// `PUT /2015-03-31/functions/{name}/aliases/{alias}`.
+pub(crate) async fn update_alias(
+    State(gw): State<Shared>,
+    Path((name, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    set_alias(gw, name, Some(alias), headers, body).await
+}
+
+async fn set_alias(
+    gw: Shared,
+    name: String,
+    existing: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let req: AliasBody = match json_body(body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let target = match alias_of(&req) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let creating = existing.is_none();
+    let Some(alias) = existing.or(req.name) else {
+        return bad_request("Name is required");
+    };
+    let exists = gw.host.aliases(&name).is_ok_and(|a| a.contains_key(&alias));
+    if creating && exists {
+        return aws_error(
+            StatusCode::CONFLICT,
+            "ResourceConflictException",
+            &format!("Alias already exists: {name}:{alias}"),
+        );
+    }
+    if !creating && !exists {
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Alias not found: {name}:{alias}"),
+        );
+    }
+    let (n, a) = (name.clone(), alias.clone());
+    match change(&gw, &name, None, move |h| h.set_alias(&n, &a, target)).await {
+        Ok(()) => {
+            let status = if creating {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, axum::Json(alias_json(&name, &alias, &target))).into_response()
+        }
+        Err(e) => change_error(&e),
+    }
+}
+
+/// `DELETE /2015-03-31/functions/{name}/aliases/{alias}`.
+pub(crate) async fn delete_alias(
+    State(gw): State<Shared>,
+    Path((name, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let (n, a) = (name.clone(), alias.clone());
+    match change(&gw, &name, None, move |h| h.remove_alias(&n, &a)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => change_error(&e),
+    }
+}
