@@ -29,10 +29,11 @@ use crate::gateway::{Gateway, Shared, aws_error, configuration, read_body};
 /// upload, base64-encoded).
 pub const MAX_CONTROL_BODY: usize = 70 << 20;
 
-/// Refuses the request unless it carries the server's admin token.
-fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a request without the server's admin token (`None`:
+/// authorized).
+fn refuse_unauthorized(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &gw.admin_token else {
-        return Err(aws_error(
+        return Some(aws_error(
             StatusCode::FORBIDDEN,
             "AccessDeniedException",
             "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN)",
@@ -44,14 +45,13 @@ fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compare hashes so the time taken says nothing about the token.
-    if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) {
-        return Err(aws_error(
+    (blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes())).then(|| {
+        aws_error(
             StatusCode::FORBIDDEN,
             "AccessDeniedException",
             "missing or wrong admin token (Authorization: Bearer <token>)",
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// A registry change failed: Lambda's error shapes.
@@ -145,7 +145,7 @@ pub(crate) async fn create_function(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
+    if let Some(r) = refuse_unauthorized(&gw, &headers) {
         return r;
     }
     let req: CreateFunction = match json_body(body).await {
@@ -160,13 +160,6 @@ pub(crate) async fn create_function(
         Err(e) => return bad_request(&format!("Code.ZipFile is not base64: {e}")),
     };
     let name = req.function_name;
-    if gw.host.function_info(&name).is_ok() {
-        return aws_error(
-            StatusCode::CONFLICT,
-            "ResourceConflictException",
-            &format!("Function already exist: {name}"),
-        );
-    }
     let mut cfg = FunctionConfig::from_bytes(name.clone(), module.clone());
     if let Some(mb) = req.memory_size {
         cfg = cfg.memory_limit(mb.saturating_mul(1 << 20));
@@ -180,7 +173,16 @@ pub(crate) async fn create_function(
     for (k, v) in req.environment.map(|e| e.variables).unwrap_or_default() {
         cfg = cfg.env(k, v);
     }
-    match change(&gw, &name, Some(module), move |h| h.register(cfg.clone())).await {
+    // The existence check runs inside the change, after this node has
+    // caught up with the cluster's registry.
+    let n = name.clone();
+    let create = move |h: &Host| {
+        if h.function_info(&n).is_ok() {
+            return Err(Error::AlreadyExists { name: n.clone() });
+        }
+        h.register(cfg.clone())
+    };
+    match change(&gw, &name, Some(module), create).await {
         Ok(info) => {
             let mut c = configuration(&info);
             c["Version"] = json!(info.version.to_string());
@@ -196,7 +198,7 @@ pub(crate) async fn delete_function(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
+    if let Some(r) = refuse_unauthorized(&gw, &headers) {
         return r;
     }
     let n = name.clone();
@@ -221,13 +223,13 @@ struct Routing {
     additional_version_weights: BTreeMap<String, f64>,
 }
 
-fn version_number(s: &str) -> Result<u32, Response> {
+fn version_number(s: &str) -> Result<u32, String> {
     s.parse()
-        .map_err(|_| bad_request(&format!("{s:?} is not a version number")))
+        .map_err(|_| format!("{s:?} is not a version number"))
 }
 
-/// The alias a body describes.
-fn alias_of(body: &AliasBody) -> Result<Alias, Response> {
+/// The alias a body describes, or what is wrong with it.
+fn alias_of(body: &AliasBody) -> Result<Alias, String> {
     let version = version_number(&body.function_version)?;
     let weights = body
         .routing_config
@@ -236,9 +238,9 @@ fn alias_of(body: &AliasBody) -> Result<Alias, Response> {
     match weights.map(|w| w.iter().collect::<Vec<_>>()).as_deref() {
         None | Some([]) => Ok(Alias::to(version)),
         Some([(other, weight)]) => Ok(Alias::weighted(version, version_number(other)?, **weight)),
-        Some(_) => Err(bad_request(
-            "RoutingConfig.AdditionalVersionWeights: at most one additional version",
-        )),
+        Some(_) => {
+            Err("RoutingConfig.AdditionalVersionWeights: at most one additional version".into())
+        }
     }
 }
 
@@ -283,7 +285,7 @@ async fn set_alias(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
+    if let Some(r) = refuse_unauthorized(&gw, &headers) {
         return r;
     }
     let req: AliasBody = match json_body(body).await {
@@ -292,7 +294,7 @@ async fn set_alias(
     };
     let target = match alias_of(&req) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(why) => return bad_request(&why),
     };
     let creating = existing.is_none();
     let Some(alias) = existing.or(req.name) else {
@@ -333,7 +335,7 @@ pub(crate) async fn delete_alias(
     Path((name, alias)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
+    if let Some(r) = refuse_unauthorized(&gw, &headers) {
         return r;
     }
     let (n, a) = (name.clone(), alias.clone());

@@ -518,7 +518,13 @@ async fn get_function(State(gw): State<Shared>, Path(raw): Path<String>) -> Resp
 /// `GET /healthz`: 200 `{"status": "ok"}`; with a cluster, 503
 /// `{"status": "degraded"}` while NATS or JetStream cannot be reached.
 async fn healthz(State(gw): State<Shared>) -> Response {
-    let mut body = json!({"status": "ok", "functions": gw.host.functions().len()});
+    let stats = gw.host.stats();
+    let mut body = json!({
+        "status": "ok",
+        "functions": gw.host.functions().len(),
+        "compiles": stats.compiles,
+        "cache_hits": stats.cache_hits,
+    });
     let mut status = StatusCode::OK;
     if let Some(c) = &gw.cluster {
         let (ok, cluster) = c.health().await;

@@ -68,6 +68,7 @@ fn root() -> std::path::PathBuf {
 /// once. (`--all-targets` skips doctests, hence the second call.)
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_aws_cli();
+    ensure_nats_server();
     cargo(
         &["test", "--release", "--workspace", "--all-targets"],
         extra,
@@ -123,6 +124,46 @@ fn ensure_aws_cli() {
         if !ok {
             eprintln!("xtask: could not install awscli; the AWS CLI gateway test will fail");
         }
+    }
+}
+
+/// The cluster tests start a real NATS server (Debian's `nats-server`,
+/// which includes JetStream).
+fn ensure_nats_server() {
+    let present = [
+        "nats-server",
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+    ]
+    .iter()
+    .any(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if present {
+        return;
+    }
+    eprintln!("xtask: installing nats-server for the cluster tests (apt-get install nats-server)");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut c = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        c.args(args).status().is_ok_and(|s| s.success())
+    };
+    let ok = apt(&["install", "-y", "-q", "nats-server"])
+        || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "nats-server"]));
+    if !ok {
+        eprintln!("xtask: could not install nats-server; the cluster tests will fail");
     }
 }
 

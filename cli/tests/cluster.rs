@@ -1,0 +1,754 @@
+//! Cluster mode on real processes: a NATS server with JetStream (Debian's
+//! `nats-server`, on a free loopback port, its store in a temp dir) and
+//! several `fnhost serve --cluster` nodes.
+//!
+//! - a function registered through one node is invoked through another
+//!   (and aliases and deletion follow); a node that joins later fetches
+//!   the compiled artifact instead of compiling;
+//! - 10,000 events while one node is SIGKILLed mid-run: every event ends
+//!   succeeded (its result on the results stream, deduplicated by event
+//!   id) or dead-lettered, none lost, and the killed node's in-flight
+//!   events run again elsewhere;
+//! - a sync invocation through a saturated node is served by another; with
+//!   every node saturated the caller gets Lambda's throttling error;
+//!   `/healthz` reports a lost NATS connection.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use base64::Engine as _;
+use fnhost_test_guests as guests;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "cluster-test-token";
+const KEY: &str = "cluster-test-key-0123456789";
+
+fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FNHOST_NATS_SERVER") {
+        return p.into();
+    }
+    for p in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    // On PATH, or the spawn below fails naming it.
+    "nats-server".into()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A NATS server with JetStream, killed on drop.
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nats-server ({e}): install it (`apt-get install nats-server`; `cargo xtask test` does) or set FNHOST_NATS_SERVER"
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An `fnhost serve --cluster` process, killed on drop.
+struct Node {
+    name: String,
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    fn start(nats: &Nats, name: &str, config: &Path, cache: &Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ack-wait",
+                "2s",
+                "--config",
+            ])
+            .arg(config)
+            .args(["--cluster", &nats.url, "--node", name])
+            .env("FNHOST_LOG", "warn")
+            .env("FNHOST_ADMIN_TOKEN", TOKEN)
+            .env("FNHOST_CLUSTER_KEY", KEY)
+            .env("FNHOST_CACHE_DIR", cache)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("node {name} did not start: {line:?}"))
+            .to_string();
+        Node {
+            name: name.into(),
+            child,
+            base,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A config file in `dir` with `functions` (TOML `[[function]]` tables).
+fn config(dir: &Path, functions: &str) -> PathBuf {
+    let p = dir.join("fnhost.toml");
+    std::fs::write(&p, functions).unwrap();
+    p
+}
+
+struct Http(reqwest::Client);
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Http {
+    fn new() -> Http {
+        Http(reqwest::Client::new())
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Answer {
+        let mut req = self.0.request(method, url).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        Answer {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn invoke(&self, node: &Node, target: &str, payload: Value) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            format!("{}/2015-03-31/functions/{target}/invocations", node.base),
+            &[],
+            payload.to_string(),
+        )
+        .await
+    }
+
+    async fn control(
+        &self,
+        node: &Node,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Answer {
+        self.send(
+            method,
+            format!("{}/2015-03-31/{path}", node.base),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            body.to_string(),
+        )
+        .await
+    }
+
+    async fn get(&self, node: &Node, path: &str) -> Answer {
+        self.send(
+            reqwest::Method::GET,
+            format!("{}{path}", node.base),
+            &[],
+            String::new(),
+        )
+        .await
+    }
+
+    /// The node's `fnhost_cluster_<name>_total` counter.
+    async fn counter(&self, node: &Node, name: &str) -> u64 {
+        let text = self.get(node, "/metrics").await.body;
+        let prefix = format!("fnhost_cluster_{name}_total{{node=\"{}\"}} ", node.name);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Polls `check` every 50 ms until it holds (or panics after `limit`).
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn register_through_one_node_invoke_through_another() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| {
+            Node::start(
+                &nats,
+                &format!("n{i}"),
+                &cfg,
+                &dir.path().join(format!("cache{i}")),
+            )
+        })
+        .collect();
+    let http = Http::new();
+    let module = base64::engine::general_purpose::STANDARD.encode(guests::bytes(guests::PROBE));
+    let create = |env: &str| {
+        json!({
+            "FunctionName": "probe",
+            "Code": {"ZipFile": module},
+            "MemorySize": 64,
+            "Timeout": 5,
+            "Environment": {"Variables": {"GEN": env}},
+        })
+    };
+
+    // The control API wants the token.
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            format!("{}/2015-03-31/functions", nodes[0].base),
+            &[],
+            create("1").to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.headers["x-amzn-ErrorType"], "AccessDeniedException");
+
+    let r = http
+        .control(&nodes[0], reqwest::Method::POST, "functions", create("1"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["Version"], "1");
+    assert_eq!(r.json()["MemorySize"], 64);
+    // Creating it again (through another node) is a conflict.
+    let r = http
+        .control(&nodes[1], reqwest::Method::POST, "functions", create("1"))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // A module that is not one is refused with the host's typed error.
+    let mut bad = create("1");
+    bad["FunctionName"] = json!("bad");
+    bad["Code"]["ZipFile"] = json!(base64::engine::general_purpose::STANDARD.encode(b"\0asm junk"));
+    let r = http
+        .control(&nodes[1], reqwest::Method::POST, "functions", bad)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.headers["x-amzn-ErrorType"],
+        "InvalidParameterValueException"
+    );
+
+    // Registered through n1, invoked through n3 (it may take n3 a moment
+    // to apply the change; until then it forwards).
+    let r = http.invoke(&nodes[2], "probe", json!({"op": "env"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["GEN"], "1");
+    eventually(Duration::from_secs(10), "n3 to have probe", || async {
+        http.get(&nodes[2], "/2015-03-31/functions/probe")
+            .await
+            .status
+            == 200
+    })
+    .await;
+
+    // Version 2 and an alias on version 1, through different nodes: every
+    // node answers the same.
+    let r = http
+        .control(
+            &nodes[1],
+            reqwest::Method::DELETE,
+            "functions/probe",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = http
+        .control(&nodes[2], reqwest::Method::POST, "functions", create("2"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http
+        .control(
+            &nodes[0],
+            reqwest::Method::POST,
+            "functions/probe/aliases",
+            json!({"Name": "live", "FunctionVersion": "1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["FunctionVersion"], "1");
+    for n in &nodes {
+        eventually(
+            Duration::from_secs(10),
+            "every node to see the alias",
+            || async {
+                let r = http.invoke(n, "probe:live", json!({"op": "env"})).await;
+                r.status == 200 && r.json()["GEN"] == "2"
+            },
+        )
+        .await;
+    }
+    let r = http
+        .control(
+            &nodes[1],
+            reqwest::Method::DELETE,
+            "functions/probe/aliases/live",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for n in &nodes {
+        eventually(
+            Duration::from_secs(10),
+            "the alias to be gone everywhere",
+            || async {
+                http.invoke(n, "probe:live", json!({"op": "env"}))
+                    .await
+                    .status
+                    == 404
+            },
+        )
+        .await;
+    }
+
+    // A node that joins later (empty cache) starts without compiling.
+    let late = Node::start(&nats, "n4", &cfg, &dir.path().join("cache4"));
+    let health = http.get(&late, "/healthz").await.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["functions"], 1);
+    assert_eq!(health["compiles"], 0, "{health}");
+    assert_eq!(health["cache_hits"], 1, "{health}");
+    assert_eq!(http.counter(&late, "artifacts_fetched").await, 1);
+    assert_eq!(health["cluster"]["node"], "n4");
+    assert_eq!(health["cluster"]["connected"], true);
+    let r = http.invoke(&late, "probe", json!({"op": "env"})).await;
+    assert_eq!(r.json()["GEN"], "2");
+
+    // Deleting through one node removes it everywhere.
+    let r = http
+        .control(&late, reqwest::Method::DELETE, "functions/probe", json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for n in &nodes {
+        eventually(
+            Duration::from_secs(10),
+            "probe to be gone everywhere",
+            || async {
+                let r = http.invoke(n, "probe", json!({"op": "env"})).await;
+                r.status == 404 && r.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
+            },
+        )
+        .await;
+    }
+}
+
+/// One record read back from a stream: event id → (headers, body).
+type Records = HashMap<String, (BTreeMap<String, String>, Value)>;
+
+/// Every message on `stream`, by event id; `dups` counts ids seen twice.
+async fn read_stream(js: &jetstream::Context, stream: &str) -> (Records, usize) {
+    let mut s = js.get_stream(stream).await.unwrap();
+    let total = s.info().await.unwrap().state.messages as usize;
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Records::new();
+    let mut seen = 0;
+    let mut dups = 0;
+    while seen < total {
+        let mut batch = c
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            seen += 1;
+            let headers: BTreeMap<String, String> = m
+                .headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        v.first()
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let id = headers["Fnhost-Event-Id"].clone();
+            let body = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if out.insert(id, (headers, body)).is_some() {
+                dups += 1;
+            }
+        }
+    }
+    (out, dups)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_events_survive_a_killed_node() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[function]]
+name = "sink"
+module = "{}"
+events = {{ max_retries = 1, retry_delay = "1s" }}
+
+[[function]]
+name = "slow"
+module = "{}"
+timeout = "20s"
+events = {{ max_retries = 0 }}
+"#,
+            guests::EVENTSINK,
+            guests::PROBE
+        ),
+    );
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|i| {
+            Node::start(
+                &nats,
+                &format!("n{i}"),
+                &cfg,
+                &dir.path().join(format!("cache{i}")),
+            )
+        })
+        .collect();
+    let http = Http::new();
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+
+    let send = |node: usize, target: &'static str, payload: Value| {
+        let http = &http;
+        let base = bases[node].clone();
+        async move {
+            let r = http
+                .send(
+                    reqwest::Method::POST,
+                    format!("{base}/2015-03-31/functions/{target}/invocations"),
+                    &[("x-amz-invocation-type", "Event")],
+                    payload.to_string(),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.headers["x-amzn-RequestId"].to_str().unwrap().to_string()
+        }
+    };
+
+    // Slow events first: every node's 8 event slots fill with 6 s
+    // invocations (30 events, 24 slots).
+    let mut slow = HashSet::new();
+    for i in 0..30 {
+        slow.insert(send(i % 3, "slow", json!({"op": "sleep", "ms": 6000})).await);
+    }
+    // All 24 slots held: n2 holds 8 slow events mid-invocation.
+    eventually(
+        Duration::from_secs(10),
+        "every node to hold slow events",
+        || async {
+            http.get(&nodes[0], "/healthz").await.json()["cluster"]["events"]["in_flight"] == 24
+        },
+    )
+    .await;
+
+    // 10,000 fast events (1 in 100 fails every attempt), sent through all
+    // nodes while they run; n2 is SIGKILLed after the first 1,000, while
+    // it is still running its slow ones.
+    let mut expected: HashMap<String, Value> = HashMap::new();
+    let mut sent = 0usize;
+    for chunk in 0..10 {
+        if chunk == 1 {
+            nodes[1].kill();
+        }
+        let live: Vec<usize> = if chunk < 1 { vec![0, 1, 2] } else { vec![0, 2] };
+        let payloads: Vec<Value> = (0..1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                if n % 100 == 7 {
+                    json!({"n": n, "fail": true})
+                } else {
+                    json!({"n": n})
+                }
+            })
+            .collect();
+        let ids: Vec<String> = futures::stream::iter(payloads.iter().enumerate())
+            .map(|(i, p)| send(live[i % live.len()], "sink", p.clone()))
+            .buffered(32)
+            .collect()
+            .await;
+        for (id, p) in ids.into_iter().zip(payloads) {
+            assert!(expected.insert(id, p).is_none(), "event ids are unique");
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 10_000);
+
+    // Every event ends: results + dead letters cover every id, none pending.
+    eventually(Duration::from_secs(180), "every event to end", || async {
+        let c = &http.get(&nodes[0], "/healthz").await.json()["cluster"]["events"];
+        c["pending"] == 0 && c["in_flight"] == 0
+    })
+    .await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = jetstream::new(client);
+    let (results, result_dups) = read_stream(&js, "FNHOST_RESULTS").await;
+    let (dead, dead_dups) = read_stream(&js, "FNHOST_DLQ").await;
+    eprintln!(
+        "events: {} results ({result_dups} duplicates dropped by id), {} dead letters ({dead_dups})",
+        results.len(),
+        dead.len()
+    );
+
+    let mut redelivered_slow = 0;
+    for id in &slow {
+        let (h, body) = results
+            .get(id)
+            .unwrap_or_else(|| panic!("slow event {id} lost"));
+        assert_eq!(body, &json!("slept"));
+        assert_eq!(h["Fnhost-Target"], "slow");
+        if h["Fnhost-Attempts"] != "1" {
+            // It was delivered to n2, which died holding it.
+            assert_ne!(h["Fnhost-Node"], "n2");
+            redelivered_slow += 1;
+        }
+    }
+    assert!(
+        redelivered_slow >= 1,
+        "n2 died mid-invocation: its slow events must run again elsewhere"
+    );
+
+    let mut succeeded = 0;
+    let mut failed = 0;
+    for (id, payload) in &expected {
+        let fails = payload["fail"] == true;
+        match (results.get(id), dead.get(id)) {
+            (Some((h, body)), None) if !fails => {
+                assert_eq!(body["event_id"], json!(id), "the guest saw its event id");
+                assert_eq!(body["payload"], *payload);
+                assert_eq!(body["attempt"].to_string(), h["Fnhost-Attempts"]);
+                succeeded += 1;
+            }
+            (None, Some((h, body))) if fails => {
+                assert_eq!(body, payload, "the dead letter keeps the payload");
+                assert_eq!(h["Fnhost-Reason"], "RetriesExhausted");
+                let error: Value = serde_json::from_str(&h["Fnhost-Error"]).unwrap();
+                assert_eq!(error["kind"], "guest_error");
+                assert_eq!(error["error_type"], "Boom");
+                // max_retries = 1: two attempts (a crash redelivery may add one).
+                assert!(h["Fnhost-Attempts"].parse::<u32>().unwrap() >= 2);
+                failed += 1;
+            }
+            other => panic!("event {id} ({payload}) ended wrongly: {other:?}"),
+        }
+    }
+    assert_eq!(failed, 100);
+    assert_eq!(succeeded + failed, 10_000);
+    assert_eq!(results.len(), succeeded + slow.len(), "no stray results");
+    assert_eq!(dead.len(), failed, "no stray dead letters");
+    // n2 died before finishing anything (its slots held 6 s events): the
+    // live nodes ran every event to its result.
+    let done = http.counter(&nodes[0], "events_succeeded").await
+        + http.counter(&nodes[2], "events_succeeded").await;
+    assert!(done >= results.len() as u64, "{done} < {}", results.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saturated_node_forwards_to_another() {
+    let mut nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[function]]\nname = \"slow\"\nmodule = \"{}\"\nreserved_concurrency = 1\ntimeout = \"10s\"\n",
+            guests::PROBE
+        ),
+    );
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| {
+            Node::start(
+                &nats,
+                &format!("n{i}"),
+                &cfg,
+                &dir.path().join(format!("cache{i}")),
+            )
+        })
+        .collect();
+    let http = std::sync::Arc::new(Http::new());
+
+    // n1's only slot is busy for 2 s...
+    let hold = |i: usize| {
+        let http = http.clone();
+        let base = nodes[i].base.clone();
+        tokio::spawn(async move {
+            http.send(
+                reqwest::Method::POST,
+                format!("{base}/2015-03-31/functions/slow/invocations"),
+                &[],
+                json!({"op": "sleep", "ms": 2000}).to_string(),
+            )
+            .await
+            .status
+        })
+    };
+    let busy = hold(0);
+    eventually(Duration::from_secs(5), "n1 to be busy", || async {
+        http.get(&nodes[0], "/metrics")
+            .await
+            .body
+            .contains("fnhost_host_concurrent_executions 1")
+    })
+    .await;
+    // ...so this call through n1 runs on n2 or n3, with a normal answer.
+    let r = http
+        .invoke(&nodes[0], "slow", json!({"op": "context"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["function"], "slow");
+    assert_eq!(r.headers["x-amz-executed-version"], "$LATEST");
+    assert_eq!(http.counter(&nodes[0], "forwarded_out").await, 1);
+    let served = http.counter(&nodes[1], "forwarded_in").await
+        + http.counter(&nodes[2], "forwarded_in").await;
+    assert_eq!(served, 1);
+    // A function error crosses the hop as the same error.
+    let r = http
+        .invoke(
+            &nodes[0],
+            "slow",
+            json!({"op": "fail", "kind": "Nope", "message": "no"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-amz-function-error"], "Unhandled");
+    assert_eq!(r.json(), json!({"errorType": "Nope", "errorMessage": "no"}));
+    assert_eq!(busy.await.unwrap(), 200);
+
+    // Every node busy: Lambda's throttling error, after asking the others.
+    let holds: Vec<_> = (0..3).map(hold).collect();
+    for n in &nodes {
+        eventually(Duration::from_secs(5), "every node to be busy", || async {
+            http.get(n, "/metrics")
+                .await
+                .body
+                .contains("fnhost_host_concurrent_executions 1")
+        })
+        .await;
+    }
+    let r = http
+        .invoke(&nodes[1], "slow", json!({"op": "context"}))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.headers["x-amzn-ErrorType"], "TooManyRequestsException");
+    assert!(http.counter(&nodes[1], "forward_failures").await >= 1);
+    for h in holds {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+
+    // NATS goes away: /healthz says so (503), local invocations go on.
+    let _ = nats.child.kill();
+    let _ = nats.child.wait();
+    eventually(
+        Duration::from_secs(15),
+        "/healthz to report the lost connection",
+        || async {
+            let r = http.get(&nodes[2], "/healthz").await;
+            r.status == 503 && r.json()["status"] == "degraded"
+        },
+    )
+    .await;
+    let r = http
+        .invoke(&nodes[2], "slow", json!({"op": "echo", "data": 1}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
