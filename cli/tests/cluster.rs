@@ -14,9 +14,7 @@
 //!   `/healthz` reports a lost NATS connection.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
@@ -25,130 +23,20 @@ use fnhost_test_guests as guests;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "cluster-test-token";
-const KEY: &str = "cluster-test-key-0123456789";
+#[path = "support/cluster.rs"]
+mod support;
 
-fn nats_server_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FNHOST_NATS_SERVER") {
-        return p.into();
-    }
-    for p in [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    // On PATH, or the spawn below fails naming it.
-    "nats-server".into()
-}
+use support::{Nats, Node, TOKEN};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A NATS server with JetStream, killed on drop.
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start nats-server ({e}): install it (`apt-get install nats-server`; `cargo xtask test` does) or set FNHOST_NATS_SERVER"
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An `fnhost serve --cluster` process, killed on drop.
-struct Node {
-    name: String,
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    fn start(nats: &Nats, name: &str, config: &Path, cache: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--ack-wait",
-                "2s",
-                "--config",
-            ])
-            .arg(config)
-            .args(["--cluster", &nats.url, "--node", name])
-            .env("FNHOST_LOG", "warn")
-            .env("FNHOST_ADMIN_TOKEN", TOKEN)
-            .env("FNHOST_CLUSTER_KEY", KEY)
-            .env("FNHOST_CACHE_DIR", cache)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("node {name} did not start: {line:?}"))
-            .to_string();
-        Node {
-            name: name.into(),
-            child,
-            base,
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts a node of this build.
+fn start_node(nats: &Nats, name: &str, config: &Path, cache: &Path) -> Node {
+    Node::start_with(
+        Path::new(env!("CARGO_BIN_EXE_fnhost")),
+        nats,
+        name,
+        config,
+        cache,
+    )
 }
 
 /// A config file in `dir` with `functions` (TOML `[[function]]` tables).
@@ -264,7 +152,7 @@ async fn register_through_one_node_invoke_through_another() {
     let cfg = config(dir.path(), "");
     let nodes: Vec<Node> = (1..=3)
         .map(|i| {
-            Node::start(
+            start_node(
                 &nats,
                 &format!("n{i}"),
                 &cfg,
@@ -393,7 +281,7 @@ async fn register_through_one_node_invoke_through_another() {
     }
 
     // A node that joins later (empty cache) starts without compiling.
-    let late = Node::start(&nats, "n4", &cfg, &dir.path().join("cache4"));
+    let late = start_node(&nats, "n4", &cfg, &dir.path().join("cache4"));
     let health = http.get(&late, "/healthz").await.json();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["functions"], 1);
@@ -499,7 +387,7 @@ events = {{ max_retries = 0 }}
     );
     let mut nodes: Vec<Node> = (1..=3)
         .map(|i| {
-            Node::start(
+            start_node(
                 &nats,
                 &format!("n{i}"),
                 &cfg,
@@ -657,7 +545,7 @@ async fn a_saturated_node_forwards_to_another() {
     );
     let nodes: Vec<Node> = (1..=3)
         .map(|i| {
-            Node::start(
+            start_node(
                 &nats,
                 &format!("n{i}"),
                 &cfg,
