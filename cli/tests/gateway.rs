@@ -23,6 +23,11 @@ struct Server {
 /// A gateway with `hello`, `probe` (reserved 1), `web` (an HTTP route
 /// function: the probe echoing its event) on an ephemeral port.
 async fn start() -> Server {
+    start_with(None).await
+}
+
+/// [`start`] with the control API on under `admin_token`.
+async fn start_with(admin_token: Option<&str>) -> Server {
     let host = Host::builder()
         .no_artifact_cache()
         .concurrency_limit(32)
@@ -52,7 +57,7 @@ async fn start() -> Server {
         routes,
         max_body: 64 << 10,
         cluster: None,
-        admin_token: None,
+        admin_token: admin_token.map(str::to_string),
     };
     let done = tokio::spawn(serve(
         listener,
@@ -545,5 +550,171 @@ async fn the_real_aws_cli_works_against_the_gateway() {
         body,
         json!({"errorMessage": "name must not be empty", "errorType": "InvalidName"})
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_needs_the_token_and_changes_the_registry() {
+    use base64::Engine as _;
+    let module = base64::engine::general_purpose::STANDARD.encode(guests::bytes(guests::PROBE));
+    let create = json!({
+        "FunctionName": "fresh",
+        "Code": {"ZipFile": module},
+        "MemorySize": 32,
+        "Timeout": 2,
+        "Environment": {"Variables": {"GEN": "1"}},
+        "Runtime": "ignored", "Role": "ignored", "Handler": "ignored",
+    })
+    .to_string();
+    let bearer = [("authorization", "Bearer s3cret")];
+
+    // Off without a token on the server.
+    let s = start().await;
+    let r = post(&s, "/2015-03-31/functions", &bearer, &create).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-amzn-ErrorType"], "AccessDeniedException");
+    s.stop().await;
+
+    let s = start_with(Some("s3cret")).await;
+    let r = post(
+        &s,
+        "/2015-03-31/functions",
+        &[("authorization", "Bearer wrong")],
+        &create,
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(s.host.function_info("fresh").is_err(), "nothing registered");
+
+    let r = post(&s, "/2015-03-31/functions", &bearer, &create).await;
+    assert_eq!(r.status(), 201);
+    let c = json_of(r).await;
+    assert_eq!(c["FunctionName"], "fresh");
+    assert_eq!(c["MemorySize"], 32);
+    assert_eq!(c["Timeout"], 2);
+    assert_eq!(c["Version"], "1");
+    let r = post(
+        &s,
+        "/2015-03-31/functions/fresh/invocations",
+        &[],
+        r#"{"op":"env"}"#,
+    )
+    .await;
+    assert_eq!(json_of(r).await["GEN"], "1");
+    // Again: a conflict, and nothing new is published.
+    let r = post(&s, "/2015-03-31/functions", &bearer, &create).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["x-amzn-ErrorType"], "ResourceConflictException");
+    assert_eq!(s.host.versions("fresh").unwrap(), vec![1]);
+
+    // Bad input: typed 400s, nothing registered.
+    for (body, says) in [
+        (r#"{"FunctionName":"x","Code":{}}"#, "Code.ZipFile"),
+        (
+            r#"{"FunctionName":"x","Code":{"ZipFile":"%%%"}}"#,
+            "not base64",
+        ),
+        (
+            r#"{"FunctionName":"x","Code":{"ZipFile":"AGFzbQ=="}}"#,
+            "invalid module",
+        ),
+        (
+            r#"{"FunctionName":"bad name","Code":{"ZipFile":"AGFzbQEAAAA="}}"#,
+            "`name`",
+        ),
+        ("not json", "request body"),
+    ] {
+        let r = post(&s, "/2015-03-31/functions", &bearer, body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        assert_eq!(
+            r.headers()["x-amzn-ErrorType"],
+            "InvalidParameterValueException"
+        );
+        let m = json_of(r).await["Message"].as_str().unwrap().to_string();
+        assert!(m.contains(says), "{body}: {m}");
+    }
+    assert!(s.host.function_info("x").is_err());
+
+    // Aliases: create (201), again (409), update (200), delete (204).
+    let alias = |v: &str| json!({"Name": "live", "FunctionVersion": v}).to_string();
+    let r = post(
+        &s,
+        "/2015-03-31/functions/fresh/aliases",
+        &bearer,
+        &alias("1"),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        json_of(r).await["AliasArn"],
+        "arn:aws:lambda:local:000000000000:function:fresh:live"
+    );
+    let r = post(
+        &s,
+        "/2015-03-31/functions/fresh/aliases",
+        &bearer,
+        &alias("1"),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    let r = post(
+        &s,
+        "/2015-03-31/functions/fresh/aliases",
+        &bearer,
+        &alias("7"),
+    )
+    .await;
+    assert_eq!(r.status(), 409, "already exists comes first");
+    let c = reqwest::Client::new();
+    let r = c
+        .put(format!(
+            "{}/2015-03-31/functions/fresh/aliases/live",
+            s.base
+        ))
+        .header("authorization", "Bearer s3cret")
+        .body(alias("9"))
+        .send()
+        .await
+        .unwrap();
+    // As Lambda: a version that does not exist is ResourceNotFound.
+    assert_eq!(r.status(), 404, "version 9 does not exist");
+    assert_eq!(
+        s.host.aliases("fresh").unwrap()["live"],
+        fnhost::Alias::to(1)
+    );
+    let r = c
+        .put(format!(
+            "{}/2015-03-31/functions/fresh/aliases/nope",
+            s.base
+        ))
+        .header("authorization", "Bearer s3cret")
+        .body(alias("1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .delete(format!(
+            "{}/2015-03-31/functions/fresh/aliases/live",
+            s.base
+        ))
+        .header("authorization", "Bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(s.host.aliases("fresh").unwrap().is_empty());
+
+    // Delete: 204, then 404.
+    for expected in [204, 404] {
+        let r = c
+            .delete(format!("{}/2015-03-31/functions/fresh", s.base))
+            .header("authorization", "Bearer s3cret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected);
+    }
+    assert!(s.host.function_info("fresh").is_err());
     s.stop().await;
 }
