@@ -280,4 +280,32 @@ mod tests {
             "{e:#}"
         );
     }
+
+    #[test]
+    fn event_configs_parse_and_bad_ones_are_named() {
+        let f = |events: &str| {
+            Config::parse(&format!(
+                "[[function]]\nname = \"a\"\nmodule = \"a.wasm\"\nevents = {events}\n"
+            ))
+        };
+        let cfg = f(r#"{ max_retries = 1, retry_delay = "5s", max_event_age = "1h" }"#).unwrap();
+        let ec = cfg.functions[0].event_config(0).unwrap().unwrap();
+        assert_eq!(ec.retries(), 1);
+        assert_eq!(ec.event_age(), Duration::from_secs(3600));
+        assert_eq!(ec.retry_after(1), Duration::from_secs(5));
+        assert_eq!(ec.retry_after(2), Duration::from_secs(10));
+        let none = Config::parse("[[function]]\nname = \"a\"\nmodule = \"a.wasm\"\n").unwrap();
+        assert!(none.functions[0].event_config(0).unwrap().is_none());
+        let e = f(r#"{ retries = 1 }"#).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown field `retries`"),
+            "{e:#}"
+        );
+        let cfg = f(r#"{ retry_delay = "soon" }"#).unwrap();
+        let e = cfg.functions[0].event_config(0).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("key `function[0].events.retry_delay`"),
+            "{e:#}"
+        );
+    }
 }
