@@ -141,8 +141,10 @@ pub struct Cluster {
     modules: ObjectStore,
     artifacts: ObjectStore,
     stats: ClusterStats,
-    /// One registry change or apply at a time on this node.
-    registry_lock: tokio::sync::Mutex<()>,
+    /// One registry change or apply at a time on this node; holds the
+    /// bucket revision last applied (or written) per function, so the
+    /// watcher never applies an entry older than what the host has.
+    registry_lock: tokio::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Free event slots on this node.
     event_slots: Arc<Semaphore>,
     stop: watch::Sender<bool>,
@@ -193,7 +195,7 @@ impl Cluster {
             modules,
             artifacts,
             stats: ClusterStats::default(),
-            registry_lock: tokio::sync::Mutex::new(()),
+            registry_lock: tokio::sync::Mutex::new(Default::default()),
             stop,
             tasks: Mutex::new(Vec::new()),
             runtime: tokio::runtime::Handle::current(),

@@ -58,10 +58,17 @@ impl Cluster {
         while let Some(k) = keys.next().await {
             names.push(k.map_err(|e| nats_error("registry keys", e))?);
         }
-        let _one = self.registry_lock.lock().await;
+        let mut applied = self.registry_lock.lock().await;
         for name in names {
-            let (value, _) = self.read_entry(&name).await?;
-            if let Err(e) = self.apply_entry(&name, value.as_ref()).await {
+            // One bad entry does not keep the node from the others.
+            let applied_one = match self.read_entry(&name).await {
+                Ok((value, revision)) => {
+                    applied.insert(name.clone(), revision);
+                    self.apply_entry(&name, value.as_ref()).await.map(drop)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = applied_one {
                 self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
             }
@@ -231,10 +238,11 @@ impl Cluster {
         module: Option<Bytes>,
         op: impl Fn(&Host) -> fnhost::Result<T> + Clone + Send + 'static,
     ) -> fnhost::Result<T> {
-        let _one = self.registry_lock.lock().await;
+        let mut applied = self.registry_lock.lock().await;
         for _ in 0..8 {
             let (current, revision) = self.read_entry(name).await?;
             self.apply_entry(name, current.as_ref()).await?;
+            applied.insert(name.to_string(), revision);
             let before = self.host.export_function(name).ok();
             let host = self.host.clone();
             let run = op.clone();
@@ -343,10 +351,29 @@ impl Cluster {
                         }
                     };
                     from = entry.revision + 1;
-                    let table = (entry.operation == async_nats::jetstream::kv::Operation::Put)
-                        .then(|| serde_json::from_slice::<Value>(&entry.value).ok())
-                        .flatten();
-                    let _one = self.registry_lock.lock().await;
+                    let mut applied = self.registry_lock.lock().await;
+                    // This node already has this change or a newer one (it
+                    // wrote it, or read it while making its own change).
+                    if applied
+                        .get(&entry.key)
+                        .is_some_and(|r| *r >= entry.revision)
+                    {
+                        continue;
+                    }
+                    applied.insert(entry.key.clone(), entry.revision);
+                    let table = match entry.operation {
+                        async_nats::jetstream::kv::Operation::Put => {
+                            match serde_json::from_slice::<Value>(&entry.value) {
+                                Ok(t) => Some(t),
+                                Err(e) => {
+                                    self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                                    tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "the cluster's table is not JSON; keeping the current one");
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
                     if let Err(e) = self.apply_entry(&entry.key, table.as_ref()).await {
                         self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change");
