@@ -32,7 +32,7 @@ pub const MAX_CONTROL_BODY: usize = 70 << 20;
 /// The refusal for a request without the server's admin token (`None`:
 /// authorized).
 fn refuse_unauthorized(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = &gw.admin_token else {
+    let Some(token) = gw.admin_token.as_ref().filter(|t| !t.is_empty()) else {
         return Some(aws_error(
             StatusCode::FORBIDDEN,
             "AccessDeniedException",

@@ -145,15 +145,24 @@ impl Gateway {
         }
     }
 
-    /// Runs `target` here; with a cluster, an invocation this node cannot
-    /// serve (throttled, or a function it does not have) goes to another
-    /// node. `Err` means no guest ran anywhere.
+    /// Runs `target` here. With a cluster, a function this node does not
+    /// have yet is first fetched from the cluster's registry, and an
+    /// invocation this node has no slot for goes to another node. `Err`
+    /// means no guest ran anywhere.
     pub(crate) async fn run(&self, target: &str, payload: Bytes) -> Result<Invocation, Error> {
-        match self.host.invoke_async(target, payload.clone()).await {
-            Err(e @ (Error::Throttled { .. } | Error::NotFound { .. })) => match &self.cluster {
-                Some(c) => c.forward(target, payload, e).await,
-                None => Err(e),
-            },
+        let here = self.host.invoke_async(target, payload.clone()).await;
+        let Some(c) = &self.cluster else {
+            return here;
+        };
+        let here = match here {
+            Err(Error::NotFound { .. }) => {
+                c.refresh(target.split(':').next().unwrap_or(target)).await;
+                self.host.invoke_async(target, payload.clone()).await
+            }
+            other => other,
+        };
+        match here {
+            Err(e @ Error::Throttled { .. }) => c.forward(target, payload, e).await,
             other => other,
         }
     }
@@ -733,17 +742,27 @@ pub async fn serve(
 ) -> Result<()> {
     let host = gateway.host.clone();
     let cluster = gateway.cluster.clone();
+    let stopping = cluster.clone();
     let app = router(gateway);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Stop taking events and forwarded calls as soon as draining
+        // starts; what runs finishes below.
+        if let Some(c) = stopping {
+            c.begin_shutdown();
+        }
+    })
     .await?;
-    if let Some(c) = cluster {
-        c.shutdown(grace).await;
-    }
     let report = tokio::task::spawn_blocking(move || host.shutdown(grace)).await?;
+    // Running invocations are done (or cut off): acknowledge their events
+    // and flush the answers of forwarded calls.
+    if let Some(c) = cluster {
+        c.finish_shutdown(std::time::Duration::from_secs(5)).await;
+    }
     tracing::info!(target: "fnhost::http", rejected_queued = report.rejected_queued, still_running = report.still_running, "shut down");
     Ok(())
 }

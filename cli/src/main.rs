@@ -296,6 +296,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("listening on {addr}"))?;
                 // The line a supervisor (or test) waits for.
                 println!("listening on http://{}", listener.local_addr()?);
+                if let Some(t) = &admin_token {
+                    anyhow::ensure!(
+                        t.len() >= 16,
+                        "the admin token must be at least 16 bytes long"
+                    );
+                }
                 let gw = Gateway {
                     host,
                     routes,

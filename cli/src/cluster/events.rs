@@ -52,8 +52,36 @@ pub const VERSION: &str = "Fnhost-Version";
 /// Header with the error (JSON, see `fnhost::wire`) of a dead letter.
 pub const ERROR: &str = "Fnhost-Error";
 /// Header with why an event was dead-lettered: `RetriesExhausted`,
-/// `EventAgeExceeded` or `Refused`.
+/// `EventAgeExceeded`, `Refused` or `RedeliveredTooOften`.
 pub const REASON: &str = "Fnhost-Reason";
+/// Header with the failed attempts an event has had (retries carry it).
+pub const FAILURES: &str = "Fnhost-Failures";
+/// Header with when the event was first accepted (Unix ms): its age.
+pub const ACCEPTED: &str = "Fnhost-Accepted";
+/// Header with when a retry may run (Unix ms).
+pub const NOT_BEFORE: &str = "Fnhost-Not-Before";
+/// Header with how often JetStream delivered this attempt's message (more
+/// than 1: a node died holding it, or put it back at shutdown).
+pub const DELIVERIES: &str = "Fnhost-Deliveries";
+/// Header with the output's size on a result (the body is empty when the
+/// output does not fit in a message).
+pub const OUTPUT_BYTES: &str = "Fnhost-Output-Bytes";
+
+/// Deliveries of one message without an outcome before it is given up.
+const MAX_DELIVERIES: i64 = 20;
+/// Room kept for headers below the server's `max_payload`.
+const HEADER_ROOM: usize = 8 << 10;
+/// Longest error text kept in a dead letter's header.
+const MAX_ERROR_HEADER: usize = 4 << 10;
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
 
 /// Creates the three streams (or checks they exist).
 pub(super) async fn open_streams(
@@ -61,25 +89,30 @@ pub(super) async fn open_streams(
     _ack_wait: Duration,
 ) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
-    for (name, subjects, retention, max_age) in [
+    const GIB: i64 = 1 << 30;
+    for (name, subjects, retention, max_age, max_bytes) in [
         (
             EVENTS_STREAM,
             "fnhost.events.>",
             stream::RetentionPolicy::WorkQueue,
             Duration::ZERO,
+            -1,
         ),
+        // Results: a day, at most 1 GiB (oldest dropped first).
         (
             RESULTS_STREAM,
             "fnhost.results.>",
             stream::RetentionPolicy::Limits,
             day,
+            GIB,
         ),
-        // Dead letters are kept 14 days (SQS's longest retention).
+        // Dead letters: 14 days (SQS's longest retention), at most 1 GiB.
         (
             DEAD_LETTER_STREAM,
             "fnhost.dlq.>",
             stream::RetentionPolicy::Limits,
             14 * day,
+            GIB,
         ),
     ] {
         js.get_or_create_stream(stream::Config {
@@ -87,6 +120,7 @@ pub(super) async fn open_streams(
             subjects: vec![subjects.into()],
             retention,
             max_age,
+            max_bytes,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
@@ -122,17 +156,28 @@ impl Cluster {
     /// checks as a local send (the function exists, the payload fits);
     /// returns its id once JetStream has stored it.
     pub async fn send_event_async(&self, target: &str, payload: Bytes) -> fnhost::Result<String> {
-        let info = self.host.function_info(target)?;
-        if payload.len() > info.max_input {
+        let name = target.split(':').next().unwrap_or(target);
+        let info = match self.host.function_info(target) {
+            // This node may not have applied a new function yet.
+            Err(Error::NotFound { .. }) => {
+                self.refresh(name).await;
+                self.host.function_info(target)?
+            }
+            other => other?,
+        };
+        let max = info.max_input.min(self.max_message());
+        if payload.len() > max {
             return Err(Error::PayloadTooLarge {
                 size: payload.len(),
-                max: info.max_input,
+                max,
             });
         }
         let id = new_id(&self.opts.node);
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert(EVENT_ID, id.as_str());
         headers.insert(TARGET, target);
+        headers.insert(ACCEPTED, unix_ms(SystemTime::now()).to_string().as_str());
         let ack = self
             .js
             .publish_with_headers(format!("fnhost.events.{}", info.name), headers, payload)
@@ -141,6 +186,12 @@ impl Cluster {
         ack.await.map_err(|e| nats_error("event send", e))?;
         self.stats.events_sent.fetch_add(1, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// The largest body a message may carry here: the server's
+    /// `max_payload` less room for fnhost's headers.
+    pub(crate) fn max_message(&self) -> usize {
+        (self.client.server_info().max_payload).saturating_sub(HEADER_ROOM)
     }
 
     /// Events pending on the stream, held by nodes, succeeded (results
@@ -247,29 +298,57 @@ impl Cluster {
 
     /// One delivery of one event, to its outcome.
     async fn run_event(&self, msg: jetstream::Message) {
-        let (attempt, published) = match msg.info() {
+        let (delivered, published) = match msg.info() {
             Ok(i) => (
-                u32::try_from(i.delivered).unwrap_or(u32::MAX),
+                i.delivered,
                 SystemTime::UNIX_EPOCH
                     + Duration::from_nanos(i.published.unix_timestamp_nanos().max(0) as u64),
             ),
             Err(_) => (1, SystemTime::now()),
         };
         let headers = msg.headers.as_ref();
-        let id = header(headers, "Nats-Msg-Id").unwrap_or("").to_string();
+        let number = |k: &str| header(headers, k).and_then(|v| v.parse::<u64>().ok());
+        let id = header(headers, EVENT_ID)
+            .or(header(headers, "Nats-Msg-Id"))
+            .unwrap_or("")
+            .to_string();
+        // Failed attempts so far travel with the event (a retry is a new
+        // message), so a redelivery after a node died is not an attempt.
+        let failures = number(FAILURES).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+        let attempt = failures + 1;
+        let accepted = number(ACCEPTED).map_or(published, from_unix_ms);
+        if let Some(not_before) = number(NOT_BEFORE).map(from_unix_ms)
+            && let Ok(wait) = not_before.duration_since(SystemTime::now())
+        {
+            // A retry delivered before its delay is up.
+            let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
+            return;
+        }
         let Some(target) = header(headers, TARGET).map(str::to_string) else {
             let e = Error::Remote {
                 kind: fnhost::ErrorKind::InvalidConfig,
                 message: format!("event on {} has no {TARGET} header", msg.subject),
             };
-            self.dead_letter(&msg, &id, "?", attempt, "Refused", &e)
+            self.dead_letter(&msg, &id, "?", failures, "Refused", &e)
                 .await;
             return;
         };
+        if delivered > MAX_DELIVERIES {
+            // Delivered again and again without an outcome (nodes dying
+            // with it, outcomes that cannot be stored): give it up.
+            let e = Error::Remote {
+                kind: fnhost::ErrorKind::Store,
+                message: format!("delivered {delivered} times without reaching an outcome"),
+            };
+            self.dead_letter(&msg, &id, &target, failures, "RedeliveredTooOften", &e)
+                .await;
+            return;
+        }
         let cfg = self.host.events().config(&target);
         let progress_every = (self.opts.ack_wait / 3).max(Duration::from_millis(100));
+        let mut refreshed = false;
         loop {
-            if SystemTime::now() > published + cfg.event_age() {
+            if SystemTime::now() > accepted + cfg.event_age() {
                 let e = Error::Remote {
                     kind: fnhost::ErrorKind::Timeout,
                     message: format!(
@@ -277,15 +356,8 @@ impl Cluster {
                         cfg.event_age()
                     ),
                 };
-                self.dead_letter(
-                    &msg,
-                    &id,
-                    &target,
-                    attempt.saturating_sub(1),
-                    "EventAgeExceeded",
-                    &e,
-                )
-                .await;
+                self.dead_letter(&msg, &id, &target, failures, "EventAgeExceeded", &e)
+                    .await;
                 return;
             }
             let run = self
@@ -313,8 +385,14 @@ impl Cluster {
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                     return;
                 }
+                // This node may be behind the cluster's registry.
+                Err(Error::NotFound { .. }) if !refreshed => {
+                    refreshed = true;
+                    self.refresh(target.split(':').next().unwrap_or(&target))
+                        .await;
+                }
                 Err(refused) => {
-                    self.dead_letter(&msg, &id, &target, attempt, "Refused", &refused)
+                    self.dead_letter(&msg, &id, &target, failures, "Refused", &refused)
                         .await;
                     return;
                 }
@@ -327,8 +405,17 @@ impl Cluster {
                         h.insert(ATTEMPTS, attempt.to_string().as_str());
                         h.insert(NODE, self.opts.node.as_str());
                         h.insert(VERSION, &*inv.report.version);
+                        h.insert(OUTPUT_BYTES, output.len().to_string().as_str());
+                        h.insert(DELIVERIES, delivered.to_string().as_str());
+                        // An output too large for a message is counted,
+                        // not kept (the outcome must be storable).
+                        let body = if output.len() > self.max_message() {
+                            Bytes::new()
+                        } else {
+                            output
+                        };
                         let subject = format!("fnhost.results.{}", inv.report.function);
-                        if self.publish(subject, h, output).await.is_err() {
+                        if self.publish(subject, h, body).await.is_err() {
                             let _ = msg
                                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                                 .await;
@@ -341,10 +428,15 @@ impl Cluster {
                     }
                     Err(e) if attempt <= cfg.retries() => {
                         tracing::info!(target: "fnhost::cluster", event = %id, attempt, error = %e, "event attempt failed; retrying");
-                        self.stats.events_retried.fetch_add(1, Ordering::Relaxed);
-                        let _ = msg
-                            .ack_with(AckKind::Nak(Some(cfg.retry_after(attempt))))
-                            .await;
+                        self.retry(
+                            &msg,
+                            &id,
+                            &target,
+                            attempt,
+                            accepted,
+                            cfg.retry_after(attempt),
+                        )
+                        .await;
                         return;
                     }
                     Err(e) => {
@@ -354,6 +446,45 @@ impl Cluster {
                     }
                 },
             }
+        }
+    }
+
+    /// Puts the event back for attempt `failed + 1` after `delay`: a new
+    /// message carrying the failure count, then the ack of this one (a
+    /// node dying in between leaves both: the event may run twice, one
+    /// record is kept per id).
+    async fn retry(
+        &self,
+        msg: &jetstream::Message,
+        id: &str,
+        target: &str,
+        failed: u32,
+        accepted: SystemTime,
+        delay: Duration,
+    ) {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("{id}#{failed}").as_str());
+        h.insert(EVENT_ID, id);
+        h.insert(TARGET, target);
+        h.insert(FAILURES, failed.to_string().as_str());
+        h.insert(ACCEPTED, unix_ms(accepted).to_string().as_str());
+        h.insert(
+            NOT_BEFORE,
+            unix_ms(SystemTime::now() + delay).to_string().as_str(),
+        );
+        let function = target.split(':').next().unwrap_or(target);
+        if self
+            .publish(format!("fnhost.events.{function}"), h, msg.payload.clone())
+            .await
+            .is_err()
+        {
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+        if msg.double_ack().await.is_ok() {
+            self.stats.events_retried.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -389,7 +520,28 @@ impl Cluster {
         h.insert(ATTEMPTS, attempts.to_string().as_str());
         h.insert(NODE, self.opts.node.as_str());
         h.insert(REASON, reason);
-        h.insert(ERROR, wire::error_to_json(error).to_string().as_str());
+        let mut error_json = wire::error_to_json(error);
+        if let Some(m) = error_json.get_mut("message")
+            && m.as_str().is_some_and(|t| t.len() > MAX_ERROR_HEADER)
+        {
+            let t = m.as_str().unwrap_or_default();
+            let cut = (0..=MAX_ERROR_HEADER)
+                .rev()
+                .find(|i| t.is_char_boundary(*i))
+                .unwrap_or(0);
+            *m = Value::String(format!("{}…", &t[..cut]));
+        }
+        let error_text = error_json.to_string();
+        let error_text = if error_text.len() > 4 * MAX_ERROR_HEADER {
+            wire::error_to_json(&Error::Remote {
+                kind: error.kind(),
+                message: "(error too long to keep)".into(),
+            })
+            .to_string()
+        } else {
+            error_text
+        };
+        h.insert(ERROR, error_text.as_str());
         let function = target.split(':').next().unwrap_or("unknown");
         let function = if function.is_empty() || function == "?" {
             "unknown"

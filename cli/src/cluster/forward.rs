@@ -81,13 +81,28 @@ impl Cluster {
                 out.insert(STATUS, "retry");
                 Bytes::new()
             }
-            (Some(target), _) => match self.host.invoke_async(&target, req.payload.clone()).await {
+            (Some(target), _) => match self.run_here(&target, req.payload.clone()).await {
                 Ok(inv) => {
-                    self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
                     let (meta, body) = wire::encode_invocation(&inv);
-                    out.insert(STATUS, "ok");
-                    out.insert(META, meta.as_str());
-                    Bytes::from(body)
+                    if body.len() + meta.len() > self.max_message() {
+                        // It ran, but its answer cannot travel back.
+                        let e = Error::Remote {
+                            kind: fnhost::ErrorKind::OutputTooLarge,
+                            message: format!(
+                                "the answer of a forwarded invocation is {} bytes, over the cluster's message limit of {}",
+                                body.len() + meta.len(),
+                                self.max_message()
+                            ),
+                        };
+                        out.insert(STATUS, "refused");
+                        out.insert(META, wire::error_to_json(&e).to_string().as_str());
+                        Bytes::new()
+                    } else {
+                        self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
+                        out.insert(STATUS, "ok");
+                        out.insert(META, meta.as_str());
+                        Bytes::from(body)
+                    }
                 }
                 Err(e) => {
                     // Another node may have a slot (or the function).
@@ -115,6 +130,19 @@ impl Cluster {
         }
     }
 
+    /// Runs a forwarded invocation on this node, first catching up with
+    /// the registry if the function is not here yet.
+    async fn run_here(&self, target: &str, payload: Bytes) -> fnhost::Result<Invocation> {
+        match self.host.invoke_async(target, payload.clone()).await {
+            Err(Error::NotFound { .. }) => {
+                self.refresh(target.split(':').next().unwrap_or(target))
+                    .await;
+                self.host.invoke_async(target, payload).await
+            }
+            other => other,
+        }
+    }
+
     /// Runs `target` on another node. `local` is why this node did not
     /// run it; it is what the caller gets when no other node can either.
     pub async fn forward(
@@ -124,6 +152,16 @@ impl Cluster {
         local: Error,
     ) -> fnhost::Result<Invocation> {
         let function = target.split(':').next().unwrap_or(target);
+        // Only names the host accepts travel (they are header values and
+        // subject tokens), and only payloads a message can carry.
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'$'))
+        };
+        if !plain(target) || payload.len() > self.max_message() {
+            return Err(local);
+        }
         let timeout = match self.host.function_info(target) {
             Ok(i) => i.timeout + i.max_wait + HOP_MARGIN,
             Err(_) => Duration::from_secs(60),

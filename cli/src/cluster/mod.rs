@@ -349,12 +349,17 @@ impl Cluster {
         out
     }
 
-    /// Stops taking events and forwarded invocations, waits up to `grace`
-    /// for the events running here to finish and be acknowledged (an
-    /// unfinished one is redelivered to another node after the ack wait),
-    /// then flushes the connection.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops taking events and forwarded invocations (the first half of a
+    /// graceful shutdown; the host drains next).
+    pub fn begin_shutdown(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Waits up to `grace` for the events running here to be acknowledged
+    /// (an unfinished one is redelivered to another node after the ack
+    /// wait), stops the tasks and flushes the connection.
+    pub async fn finish_shutdown(&self, grace: Duration) {
+        self.begin_shutdown();
         let all = self.opts.event_concurrency.max(1) as u32;
         let drained = tokio::time::timeout(grace, self.event_slots.acquire_many(all)).await;
         if drained.is_err() {

@@ -27,7 +27,11 @@ fn table_modules(table: &Value) -> Vec<(String, bool)> {
         .into_iter()
         .flatten()
         .filter_map(|(_, v)| {
-            let hash = v.get("module")?.as_str()?.to_string();
+            let hash = v
+                .get("module")?
+                .as_str()
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))?
+                .to_string();
             let snapshot = v.pointer("/config/snapshot").and_then(Value::as_bool) == Some(true);
             Some((hash, snapshot))
         })
@@ -59,18 +63,30 @@ impl Cluster {
             names.push(k.map_err(|e| nats_error("registry keys", e))?);
         }
         let mut applied = self.registry_lock.lock().await;
-        for name in names {
+        for name in &names {
             // One bad entry does not keep the node from the others.
-            let applied_one = match self.read_entry(&name).await {
+            let applied_one = match self.read_entry(name).await {
                 Ok((value, revision)) => {
                     applied.insert(name.clone(), revision);
-                    self.apply_entry(&name, value.as_ref()).await.map(drop)
+                    self.apply_entry(name, value.as_ref()).await.map(drop)
                 }
                 Err(e) => Err(e),
             };
             if let Err(e) = applied_one {
                 self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
+            }
+        }
+        // The bucket is the registry: what it lacks (deleted while this
+        // node was away, or only in this node's data dir) goes.
+        for gone in self
+            .host
+            .functions()
+            .into_iter()
+            .filter(|f| !names.contains(&f.name))
+        {
+            if let Err(e) = self.apply_entry(&gone.name, None).await {
+                tracing::error!(target: "fnhost::cluster", function = %gone.name, error = %e, "could not remove a function the cluster no longer has");
             }
         }
         Ok(last + 1)
@@ -150,11 +166,17 @@ impl Cluster {
         if size > MAX_OBJECT {
             return Err(format!("{size} bytes, over the {MAX_OBJECT}-byte cap"));
         }
+        // The declared size is the writer's word: read at most one byte
+        // past the cap whatever the chunks add up to.
         let mut out = Vec::with_capacity(size);
-        object
+        (&mut object)
+            .take(MAX_OBJECT as u64 + 1)
             .read_to_end(&mut out)
             .await
             .map_err(|e| e.to_string())?;
+        if out.len() > MAX_OBJECT {
+            return Err(format!("over the {MAX_OBJECT}-byte cap"));
+        }
         Ok(Bytes::from(out))
     }
 
@@ -176,7 +198,9 @@ impl Cluster {
             return;
         }
         let (mac, bytes) = sealed.split_at(32);
-        if seal(&key, &name, bytes).as_bytes() != mac {
+        let mac: [u8; 32] = mac.try_into().unwrap_or([0; 32]);
+        // `blake3::Hash` compares in constant time.
+        if seal(&key, &name, bytes) != blake3::Hash::from(mac) {
             tracing::warn!(target: "fnhost::cluster", artifact = %name, "artifact seal does not verify (another cluster key?); compiling instead");
             return;
         }
@@ -253,46 +277,48 @@ impl Cluster {
             if after == before {
                 return Ok(out);
             }
+            // The revision the write made (for a delete, a lower bound:
+            // its marker's revision is at least this).
             let written = match &after {
-                Some(table) => {
-                    self.upload(table, module.as_ref()).await?;
-                    let value = Bytes::from(table.to_string());
-                    match revision {
-                        0 => self
-                            .kv
-                            .create(name, value)
-                            .await
-                            .map(drop)
-                            .map_err(|e| e.to_string()),
-                        r => self
-                            .kv
-                            .update(name, value, r)
-                            .await
-                            .map(drop)
-                            .map_err(|e| e.to_string()),
+                Some(table) => match self.upload(table, module.as_ref()).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(()) => {
+                        let value = Bytes::from(table.to_string());
+                        match revision {
+                            0 => self.kv.create(name, value).await.map_err(|e| e.to_string()),
+                            r => self
+                                .kv
+                                .update(name, value, r)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        }
                     }
-                }
+                },
                 None => self
                     .kv
                     .delete_expect_revision(name, Some(revision))
                     .await
+                    .map(|()| revision + 1)
                     .map_err(|e| e.to_string()),
             };
             match written {
-                Ok(()) => {
+                Ok(now) => {
+                    applied.insert(name.to_string(), now);
                     self.stats.registry_writes.fetch_add(1, Ordering::Relaxed);
                     return Ok(out);
                 }
                 Err(e) => {
-                    let (_, now) = self.read_entry(name).await?;
-                    if now != revision {
+                    let now = self.read_entry(name).await.map(|(_, r)| r);
+                    if now.as_ref().is_ok_and(|r| *r != revision) {
                         // Another node changed `name` first: start again
                         // from its table.
                         tracing::info!(target: "fnhost::cluster", function = %name, "registry change raced another node; retrying");
                         continue;
                     }
                     // Put the host back as the cluster has it.
-                    let _ = self.apply_entry(name, current.as_ref()).await;
+                    if let Err(back) = self.apply_entry(name, current.as_ref()).await {
+                        tracing::error!(target: "fnhost::cluster", function = %name, error = %back, "could not undo a change the cluster refused");
+                    }
                     return Err(nats_error("registry write", e));
                 }
             }
@@ -301,6 +327,25 @@ impl Cluster {
             "registry write",
             format!("`{name}` kept changing under this node; try again"),
         ))
+    }
+
+    /// Brings `name` in line with the bucket now (a node that got an
+    /// invocation or event for a function it does not have yet).
+    pub async fn refresh(&self, name: &str) {
+        let mut applied = self.registry_lock.lock().await;
+        match self.read_entry(name).await {
+            Ok((table, revision)) if applied.get(name).is_none_or(|r| *r < revision) => {
+                applied.insert(name.to_string(), revision);
+                if let Err(e) = self.apply_entry(name, table.as_ref()).await {
+                    self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target: "fnhost::cluster", function = %name, error = %e, "registry read")
+            }
+        }
     }
 
     /// Registers (publishes a version of) a function through the cluster.
@@ -376,7 +421,10 @@ impl Cluster {
                     };
                     if let Err(e) = self.apply_entry(&entry.key, table.as_ref()).await {
                         self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change");
+                        tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change; reading the registry again");
+                        // Retried by the full re-read below.
+                        applied.remove(&entry.key);
+                        break;
                     }
                 },
                 Err(e) => {
@@ -423,14 +471,14 @@ mod tests {
 
     #[test]
     fn table_modules_lists_hashes_and_snapshots() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
         let t = serde_json::json!({"versions": {
-            "1": {"module": "aa", "config": {"snapshot": false}},
-            "2": {"module": "bb", "config": {"snapshot": true}},
+            "1": {"module": a, "config": {"snapshot": false}},
+            "2": {"module": b, "config": {"snapshot": true}},
+            // Not a hash: never becomes a path or an object name.
+            "3": {"module": "../../etc/passwd", "config": {}},
         }});
-        assert_eq!(
-            table_modules(&t),
-            vec![("aa".to_string(), false), ("bb".to_string(), true)]
-        );
+        assert_eq!(table_modules(&t), vec![(a, false), (b, true)]);
         assert!(table_modules(&serde_json::json!({})).is_empty());
     }
 }
