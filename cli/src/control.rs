@@ -300,23 +300,24 @@ async fn set_alias(
     let Some(alias) = existing.or(req.name) else {
         return bad_request("Name is required");
     };
-    let exists = gw.host.aliases(&name).is_ok_and(|a| a.contains_key(&alias));
-    if creating && exists {
-        return aws_error(
-            StatusCode::CONFLICT,
-            "ResourceConflictException",
-            &format!("Alias already exists: {name}:{alias}"),
-        );
-    }
-    if !creating && !exists {
-        return aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("Alias not found: {name}:{alias}"),
-        );
-    }
+    // The existence checks run inside the change, after this node has
+    // caught up with the cluster's registry.
     let (n, a) = (name.clone(), alias.clone());
-    match change(&gw, &name, None, move |h| h.set_alias(&n, &a, target)).await {
+    let set = move |h: &Host| {
+        let exists = h.aliases(&n)?.contains_key(&a);
+        if creating && exists {
+            return Err(Error::AlreadyExists {
+                name: format!("{n}:{a}"),
+            });
+        }
+        if !creating && !exists {
+            return Err(Error::NotFound {
+                name: format!("{n}:{a}"),
+            });
+        }
+        h.set_alias(&n, &a, target)
+    };
+    match change(&gw, &name, None, set).await {
         Ok(()) => {
             let status = if creating {
                 StatusCode::CREATED

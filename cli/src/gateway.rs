@@ -146,9 +146,9 @@ impl Gateway {
     }
 
     /// Runs `target` here. With a cluster, a function this node does not
-    /// have yet is first fetched from the cluster's registry, and an
-    /// invocation this node has no slot for goes to another node. `Err`
-    /// means no guest ran anywhere.
+    /// have yet is first fetched from the cluster's registry; an
+    /// invocation this node has no slot for (or still cannot find) goes to
+    /// another node. `Err` means no guest ran anywhere.
     pub(crate) async fn run(&self, target: &str, payload: Bytes) -> Result<Invocation, Error> {
         let here = self.host.invoke_async(target, payload.clone()).await;
         let Some(c) = &self.cluster else {
@@ -162,7 +162,11 @@ impl Gateway {
             other => other,
         };
         match here {
-            Err(e @ Error::Throttled { .. }) => c.forward(target, payload, e).await,
+            // No slot here; or the function is in the cluster but this node
+            // could not apply it (another node may have).
+            Err(e @ (Error::Throttled { .. } | Error::NotFound { .. })) => {
+                c.forward(target, payload, e).await
+            }
             other => other,
         }
     }

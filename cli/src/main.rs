@@ -106,6 +106,10 @@ impl ClusterArgs {
         };
         let mut o = ClusterOptions::new(url);
         if let Some(n) = &self.node {
+            anyhow::ensure!(
+                !n.is_empty() && n.len() <= 128 && n.bytes().all(|b| b.is_ascii_graphic()),
+                "--node must be 1-128 printable ASCII characters without spaces"
+            );
             o.node = n.clone();
         }
         o.ack_wait = parse_duration(&self.ack_wait).context("--ack-wait")?;
@@ -221,6 +225,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => (Config::parse("")?, PathBuf::from(".")),
             };
             let cluster = cluster.options()?;
+            // An empty token (an unset variable) means no control API; a
+            // short one is refused before anything starts.
+            let admin_token = admin_token.filter(|t| !t.is_empty());
+            if let Some(t) = &admin_token {
+                anyhow::ensure!(
+                    t.len() >= 16,
+                    "the admin token must be at least 16 bytes long"
+                );
+            }
             let mut builder = Host::builder();
             if let Some(c) = cfg.concurrency {
                 builder = builder.concurrency_limit(c);
@@ -296,12 +309,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("listening on {addr}"))?;
                 // The line a supervisor (or test) waits for.
                 println!("listening on http://{}", listener.local_addr()?);
-                if let Some(t) = &admin_token {
-                    anyhow::ensure!(
-                        t.len() >= 16,
-                        "the admin token must be at least 16 bytes long"
-                    );
-                }
                 let gw = Gateway {
                     host,
                     routes,

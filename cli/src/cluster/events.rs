@@ -11,15 +11,17 @@
 //!   answering (dies) has its events redelivered after the ack wait.
 //! - **Outcome** (Lambda's semantics): success → a record on
 //!   `fnhost.results.<function>`, then ack; a failed attempt with retries
-//!   left → nak with the function's retry delay (the attempt number is
-//!   JetStream's delivery count); out of retries, or older than the
-//!   function's maximum event age → a dead letter on
+//!   left → a new message carrying the failure count and the time the
+//!   retry may run (the retry delay, doubling), then ack; out of retries,
+//!   or older than the function's maximum event age → a dead letter on
 //!   `fnhost.dlq.<function>`, then ack. A throttled start is not an
-//!   attempt: the node waits for a slot and tries again.
-//! - Results and dead letters are published before the ack and carry the
-//!   event id as `Nats-Msg-Id`, so a node dying between the two gives a
-//!   duplicate that JetStream drops inside its duplicate window (and that
-//!   readers can drop by id after it).
+//!   attempt (the node waits for a slot), nor is a node dying with the
+//!   event (JetStream redelivers the same message); a message delivered
+//!   [`MAX_DELIVERIES`] times without an outcome is dead-lettered.
+//! - Every outcome is stored before the ack and carries a `Nats-Msg-Id`
+//!   (the event id; `id#n` for the retry after failure n), so a node dying
+//!   between the two gives a duplicate that JetStream drops inside its
+//!   duplicate window (and that readers can drop by id after it).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,7 +70,12 @@ pub const DELIVERIES: &str = "Fnhost-Deliveries";
 pub const OUTPUT_BYTES: &str = "Fnhost-Output-Bytes";
 
 /// Deliveries of one message without an outcome before it is given up.
-const MAX_DELIVERIES: i64 = 20;
+pub const MAX_DELIVERIES: i64 = 20;
+/// How long JetStream remembers message ids to drop re-sends: longer than
+/// an ack wait plus a rerun of most functions.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Longest a retry waits for its delay (whatever its header says).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
 /// Room kept for headers below the server's `max_payload`.
 const HEADER_ROOM: usize = 8 << 10;
 /// Longest error text kept in a dead letter's header.
@@ -122,7 +129,7 @@ pub(super) async fn open_streams(
             max_age,
             max_bytes,
             storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: DUPLICATE_WINDOW,
             ..Default::default()
         })
         .await?;
@@ -145,6 +152,26 @@ fn new_id(node: &str) -> String {
     let b = h.finalize();
     let v = u128::from_le_bytes(b.as_bytes()[..16].try_into().unwrap_or_default());
     fnhost::RequestId(v).to_string()
+}
+
+/// Runs `work` while telling JetStream every `every` that `msg` is still
+/// being worked on.
+async fn in_progress<T>(
+    msg: &jetstream::Message,
+    every: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = ticker.tick() => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
 }
 
 fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
@@ -214,8 +241,8 @@ impl Cluster {
         let in_flight = events
             .consumer_info(EVENTS_CONSUMER)
             .await
-            .map(|c| c.num_ack_pending as u64)
-            .unwrap_or(0);
+            .map_err(|e| nats_error("consumer info", e))?
+            .num_ack_pending as u64;
         Ok(json!({
             "pending": count(EVENTS_STREAM).await?,
             "in_flight": in_flight,
@@ -249,8 +276,14 @@ impl Cluster {
 
     /// The event worker: pulls as many events as there are free slots and
     /// runs each on its own task.
-    pub(super) async fn run_events(self: Arc<Self>, consumer: PullConsumer) {
+    pub(super) async fn run_events(self: Arc<Self>, mut consumer: PullConsumer) {
         let mut stop = self.stopping();
+        // The consumer's ack wait is the first node's; "in progress" goes
+        // out by that one, whatever this node was started with.
+        let ack_wait = match consumer.info().await {
+            Ok(i) => i.config.ack_wait,
+            Err(_) => self.opts.ack_wait,
+        };
         loop {
             if *stop.borrow() {
                 return;
@@ -289,7 +322,7 @@ impl Cluster {
                 let Some(permit) = permits.pop() else { break };
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.run_event(msg).await;
+                    me.run_event(msg, ack_wait).await;
                     drop(permit);
                 });
             }
@@ -297,7 +330,7 @@ impl Cluster {
     }
 
     /// One delivery of one event, to its outcome.
-    async fn run_event(&self, msg: jetstream::Message) {
+    async fn run_event(&self, msg: jetstream::Message, ack_wait: Duration) {
         let (delivered, published) = match msg.info() {
             Ok(i) => (
                 i.delivered,
@@ -308,23 +341,41 @@ impl Cluster {
         };
         let headers = msg.headers.as_ref();
         let number = |k: &str| header(headers, k).and_then(|v| v.parse::<u64>().ok());
-        let id = header(headers, EVENT_ID)
-            .or(header(headers, "Nats-Msg-Id"))
-            .unwrap_or("")
-            .to_string();
+        // Values that go into headers again must not carry control
+        // characters (a foreign message must not stop this node).
+        let clean = |s: &str| s.replace(|c: char| c.is_control(), "?");
+        let id = clean(
+            header(headers, EVENT_ID)
+                .or(header(headers, "Nats-Msg-Id"))
+                .unwrap_or(""),
+        );
         // Failed attempts so far travel with the event (a retry is a new
         // message), so a redelivery after a node died is not an attempt.
         let failures = number(FAILURES).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
         let attempt = failures + 1;
         let accepted = number(ACCEPTED).map_or(published, from_unix_ms);
+        let target = header(headers, TARGET).map(clean);
+        if delivered > MAX_DELIVERIES {
+            // Delivered again and again without an outcome (nodes dying
+            // with it, outcomes that cannot be stored): give it up.
+            let e = Error::Remote {
+                kind: fnhost::ErrorKind::Store,
+                message: format!("delivered {delivered} times without reaching an outcome"),
+            };
+            let target = target.as_deref().unwrap_or("?");
+            self.dead_letter(&msg, &id, target, failures, "RedeliveredTooOften", &e)
+                .await;
+            return;
+        }
         if let Some(not_before) = number(NOT_BEFORE).map(from_unix_ms)
             && let Ok(wait) = not_before.duration_since(SystemTime::now())
         {
             // A retry delivered before its delay is up.
+            let wait = wait.min(MAX_RETRY_WAIT);
             let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
             return;
         }
-        let Some(target) = header(headers, TARGET).map(str::to_string) else {
+        let Some(target) = target else {
             let e = Error::Remote {
                 kind: fnhost::ErrorKind::InvalidConfig,
                 message: format!("event on {} has no {TARGET} header", msg.subject),
@@ -333,19 +384,8 @@ impl Cluster {
                 .await;
             return;
         };
-        if delivered > MAX_DELIVERIES {
-            // Delivered again and again without an outcome (nodes dying
-            // with it, outcomes that cannot be stored): give it up.
-            let e = Error::Remote {
-                kind: fnhost::ErrorKind::Store,
-                message: format!("delivered {delivered} times without reaching an outcome"),
-            };
-            self.dead_letter(&msg, &id, &target, failures, "RedeliveredTooOften", &e)
-                .await;
-            return;
-        }
         let cfg = self.host.events().config(&target);
-        let progress_every = (self.opts.ack_wait / 3).max(Duration::from_millis(100));
+        let progress_every = (ack_wait / 3).max(Duration::from_millis(100));
         let mut refreshed = false;
         loop {
             if SystemTime::now() > accepted + cfg.event_age() {
@@ -363,17 +403,7 @@ impl Cluster {
             let run = self
                 .host
                 .invoke_event_async(&target, msg.payload.clone(), &id, attempt);
-            tokio::pin!(run);
-            let mut ticker = tokio::time::interval(progress_every);
-            ticker.tick().await;
-            let outcome = loop {
-                tokio::select! {
-                    r = &mut run => break r,
-                    _ = ticker.tick() => {
-                        let _ = msg.ack_with(AckKind::Progress).await;
-                    }
-                }
-            };
+            let outcome = in_progress(&msg, progress_every, run).await;
             match outcome {
                 // Waiting for a slot is not an attempt.
                 Err(Error::Throttled { .. }) => {
@@ -388,8 +418,8 @@ impl Cluster {
                 // This node may be behind the cluster's registry.
                 Err(Error::NotFound { .. }) if !refreshed => {
                     refreshed = true;
-                    self.refresh(target.split(':').next().unwrap_or(&target))
-                        .await;
+                    let name = target.split(':').next().unwrap_or(&target);
+                    in_progress(&msg, progress_every, self.refresh(name)).await;
                 }
                 Err(refused) => {
                     self.dead_letter(&msg, &id, &target, failures, "Refused", &refused)
@@ -415,15 +445,8 @@ impl Cluster {
                             output
                         };
                         let subject = format!("fnhost.results.{}", inv.report.function);
-                        if self.publish(subject, h, body).await.is_err() {
-                            let _ = msg
-                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                                .await;
-                            return;
-                        }
-                        if msg.double_ack().await.is_ok() {
-                            self.stats.events_succeeded.fetch_add(1, Ordering::Relaxed);
-                        }
+                        self.settle(&msg, subject, h, body, &self.stats.events_succeeded)
+                            .await;
                         return;
                     }
                     Err(e) if attempt <= cfg.retries() => {
@@ -473,23 +496,29 @@ impl Cluster {
             unix_ms(SystemTime::now() + delay).to_string().as_str(),
         );
         let function = target.split(':').next().unwrap_or(target);
-        if self
-            .publish(format!("fnhost.events.{function}"), h, msg.payload.clone())
-            .await
-            .is_err()
-        {
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
-            return;
-        }
-        if msg.double_ack().await.is_ok() {
-            self.stats.events_retried.fetch_add(1, Ordering::Relaxed);
-        }
+        let subject = format!("fnhost.events.{function}");
+        self.settle(
+            msg,
+            subject,
+            h,
+            msg.payload.clone(),
+            &self.stats.events_retried,
+        )
+        .await;
     }
 
-    async fn publish(&self, subject: String, headers: HeaderMap, body: Bytes) -> Result<(), ()> {
-        let sent = async {
+    /// Ends this delivery: stores its outcome (a result, a retry or a dead
+    /// letter) on `subject`, then acks the event and counts it. When the
+    /// outcome cannot be stored the event is put back (nak) to run again.
+    async fn settle(
+        &self,
+        msg: &jetstream::Message,
+        subject: String,
+        headers: HeaderMap,
+        body: Bytes,
+        counter: &std::sync::atomic::AtomicU64,
+    ) {
+        let stored = async {
             self.js
                 .publish_with_headers(subject, headers, body)
                 .await?
@@ -497,9 +526,16 @@ impl Cluster {
                 .map(drop)
                 .map_err(async_nats::Error::from)
         };
-        sent.await.map_err(|e: async_nats::Error| {
-            tracing::warn!(target: "fnhost::cluster", error = %e, "could not publish an event outcome; the event will be redelivered");
-        })
+        if let Err(e) = stored.await {
+            tracing::warn!(target: "fnhost::cluster", error = %e, "could not store an event outcome; the event runs again");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+        if msg.double_ack().await.is_ok() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Publishes the dead letter (original payload, error, attempts), then
@@ -549,21 +585,15 @@ impl Cluster {
             function
         };
         tracing::warn!(target: "fnhost::cluster", event = %id, %target, attempts, reason, error = %error, "event dead-lettered");
-        if self
-            .publish(format!("fnhost.dlq.{function}"), h, msg.payload.clone())
-            .await
-            .is_err()
-        {
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
-            return;
-        }
-        if msg.double_ack().await.is_ok() {
-            self.stats
-                .events_dead_lettered
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        let subject = format!("fnhost.dlq.{function}");
+        self.settle(
+            msg,
+            subject,
+            h,
+            msg.payload.clone(),
+            &self.stats.events_dead_lettered,
+        )
+        .await;
     }
 }
 

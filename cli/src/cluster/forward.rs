@@ -27,13 +27,13 @@ use crate::cluster::events::TARGET;
 
 /// Header: the node that asked.
 pub const ORIGIN: &str = "Fnhost-Origin";
-/// Header: `ok` (an invocation), `refused` (an error, final) or `retry`
-/// (ask another node).
+/// Header: `ok` (an invocation), `refused` (an error, final), `retry`
+/// (ask another node) or `self` (the asker reached itself: ask again).
 pub const STATUS: &str = "Fnhost-Status";
 /// Header: the invocation's meta (`ok`) or the error's JSON (`refused`,
 /// `retry`).
 pub const META: &str = "Fnhost-Meta";
-/// Requests one forwarded invocation makes at most.
+/// Other nodes one forwarded invocation asks at most.
 pub const TRIES: usize = 6;
 
 /// The part of a forwarded call's timeout that covers the hop itself.
@@ -78,7 +78,7 @@ impl Cluster {
         let mut out = HeaderMap::new();
         let body = match (get(TARGET), get(ORIGIN)) {
             (_, Some(origin)) if origin == self.opts.node => {
-                out.insert(STATUS, "retry");
+                out.insert(STATUS, "self");
                 Bytes::new()
             }
             (Some(target), _) => match self.run_here(&target, req.payload.clone()).await {
@@ -170,7 +170,12 @@ impl Cluster {
         headers.insert(TARGET, target);
         headers.insert(ORIGIN, self.opts.node.as_str());
         let mut last = local;
-        for _ in 0..TRIES {
+        // Answers from this node itself (NATS may hand the request to its
+        // own queue member) do not count as tries; the cap on requests
+        // bounds the loop all the same.
+        let (mut tries, mut requests) = (0, 0);
+        while tries < TRIES && requests < 4 * TRIES {
+            requests += 1;
             let request = async_nats::Request::new()
                 .headers(headers.clone())
                 .payload(payload.clone())
@@ -219,7 +224,9 @@ impl Cluster {
                 Some("refused") => {
                     return Err(parse_error(meta.as_deref()));
                 }
+                Some("self") => {}
                 _ => {
+                    tries += 1;
                     if let Some(m) = meta {
                         last = parse_error(Some(&m));
                     }

@@ -42,6 +42,9 @@ impl Cluster {
     /// Applies every function in the bucket; returns the revision to watch
     /// from (changes after the snapshot this read started from).
     pub(super) async fn sync_all(&self) -> fnhost::Result<u64> {
+        // Held throughout, so no change or refresh lands between the
+        // listing and the removals below.
+        let mut applied = self.registry_lock.lock().await;
         let mut stream = self
             .js
             .get_stream(format!("KV_{}", super::REGISTRY_BUCKET))
@@ -62,29 +65,39 @@ impl Cluster {
         while let Some(k) = keys.next().await {
             names.push(k.map_err(|e| nats_error("registry keys", e))?);
         }
-        let mut applied = self.registry_lock.lock().await;
         for name in &names {
             // One bad entry does not keep the node from the others.
             let applied_one = match self.read_entry(name).await {
-                Ok((value, revision)) => {
-                    applied.insert(name.clone(), revision);
-                    self.apply_entry(name, value.as_ref()).await.map(drop)
-                }
+                Ok((value, revision)) => self
+                    .apply_entry(name, value.as_ref())
+                    .await
+                    .map(|_| revision),
                 Err(e) => Err(e),
             };
-            if let Err(e) = applied_one {
-                self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
+            match applied_one {
+                Ok(revision) => {
+                    applied.insert(name.clone(), revision);
+                }
+                Err(e) => {
+                    applied.remove(name);
+                    self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
+                }
             }
         }
         // The bucket is the registry: what it lacks (deleted while this
-        // node was away, or only in this node's data dir) goes.
-        for gone in self
-            .host
-            .functions()
-            .into_iter()
-            .filter(|f| !names.contains(&f.name))
-        {
+        // node was away, or only in this node's data dir) goes — checked
+        // key by key. An empty bucket beside a non-empty host is taken for
+        // a lost store, not for "delete everything".
+        let local = self.host.functions();
+        if names.is_empty() && !local.is_empty() {
+            tracing::warn!(target: "fnhost::cluster", functions = local.len(), "the cluster's registry is empty; keeping this node's functions");
+            return Ok(last + 1);
+        }
+        for gone in local.into_iter().filter(|f| !names.contains(&f.name)) {
+            if !matches!(self.read_entry(&gone.name).await, Ok((None, _))) {
+                continue;
+            }
             if let Err(e) = self.apply_entry(&gone.name, None).await {
                 tracing::error!(target: "fnhost::cluster", function = %gone.name, error = %e, "could not remove a function the cluster no longer has");
             }
@@ -317,6 +330,7 @@ impl Cluster {
                     }
                     // Put the host back as the cluster has it.
                     if let Err(back) = self.apply_entry(name, current.as_ref()).await {
+                        applied.remove(name);
                         tracing::error!(target: "fnhost::cluster", function = %name, error = %back, "could not undo a change the cluster refused");
                     }
                     return Err(nats_error("registry write", e));
@@ -332,18 +346,36 @@ impl Cluster {
     /// Brings `name` in line with the bucket now (a node that got an
     /// invocation or event for a function it does not have yet).
     pub async fn refresh(&self, name: &str) {
-        let mut applied = self.registry_lock.lock().await;
-        match self.read_entry(name).await {
-            Ok((table, revision)) if applied.get(name).is_none_or(|r| *r < revision) => {
-                applied.insert(name.to_string(), revision);
-                if let Err(e) = self.apply_entry(name, table.as_ref()).await {
-                    self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
-                }
-            }
-            Ok(_) => {}
+        // Names the host would refuse are not looked up at all.
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain {
+            return;
+        }
+        // Read without the lock: a miss (most refreshes of unknown names)
+        // costs one round trip and never waits behind an apply.
+        let (table, revision) = match self.read_entry(name).await {
+            Ok((_, 0)) => return,
+            Ok(e) => e,
             Err(e) => {
-                tracing::warn!(target: "fnhost::cluster", function = %name, error = %e, "registry read")
+                tracing::warn!(target: "fnhost::cluster", function = %name, error = %e, "registry read");
+                return;
+            }
+        };
+        let mut applied = self.registry_lock.lock().await;
+        if applied.get(name).is_some_and(|r| *r >= revision) {
+            return;
+        }
+        match self.apply_entry(name, table.as_ref()).await {
+            Ok(_) => {
+                applied.insert(name.to_string(), revision);
+            }
+            Err(e) => {
+                self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "fnhost::cluster", function = %name, error = %e, "could not apply the cluster's table");
             }
         }
     }
@@ -405,7 +437,6 @@ impl Cluster {
                     {
                         continue;
                     }
-                    applied.insert(entry.key.clone(), entry.revision);
                     let table = match entry.operation {
                         async_nats::jetstream::kv::Operation::Put => {
                             match serde_json::from_slice::<Value>(&entry.value) {
@@ -419,12 +450,19 @@ impl Cluster {
                         }
                         _ => None,
                     };
-                    if let Err(e) = self.apply_entry(&entry.key, table.as_ref()).await {
-                        self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change; reading the registry again");
-                        // Retried by the full re-read below.
-                        applied.remove(&entry.key);
-                        break;
+                    match self.apply_entry(&entry.key, table.as_ref()).await {
+                        Ok(_) => {
+                            applied.insert(entry.key.clone(), entry.revision);
+                        }
+                        Err(e) => {
+                            self.stats.registry_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(target: "fnhost::cluster", function = %entry.key, error = %e, "could not apply a registry change; reading the registry again");
+                            // Retried by the full re-read below (or, if that
+                            // fails too, by the watch resuming here).
+                            applied.remove(&entry.key);
+                            from = entry.revision;
+                            break;
+                        }
                     }
                 },
                 Err(e) => {

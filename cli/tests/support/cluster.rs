@@ -95,7 +95,7 @@ impl Node {
                 "--listen",
                 "127.0.0.1:0",
                 "--ack-wait",
-                "2s",
+                "5s",
                 "--config",
             ])
             .arg(config)
