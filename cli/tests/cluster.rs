@@ -134,9 +134,9 @@ impl Http {
 
 /// The cluster tests start many processes each; on a 2-core machine they
 /// run one at a time so their timing does not depend on each other.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Polls `check` every 50 ms until it holds (or panics after `limit`).
@@ -154,7 +154,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn register_through_one_node_invoke_through_another() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
@@ -372,7 +372,7 @@ async fn read_stream(js: &jetstream::Context, stream: &str) -> (Records, usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_events_survive_a_killed_node() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -544,7 +544,7 @@ events = {{ max_retries = 0 }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_saturated_node_forwards_to_another() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let mut nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
