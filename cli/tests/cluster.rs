@@ -659,3 +659,95 @@ async fn a_saturated_node_forwards_to_another() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_data_in_nats_is_refused_and_counted() {
+    let _serial = one_at_a_time().await;
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[function]]\nname = \"probe\"\nmodule = \"{}\"\n",
+            guests::PROBE
+        ),
+    );
+    let n1 = start_node(&nats, "n1", &cfg, &dir.path().join("cache1"));
+    let http = Http::new();
+    assert_eq!(http.counter(&n1, "artifacts_shared").await, 1);
+
+    let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    // Every shared artifact altered under its name: native code that no
+    // longer carries a valid MAC.
+    let store = js.get_object_store("fnhost_artifacts").await.unwrap();
+    let mut names = Vec::new();
+    let mut list = store.list().await.unwrap();
+    while let Some(info) = list.next().await {
+        names.push(info.unwrap().name);
+    }
+    assert_eq!(names.len(), 1);
+    for name in &names {
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut store.get(name).await.unwrap(), &mut bytes)
+            .await
+            .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        store.put(name.as_str(), &mut &bytes[..]).await.unwrap();
+    }
+    // A table that is not JSON, and one whose module is nowhere.
+    let kv = js.get_key_value("fnhost_registry").await.unwrap();
+    kv.put("junk", "not json".into()).await.unwrap();
+    let ghost = json!({"versions": {"1": {"module": "0".repeat(64), "config": {}}}, "aliases": {}});
+    kv.put("ghost", ghost.to_string().into()).await.unwrap();
+
+    // A new node refuses the altered artifact (it compiles instead) and
+    // the two bad tables, and serves what is good.
+    let n2 = start_node(&nats, "n2", &cfg, &dir.path().join("cache2"));
+    let health = http.get(&n2, "/healthz").await.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["functions"], 1, "{health}");
+    assert_eq!(health["compiles"], 1, "{health}");
+    assert_eq!(health["cache_hits"], 0, "{health}");
+    assert_eq!(http.counter(&n2, "artifacts_fetched").await, 0);
+    assert!(http.counter(&n2, "registry_errors").await >= 2);
+    // The running node saw the same changes through its watch.
+    eventually(
+        Duration::from_secs(10),
+        "n1 to count the bad tables",
+        || async { http.counter(&n1, "registry_errors").await >= 2 },
+    )
+    .await;
+    for n in [&n1, &n2] {
+        let r = http
+            .invoke(n, "probe", json!({"op": "echo", "data": 7}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, "7");
+        let r = http.invoke(n, "ghost", json!({})).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+
+    // An event whose output is larger than a NATS message: its result is
+    // stored with the size and no body, not retried forever.
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            format!("{}/2015-03-31/functions/probe/invocations", n1.base),
+            &[("x-amz-invocation-type", "Event")],
+            json!({"op": "output", "bytes": 2_000_000}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.headers["x-amzn-RequestId"].to_str().unwrap().to_string();
+    eventually(Duration::from_secs(20), "the big event to end", || async {
+        let c = &http.get(&n1, "/healthz").await.json()["cluster"]["events"];
+        c["pending"] == 0 && c["succeeded"] == 1
+    })
+    .await;
+    let (results, _) = read_stream(&js, "FNHOST_RESULTS").await;
+    let (h, body) = &results[&id];
+    assert_eq!(h["Fnhost-Output-Bytes"], "2000002");
+    assert_eq!(h["Fnhost-Attempts"], "1");
+    assert_eq!(*body, Value::Null, "no body: it does not fit in a message");
+}

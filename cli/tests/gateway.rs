@@ -553,6 +553,17 @@ async fn the_real_aws_cli_works_against_the_gateway() {
     s.stop().await;
 }
 
+/// A control call with the test server's admin token.
+async fn admin(s: &Server, method: reqwest::Method, path: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", s.base))
+        .header("authorization", "Bearer s3cret")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_api_needs_the_token_and_changes_the_registry() {
     use base64::Engine as _;
@@ -665,54 +676,46 @@ async fn control_api_needs_the_token_and_changes_the_registry() {
     )
     .await;
     assert_eq!(r.status(), 409, "already exists comes first");
-    let c = reqwest::Client::new();
-    let r = c
-        .put(format!(
-            "{}/2015-03-31/functions/fresh/aliases/live",
-            s.base
-        ))
-        .header("authorization", "Bearer s3cret")
-        .body(alias("9"))
-        .send()
-        .await
-        .unwrap();
+    let r = admin(
+        &s,
+        reqwest::Method::PUT,
+        "/2015-03-31/functions/fresh/aliases/live",
+        alias("9"),
+    )
+    .await;
     // As Lambda: a version that does not exist is ResourceNotFound.
     assert_eq!(r.status(), 404, "version 9 does not exist");
     assert_eq!(
         s.host.aliases("fresh").unwrap()["live"],
         fnhost::Alias::to(1)
     );
-    let r = c
-        .put(format!(
-            "{}/2015-03-31/functions/fresh/aliases/nope",
-            s.base
-        ))
-        .header("authorization", "Bearer s3cret")
-        .body(alias("1"))
-        .send()
-        .await
-        .unwrap();
+    let r = admin(
+        &s,
+        reqwest::Method::PUT,
+        "/2015-03-31/functions/fresh/aliases/nope",
+        alias("1"),
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = c
-        .delete(format!(
-            "{}/2015-03-31/functions/fresh/aliases/live",
-            s.base
-        ))
-        .header("authorization", "Bearer s3cret")
-        .send()
-        .await
-        .unwrap();
+    let r = admin(
+        &s,
+        reqwest::Method::DELETE,
+        "/2015-03-31/functions/fresh/aliases/live",
+        String::new(),
+    )
+    .await;
     assert_eq!(r.status(), 204);
     assert!(s.host.aliases("fresh").unwrap().is_empty());
 
     // Delete: 204, then 404.
     for expected in [204, 404] {
-        let r = c
-            .delete(format!("{}/2015-03-31/functions/fresh", s.base))
-            .header("authorization", "Bearer s3cret")
-            .send()
-            .await
-            .unwrap();
+        let r = admin(
+            &s,
+            reqwest::Method::DELETE,
+            "/2015-03-31/functions/fresh",
+            String::new(),
+        )
+        .await;
         assert_eq!(r.status(), expected);
     }
     assert!(s.host.function_info("fresh").is_err());

@@ -49,6 +49,15 @@ impl Logs {
         Logs { bytes, dropped }
     }
 
+    /// No bytes kept, `dropped` counted as dropped (logs that could not be
+    /// carried, e.g. back from another node).
+    pub fn dropped_all(dropped: u64) -> Logs {
+        Logs {
+            bytes: Vec::new(),
+            dropped,
+        }
+    }
+
     /// The captured bytes, exactly as the guest wrote them (at most the
     /// function's `max_log_bytes`).
     pub fn bytes(&self) -> &[u8] {

@@ -83,26 +83,11 @@ impl Cluster {
             }
             (Some(target), _) => match self.run_here(&target, req.payload.clone()).await {
                 Ok(inv) => {
-                    let (meta, body) = wire::encode_invocation(&inv);
-                    if body.len() + meta.len() > self.max_message() {
-                        // It ran, but its answer cannot travel back.
-                        let e = Error::Remote {
-                            kind: fnhost::ErrorKind::OutputTooLarge,
-                            message: format!(
-                                "the answer of a forwarded invocation is {} bytes, over the cluster's message limit of {}",
-                                body.len() + meta.len(),
-                                self.max_message()
-                            ),
-                        };
-                        out.insert(STATUS, "refused");
-                        out.insert(META, wire::error_to_json(&e).to_string().as_str());
-                        Bytes::new()
-                    } else {
-                        self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
-                        out.insert(STATUS, "ok");
-                        out.insert(META, meta.as_str());
-                        Bytes::from(body)
-                    }
+                    self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
+                    let (meta, body) = self.encode_answer(inv);
+                    out.insert(STATUS, "ok");
+                    out.insert(META, meta.as_str());
+                    Bytes::from(body)
                 }
                 Err(e) => {
                     // Another node may have a slot (or the function).
@@ -128,6 +113,32 @@ impl Cluster {
         if let Err(e) = self.client.publish_with_headers(reply, out, body).await {
             tracing::warn!(target: "fnhost::cluster", error = %e, "could not answer a forwarded invocation");
         }
+    }
+
+    /// The invocation in wire form, fitted to a message: an output that
+    /// cannot travel becomes the function error a too-large output is
+    /// (`OutputTooLarge`, as the host reports one over `max_output`), and
+    /// logs that still do not fit are dropped (counted as dropped).
+    fn encode_answer(&self, mut inv: Invocation) -> (String, Vec<u8>) {
+        let max = self.max_message();
+        let (meta, body) = wire::encode_invocation(&inv);
+        if meta.len() + body.len() <= max {
+            return (meta, body);
+        }
+        if let Ok(out) = &inv.outcome {
+            inv.outcome = Err(Error::OutputTooLarge {
+                size: out.len() as u64,
+                max,
+            });
+            inv.report.error = Some(fnhost::ErrorKind::OutputTooLarge);
+        }
+        let (meta, body) = wire::encode_invocation(&inv);
+        if meta.len() + body.len() <= max {
+            return (meta, body);
+        }
+        let logs = inv.logs.bytes().len() as u64 + inv.logs.dropped();
+        inv.logs = fnhost::Logs::dropped_all(logs);
+        wire::encode_invocation(&inv)
     }
 
     /// Runs a forwarded invocation on this node, first catching up with
