@@ -156,7 +156,7 @@ impl Gateway {
         };
         let here = match here {
             Err(Error::NotFound { .. }) => {
-                c.refresh(target.split(':').next().unwrap_or(target)).await;
+                c.refresh(crate::cluster::function_of(target)).await;
                 self.host.invoke_async(target, payload.clone()).await
             }
             other => other,

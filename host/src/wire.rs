@@ -64,24 +64,17 @@ pub fn error_from_json(v: &Value) -> Error {
             message: format!("a peer sent an unreadable error: {v}"),
         };
     };
+    let size_max = u("size").zip(u("max"));
     let exact = match kind {
         ErrorKind::NotFound => s("name").map(|name| Error::NotFound { name }),
-        ErrorKind::PayloadTooLarge => {
-            u("size")
-                .zip(u("max"))
-                .map(|(size, max)| Error::PayloadTooLarge {
-                    size: size as usize,
-                    max: max as usize,
-                })
-        }
-        ErrorKind::ModuleTooLarge => {
-            u("size")
-                .zip(u("max"))
-                .map(|(size, max)| Error::ModuleTooLarge {
-                    size: size as usize,
-                    max: max as usize,
-                })
-        }
+        ErrorKind::PayloadTooLarge => size_max.map(|(size, max)| Error::PayloadTooLarge {
+            size: size as usize,
+            max: max as usize,
+        }),
+        ErrorKind::ModuleTooLarge => size_max.map(|(size, max)| Error::ModuleTooLarge {
+            size: size as usize,
+            max: max as usize,
+        }),
         ErrorKind::Throttled => {
             s("function")
                 .zip(u("limit"))
@@ -103,14 +96,10 @@ pub fn error_from_json(v: &Value) -> Error {
         ErrorKind::Guest => s("error_type")
             .zip(s("error_message"))
             .map(|(kind, message)| Error::Guest { kind, message }),
-        ErrorKind::OutputTooLarge => {
-            u("size")
-                .zip(u("max"))
-                .map(|(size, max)| Error::OutputTooLarge {
-                    size,
-                    max: max as usize,
-                })
-        }
+        ErrorKind::OutputTooLarge => size_max.map(|(size, max)| Error::OutputTooLarge {
+            size,
+            max: max as usize,
+        }),
         ErrorKind::AbiViolation => s("reason").map(|reason| Error::AbiViolation { reason }),
         ErrorKind::Instantiate => s("reason").map(|reason| Error::Instantiate { reason }),
         ErrorKind::InvalidModule => s("reason").map(|reason| Error::InvalidModule { reason }),

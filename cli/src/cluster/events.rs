@@ -91,10 +91,7 @@ fn from_unix_ms(ms: u64) -> SystemTime {
 }
 
 /// Creates the three streams (or checks they exist).
-pub(super) async fn open_streams(
-    js: &jetstream::Context,
-    _ack_wait: Duration,
-) -> anyhow::Result<()> {
+pub(super) async fn open_streams(js: &jetstream::Context) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
     const GIB: i64 = 1 << 30;
     for (name, subjects, retention, max_age, max_bytes) in [
@@ -174,6 +171,21 @@ async fn in_progress<T>(
     }
 }
 
+/// The headers every event message and outcome starts with: the
+/// deduplication id, the event id and the target.
+fn event_headers(msg_id: &str, id: &str, target: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", msg_id);
+    h.insert(EVENT_ID, id);
+    h.insert(TARGET, target);
+    h
+}
+
+/// The function part of a target (`name`, `name:version`, `name:alias`).
+pub(crate) fn function_of(target: &str) -> &str {
+    target.split(':').next().unwrap_or(target)
+}
+
 fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     h?.get(name).map(|v| v.as_str())
 }
@@ -183,7 +195,7 @@ impl Cluster {
     /// checks as a local send (the function exists, the payload fits);
     /// returns its id once JetStream has stored it.
     pub async fn send_event_async(&self, target: &str, payload: Bytes) -> fnhost::Result<String> {
-        let name = target.split(':').next().unwrap_or(target);
+        let name = function_of(target);
         let info = match self.host.function_info(target) {
             // This node may not have applied a new function yet.
             Err(Error::NotFound { .. }) => {
@@ -200,10 +212,7 @@ impl Cluster {
             });
         }
         let id = new_id(&self.opts.node);
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        headers.insert(EVENT_ID, id.as_str());
-        headers.insert(TARGET, target);
+        let mut headers = event_headers(&id, &id, target);
         headers.insert(ACCEPTED, unix_ms(SystemTime::now()).to_string().as_str());
         let ack = self
             .js
@@ -418,7 +427,7 @@ impl Cluster {
                 // This node may be behind the cluster's registry.
                 Err(Error::NotFound { .. }) if !refreshed => {
                     refreshed = true;
-                    let name = target.split(':').next().unwrap_or(&target);
+                    let name = function_of(&target);
                     in_progress(&msg, progress_every, self.refresh(name)).await;
                 }
                 Err(refused) => {
@@ -428,10 +437,7 @@ impl Cluster {
                 }
                 Ok(inv) => match inv.outcome {
                     Ok(output) => {
-                        let mut h = HeaderMap::new();
-                        h.insert("Nats-Msg-Id", id.as_str());
-                        h.insert(EVENT_ID, id.as_str());
-                        h.insert(TARGET, target.as_str());
+                        let mut h = event_headers(&id, &id, &target);
                         h.insert(ATTEMPTS, attempt.to_string().as_str());
                         h.insert(NODE, self.opts.node.as_str());
                         h.insert(VERSION, &*inv.report.version);
@@ -485,17 +491,14 @@ impl Cluster {
         accepted: SystemTime,
         delay: Duration,
     ) {
-        let mut h = HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("{id}#{failed}").as_str());
-        h.insert(EVENT_ID, id);
-        h.insert(TARGET, target);
+        let mut h = event_headers(&format!("{id}#{failed}"), id, target);
         h.insert(FAILURES, failed.to_string().as_str());
         h.insert(ACCEPTED, unix_ms(accepted).to_string().as_str());
         h.insert(
             NOT_BEFORE,
             unix_ms(SystemTime::now() + delay).to_string().as_str(),
         );
-        let function = target.split(':').next().unwrap_or(target);
+        let function = function_of(target);
         let subject = format!("fnhost.events.{function}");
         self.settle(
             msg,
@@ -549,10 +552,7 @@ impl Cluster {
         reason: &str,
         error: &Error,
     ) {
-        let mut h = HeaderMap::new();
-        h.insert("Nats-Msg-Id", id);
-        h.insert(EVENT_ID, id);
-        h.insert(TARGET, target);
+        let mut h = event_headers(id, id, target);
         h.insert(ATTEMPTS, attempts.to_string().as_str());
         h.insert(NODE, self.opts.node.as_str());
         h.insert(REASON, reason);
@@ -578,7 +578,7 @@ impl Cluster {
             error_text
         };
         h.insert(ERROR, error_text.as_str());
-        let function = target.split(':').next().unwrap_or("unknown");
+        let function = function_of(target);
         let function = if function.is_empty() || function == "?" {
             "unknown"
         } else {

@@ -23,7 +23,7 @@ use fnhost::{Error, Invocation, wire};
 use futures::StreamExt as _;
 
 use super::{Cluster, INVOKE_GROUP};
-use crate::cluster::events::TARGET;
+use crate::cluster::events::{TARGET, function_of};
 
 /// Header: the node that asked.
 pub const ORIGIN: &str = "Fnhost-Origin";
@@ -146,8 +146,7 @@ impl Cluster {
     async fn run_here(&self, target: &str, payload: Bytes) -> fnhost::Result<Invocation> {
         match self.host.invoke_async(target, payload.clone()).await {
             Err(Error::NotFound { .. }) => {
-                self.refresh(target.split(':').next().unwrap_or(target))
-                    .await;
+                self.refresh(function_of(target)).await;
                 self.host.invoke_async(target, payload).await
             }
             other => other,
@@ -162,7 +161,7 @@ impl Cluster {
         payload: Bytes,
         local: Error,
     ) -> fnhost::Result<Invocation> {
-        let function = target.split(':').next().unwrap_or(target);
+        let function = function_of(target);
         // Only names the host accepts travel (they are header values and
         // subject tokens), and only payloads a message can carry.
         let plain = |s: &str| {

@@ -22,6 +22,8 @@ mod events;
 mod forward;
 mod registry;
 
+pub(crate) use events::function_of;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -181,7 +183,7 @@ impl Cluster {
         let artifacts = open_objects(&js, ARTIFACTS_BUCKET)
             .await
             .context("opening the artifact store")?;
-        events::open_streams(&js, opts.ack_wait)
+        events::open_streams(&js)
             .await
             .context("opening the event streams (is JetStream enabled on the server?)")?;
         let (stop, _) = watch::channel(false);
