@@ -11,7 +11,7 @@ secs="${1:-60}"
 # them to the fuzz build.
 (cd .. && cargo build --release -p fnhost-test-guests)
 export FNHOST_PREBUILT_GUESTS="$(cd .. && pwd)/target/guests/wasm32-wasip1/release"
-for t in register_bytes register_smith abi_boundary json_payload; do
+for t in register_bytes register_smith abi_boundary json_payload wasi_calls; do
   echo "== $t (${secs}s)"
   # Work on a copy so the committed seeds stay small; findings go to artifacts/.
   mkdir -p "target/corpus/$t"

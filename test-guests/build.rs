@@ -32,6 +32,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "eventsink",
         "test-guests/guests/events",
     ),
+    (
+        "WASISEQ",
+        "guest-wasiseq",
+        "wasiseq",
+        "test-guests/guests/wasiseq",
+    ),
 ];
 
 const TARGET: &str = "wasm32-wasip1";

@@ -678,6 +678,25 @@ async fn trigger(State(gw): State<Shared>, req: Request) -> Response {
     }
 }
 
+/// Whether a guest may set response header `name`. Framing and hop-by-hop
+/// headers belong to the connection, not to the function: a guest that set
+/// `content-length` could cut its body short and have the rest read as the
+/// client's next response (a forged answer for another route on a
+/// pipelined connection). The gateway alone frames the body (HOSTILE 34).
+pub fn guest_may_set(name: &HeaderName) -> bool {
+    const CONNECTION_HEADERS: [&str; 7] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+    ];
+    let n = name.as_str();
+    !(CONNECTION_HEADERS.contains(&n) || n.starts_with("proxy-") || n == "http2-settings")
+}
+
 /// Maps a function's result to HTTP as API Gateway (payload 2.0) does: an
 /// object with `statusCode` is a response description; anything else is a
 /// 200 JSON body.
@@ -704,7 +723,8 @@ fn http_response(out: &[u8]) -> Response {
             if let (Ok(k), Ok(v)) = (
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(&v),
-            ) {
+            ) && guest_may_set(&k)
+            {
                 resp = resp.header(k, v);
             }
         }

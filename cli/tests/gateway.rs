@@ -45,8 +45,11 @@ async fn start_with(admin_token: Option<&str>) -> Server {
     .unwrap();
     host.register(FunctionConfig::from_file("web", guests::ECHO))
         .unwrap();
+    host.register(FunctionConfig::from_bytes("forge", forging_guest()))
+        .unwrap();
     let routes = vec![
         Route::parse("ANY /web/{proxy+}", "web").unwrap(),
+        Route::parse("GET /forge", "forge").unwrap(),
         Route::parse("GET /hi", "hello").unwrap(),
     ];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -395,6 +398,115 @@ async fn http_trigger_routes_use_payload_format_2() {
         serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap(),
         json!({"message": "Not Found"})
     );
+    s.stop().await;
+}
+
+/// What the `forge` guest answers on its route: a body that holds a whole
+/// second HTTP response, with framing and hop-by-hop headers that would
+/// make the client read that second response as the answer to its next
+/// request (HOSTILE 34).
+const FORGED: &str = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
+
+fn forging_guest() -> Vec<u8> {
+    let out = json!({
+        "statusCode": 200,
+        "headers": {
+            "content-length": "2",
+            "Transfer-Encoding": "chunked",
+            "connection": "keep-alive",
+            "keep-alive": "timeout=600",
+            "upgrade": "h2c",
+            "te": "trailers",
+            "trailer": "x-t",
+            "proxy-authenticate": "Basic",
+            "x-kept": "yes",
+        },
+        "body": format!("ok{FORGED}"),
+    })
+    .to_string();
+    let data: String = out.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let len = out.len();
+    fnhost_hostile::wat_guest(
+        "",
+        &format!("(data (i32.const 1024) \"{data}\")"),
+        "(i32.const 0)",
+        &format!("(call $output (i32.const 1024) (i32.const {len})) (i32.const 0)"),
+    )
+    .into_bytes()
+}
+
+/// Splits one HTTP/1.1 response off the front of `raw` (Content-Length
+/// framing, as the gateway sends): `(status line, lower-cased headers,
+/// body, rest)`.
+fn split_response(raw: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_string();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let lens: Vec<usize> = headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .collect();
+    assert_eq!(lens.len(), 1, "exactly one content-length: {headers:?}");
+    let body = raw[end + 4..end + 4 + lens[0]].to_vec();
+    let rest = raw[end + 4 + lens[0]..].to_vec();
+    (status, headers, body, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_headers_cannot_frame_the_response() {
+    // HOSTILE 34: two pipelined requests on one connection; the first
+    // route's guest sets content-length and friends. The second request
+    // still gets its own, true response.
+    let s = start().await;
+    let addr = s.addr;
+    let raw_out = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            b"GET /forge HTTP/1.1\r\nHost: x\r\n\r\nGET /web/second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    let (status, headers, body, rest) = split_response(&raw_out);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, format!("ok{FORGED}").into_bytes(), "the whole body, framed by the gateway");
+    for h in [
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authenticate",
+    ] {
+        assert!(
+            headers.iter().all(|(k, _)| k != h),
+            "{h} came from the guest: {headers:?}"
+        );
+    }
+    assert!(headers.contains(&("x-kept".into(), "yes".into())), "{headers:?}");
+    // The second response is the echo of the second request's own event.
+    let (status, _, body, rest) = split_response(&rest);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["rawPath"], "/web/second");
+    assert!(rest.is_empty(), "nothing after the two responses: {rest:?}");
     s.stop().await;
 }
 

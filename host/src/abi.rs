@@ -168,11 +168,39 @@ fn expect_func(
 pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
     use ValType::I32;
     // Version first: a module for another ABI gets a message about that,
-    // not about whatever export it happens to lack.
-    let versions: Vec<u32> = module
-        .exports()
-        .filter_map(|e| e.name().strip_prefix(VERSION_EXPORT_PREFIX)?.parse().ok())
-        .collect();
+    // not about whatever export it happens to lack. A marker is exactly
+    // `fnhost_abi_v<N>`, N in plain decimal (no sign, no leading zero),
+    // and a `func () -> ()`; anything else with the prefix is refused by
+    // name rather than read loosely (HOSTILE 35).
+    let mut versions = Vec::new();
+    for e in module.exports() {
+        let Some(digits) = e.name().strip_prefix(VERSION_EXPORT_PREFIX) else {
+            continue;
+        };
+        let bad = |reason: &str| Error::BadExport {
+            name: e.name().into(),
+            reason: reason.into(),
+        };
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'));
+        let Some(n) = digits.parse::<u32>().ok().filter(|_| canonical) else {
+            return Err(bad(
+                "not an ABI marker: the name must be fnhost_abi_v followed by a version in plain decimal (fnhost_abi_v1)",
+            ));
+        };
+        match e.ty() {
+            ExternType::Func(ft) if ft.params().len() == 0 && ft.results().len() == 0 => {}
+            ExternType::Func(ft) => {
+                return Err(bad(&format!(
+                    "has type {}, expected () -> () (an ABI marker takes and returns nothing)",
+                    sig(&ft)
+                )));
+            }
+            _ => return Err(bad("must be a function () -> (), not another kind of export")),
+        }
+        versions.push(n);
+    }
     if !versions.contains(&ABI_VERSION) {
         return match versions.first() {
             Some(&found) => Err(Error::UnsupportedAbiVersion {
@@ -299,8 +327,7 @@ pub(crate) fn add_to_linker(
          -> wasmtime::Result<()> {
             let (mem, st) = crate::sandbox::memory_and_state(&mut caller, "fnhost_v1.error")?;
             let text = |p: i32, l: i32, max: usize| -> Result<String, gm::OutOfBounds> {
-                let bytes = gm::slice(mem, p as u32, l as u32 as u64)?;
-                Ok(String::from_utf8_lossy(truncate_utf8(bytes, max)).into_owned())
+                Ok(capped_text(gm::slice(mem, p as u32, l as u32 as u64)?, max))
             };
             match (
                 text(kp, kl, MAX_ERROR_KIND),
@@ -382,8 +409,7 @@ pub(crate) fn add_to_linker(
             };
             let call = &mut st.call;
             call.host_calls = call.host_calls.saturating_add(1);
-            let name =
-                String::from_utf8_lossy(&name[..name.len().min(host_call::MAX_NAME as usize)]);
+            let name = capped_text(name, host_call::MAX_NAME as usize);
             let refuse = |call: &mut crate::sandbox::Call, status: i64, msg: String| {
                 call.host_calls_denied = call.host_calls_denied.saturating_add(1);
                 call.host_result = msg.into_bytes();
@@ -434,11 +460,7 @@ pub(crate) fn add_to_linker(
             // worker down: the guest gets an error value.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cap.call(&ctx, req)))
                 .unwrap_or_else(|p| {
-                    let what = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what = crate::fault::panic_message(&*p);
                     tracing::error!(target: "fnhost::capability", capability = %name, panic = %what, "host function panicked");
                     Err(crate::capability::HostError::new("HostPanic", format!("capability `{name}` failed")))
                 });
@@ -466,10 +488,9 @@ pub(crate) fn add_to_linker(
                 }
                 Err(e) => {
                     // Bounded like a guest's own error record.
-                    let cut = |s: &str, n: usize| String::from_utf8_lossy(truncate_utf8(s.as_bytes(), n)).into_owned();
                     call.host_result = serde_json::to_vec(&serde_json::json!({
-                        "kind": cut(&e.kind, MAX_ERROR_KIND),
-                        "message": cut(&e.message, MAX_ERROR_MESSAGE.min(max / 2)),
+                        "kind": capped_text(e.kind.as_bytes(), MAX_ERROR_KIND),
+                        "message": capped_text(e.message.as_bytes(), MAX_ERROR_MESSAGE.min(max / 2)),
                     }))
                     .unwrap_or_default();
                     host_call::ERROR
@@ -518,24 +539,36 @@ pub(crate) fn add_to_linker(
     Ok(())
 }
 
-/// Cuts `bytes` to at most `max`, backing up to a UTF-8 boundary.
-fn truncate_utf8(bytes: &[u8], max: usize) -> &[u8] {
-    if bytes.len() <= max {
-        return bytes;
+/// Guest bytes as text of at most `max` bytes *after* invalid UTF-8 is
+/// replaced (each bad byte becomes the 3-byte U+FFFD, so cutting first
+/// would let text grow to 3x the cap: HOSTILE 36). Only the first `max`
+/// bytes are ever looked at, so a huge guest length allocates nothing big.
+pub(crate) fn capped_text(bytes: &[u8], max: usize) -> String {
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned();
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
     }
-    let mut end = max;
-    while end > 0 && (bytes[end] & 0b1100_0000) == 0b1000_0000 {
-        end -= 1;
-    }
-    &bytes[..end]
+    s
 }
 
 #[cfg(test)]
 mod tests {
+    use super::capped_text;
+
     #[test]
-    fn truncation_keeps_utf8_whole() {
-        let s = "aé".as_bytes(); // 'é' is two bytes
-        assert_eq!(super::truncate_utf8(s, 2), b"a");
-        assert_eq!(super::truncate_utf8(s, 3), s);
+    fn text_is_capped_after_replacement() {
+        // 'é' is two bytes: never cut in half.
+        assert_eq!(capped_text("aé".as_bytes(), 2), "a");
+        assert_eq!(capped_text("aé".as_bytes(), 3), "aé");
+        // Invalid bytes each become U+FFFD (3 bytes): the cap holds after.
+        let bad = vec![0xffu8; 1000];
+        let t = capped_text(&bad, 256);
+        assert!(t.len() <= 256, "{}", t.len());
+        assert_eq!(t, "\u{fffd}".repeat(85));
+        assert_eq!(capped_text(b"plain", 256), "plain");
     }
 }

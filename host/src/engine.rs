@@ -5,9 +5,17 @@
 //! - pooling instance allocator with copy-on-write memory images: a fresh
 //!   instance is a few page-table operations, not a copy;
 //! - `linear_memory_keep_resident`/`table_keep_resident` of 2 MiB with
-//!   `pagemap_scan` and a decommit batch of 32: slots are reset with memset
-//!   instead of madvise where that is cheaper, which avoids cross-CPU TLB
-//!   shootdowns on small VMs (see `shared/WASMTIME-NOTES.md`);
+//!   `pagemap_scan`: slots are reset with memset instead of madvise where
+//!   that is cheaper, which avoids cross-CPU TLB shootdowns on small VMs
+//!   (see `shared/WASMTIME-NOTES.md`);
+//! - no decommit batching (`decommit_batch_size(1)`): a released slot's
+//!   pages past the 2 MiB kept resident are given back to the kernel when
+//!   the instance ends, not when 32 slots have queued up. With batching,
+//!   up to `min(cpus, 16) x 31` released slots stayed dirty, each up to its
+//!   memory limit: a guest filling 64 MiB, called 10 times, left 639 MiB
+//!   resident (HOSTILE 32). Now what stays resident after invocations is at
+//!   most 2 MiB of memory + 2 MiB of table per slot used at once
+//!   (BENCHMARKS.md has what this costs on the fresh path);
 //! - epoch interruption for deadlines (cheaper than fuel); fuel only when
 //!   the host asks for fuel metering (`HostBuilder::fuel_metering`);
 //! - proposals that fnhost does not support are off: threads, GC,
@@ -45,7 +53,7 @@ pub fn wasmtime_config(max_instances: u32, max_memory: u64, max_wasm_stack: usiz
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(2 << 20)
         .pagemap_scan(Enabled::Auto)
-        .decommit_batch_size(32);
+        .decommit_batch_size(1);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)

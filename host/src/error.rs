@@ -196,6 +196,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A bug in the host (a panic on the invoke path) ended this
+    /// invocation. Only this invocation is affected: its slot is released,
+    /// the worker goes on, an event is retried like after any failure.
+    #[error("internal error in the host: {message}")]
+    Internal {
+        /// What panicked, as far as the panic said.
+        message: String,
+    },
+
     // ---- from another node -------------------------------------------------
     /// An error another node of a cluster reported whose variant does not
     /// cross the wire field by field (see [`wire`](crate::wire)); `kind()`
@@ -257,11 +266,13 @@ pub enum ErrorKind {
     AbiViolation,
     /// [`Error::Instantiate`]
     Instantiate,
+    /// [`Error::Internal`]
+    Internal,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for metrics tables).
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::InvalidConfig,
         ErrorKind::AlreadyExists,
         ErrorKind::InUse,
@@ -284,6 +295,7 @@ impl ErrorKind {
         ErrorKind::OutputTooLarge,
         ErrorKind::AbiViolation,
         ErrorKind::Instantiate,
+        ErrorKind::Internal,
     ];
 
     /// The kind whose [`as_str`](ErrorKind::as_str) name is `name`.
@@ -316,6 +328,7 @@ impl ErrorKind {
             ErrorKind::OutputTooLarge => "output_too_large",
             ErrorKind::AbiViolation => "abi_violation",
             ErrorKind::Instantiate => "instantiate",
+            ErrorKind::Internal => "internal",
         }
     }
 }
@@ -346,6 +359,7 @@ impl Error {
             Error::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
             Error::AbiViolation { .. } => ErrorKind::AbiViolation,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
+            Error::Internal { .. } => ErrorKind::Internal,
             Error::Remote { kind, .. } => *kind,
         }
     }

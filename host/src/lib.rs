@@ -93,6 +93,8 @@ pub mod capability;
 mod engine;
 mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fault;
 mod function;
 mod guest_mem;
 mod host;
@@ -107,8 +109,14 @@ mod report;
 mod runtime;
 mod sandbox;
 mod snapshot;
+#[cfg(test)]
+mod test_alloc;
 mod wasi;
 pub mod wire;
+
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: test_alloc::Counting = test_alloc::Counting;
 
 pub use cache::default_cache_dir;
 pub use engine::wasmtime_config;

@@ -23,6 +23,14 @@ impl LogBuffer {
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         let room = self.max - self.buf.len();
         let take = room.min(bytes.len());
+        let need = self.buf.len() + take;
+        if need > self.buf.capacity() {
+            // Amortised growth, but the buffer never holds more than the
+            // cap (host memory a guest causes is bounded by what it is
+            // charged).
+            let target = self.buf.capacity().saturating_mul(2).clamp(need, self.max);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(&bytes[..take]);
         self.dropped += (bytes.len() - take) as u64;
     }
@@ -112,6 +120,17 @@ pub fn escape_control(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffer_never_holds_more_than_the_cap() {
+        let mut b = LogBuffer::new(1000);
+        for _ in 0..100 {
+            b.push(&[b'x'; 33]);
+        }
+        assert_eq!(b.buf.len(), 1000);
+        assert_eq!(b.buf.capacity(), 1000);
+        assert_eq!(b.dropped, 3300 - 1000);
+    }
 
     #[test]
     fn capped_and_marked() {

@@ -66,6 +66,55 @@ pub(crate) struct Core {
     maint: (Sender<Maint>, Receiver<Maint>),
 }
 
+/// Settles `in_flight` when an invocation ends, however it ends (also
+/// when a panic unwinds through [`Core::execute`]).
+struct InFlight<'a>(&'a Core);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let core = self.0;
+        if core.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
+            && core.shutting_down.load(Ordering::Relaxed)
+        {
+            let _g = core.drained.0.lock();
+            core.drained.1.notify_all();
+        }
+    }
+}
+
+/// The function's running-invocations gauge, left however the invocation
+/// ends.
+struct Running<'a>(&'a Function);
+
+impl<'a> Running<'a> {
+    fn enter(f: &'a Function) -> Running<'a> {
+        f.metrics.enter();
+        Running(f)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.leave();
+    }
+}
+
+/// A live instance taken for an invocation: uncounted from its pool when
+/// dropped, unless [`kept`](LiveInstance::kept) (put back for reuse).
+struct LiveInstance<'a>(&'a crate::pool::WarmPool);
+
+impl LiveInstance<'_> {
+    fn kept(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for LiveInstance<'_> {
+    fn drop(&mut self) {
+        self.0.forget_one();
+    }
+}
+
 /// Work for the worker pool.
 pub(crate) enum Msg {
     Job(Job),
@@ -286,6 +335,12 @@ impl Core {
     }
 
     /// Runs one admitted invocation on the calling thread.
+    ///
+    /// This is the invoke path's unwind boundary (HOSTILE 30): whatever
+    /// panics below it costs this invocation alone. Its caller gets an
+    /// [`Error::Internal`] outcome (counted like any failure), the slot is
+    /// released, `in_flight` settles, and the thread (a worker, the
+    /// caller's, an event poller) goes on.
     pub(crate) fn execute(
         &self,
         f: &Arc<Function>,
@@ -295,18 +350,75 @@ impl Core {
         event: Option<EventCtx>,
     ) -> Invocation {
         let _permit = permit;
-        let counting = self.settings.metrics;
-        if counting {
-            f.metrics.enter();
-        }
         let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(n, Ordering::Relaxed);
-
+        let _settle = InFlight(self);
         let request_id = self.next_request_id();
+        let start = SystemTime::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run(f, version, payload, event, request_id, start)
+        }));
+        run.unwrap_or_else(|p| self.internal_failure(f, version, request_id, start, &*p))
+    }
+
+    /// The outcome of an invocation that a host panic cut short.
+    fn internal_failure(
+        &self,
+        f: &Function,
+        version: Option<u32>,
+        request_id: RequestId,
+        start: SystemTime,
+        panic: &(dyn std::any::Any + Send),
+    ) -> Invocation {
+        let message = crate::fault::panic_message(panic);
+        tracing::error!(target: "fnhost::runtime", function = %f.spec.name,
+            request_id = %request_id, panic = %message, "host panic during an invocation");
+        let e = Error::Internal { message };
+        let report = Report {
+            request_id,
+            function: f.spec.name.clone(),
+            version: self.version_label(f, version),
+            start,
+            duration: start.elapsed().unwrap_or_default(),
+            init_duration: None,
+            memory_limit: f.spec.memory_limit,
+            max_memory_used: 0,
+            error: Some(e.kind()),
+            fuel_used: None,
+        };
+        if self.settings.metrics {
+            self.account(f, &report);
+        }
+        Invocation {
+            outcome: Err(e),
+            logs: crate::logs::LogBuffer::new(0).finish(),
+            report,
+        }
+    }
+
+    fn version_label(&self, f: &Function, version: Option<u32>) -> Arc<str> {
+        match version {
+            Some(_) => f.version_label.clone(),
+            None => LATEST.with(Arc::clone),
+        }
+    }
+
+    /// One invocation, start to report (what [`execute`](Core::execute)
+    /// guards).
+    fn run(
+        &self,
+        f: &Arc<Function>,
+        version: Option<u32>,
+        payload: &[u8],
+        event: Option<EventCtx>,
+        request_id: RequestId,
+        start: SystemTime,
+    ) -> Invocation {
+        let counting = self.settings.metrics;
+        let _running = counting.then(|| Running::enter(f));
         let span =
             tracing::debug_span!("invoke", function = %f.spec.name, request_id = %request_id);
         let _enter = span.enter();
-        let start = SystemTime::now();
         let t0 = Instant::now();
         let mut call = Call::new(&f.spec, request_id, t0);
         call.version = version.map(|_| f.version_label.clone());
@@ -332,6 +444,10 @@ impl Core {
         };
         let (outcome, call, init, duration, peak, fuel_used) = match warm {
             Ok(mut inst) => {
+                // Until it is put back or ended below, the instance is
+                // counted live; a panic in between still uncounts it.
+                let live = LiveInstance(&f.pool);
+                crate::fault::hit(crate::fault::Point::Execute, &f.spec.name);
                 let t1 = Instant::now();
                 if cold {
                     inst.init_duration = t1 - t0;
@@ -350,10 +466,11 @@ impl Core {
                 let call = if keep {
                     inst.last_used = t2;
                     let call = inst.take_call();
+                    live.kept();
                     f.pool.put(inst, &self.idle_budget);
                     call
                 } else {
-                    f.pool.forget_one();
+                    drop(live);
                     inst.into_call()
                 };
                 (outcome, call, init, duration, peak, fuel_used)
@@ -374,10 +491,7 @@ impl Core {
         let report = Report {
             request_id,
             function: f.spec.name.clone(),
-            version: match version {
-                Some(_) => f.version_label.clone(),
-                None => LATEST.with(Arc::clone),
-            },
+            version: self.version_label(f, version),
             start,
             duration,
             init_duration: init,
@@ -396,16 +510,9 @@ impl Core {
         let logs = call.logs.finish();
         if counting {
             self.account(f, &report);
-            f.metrics.leave();
         }
         if let Some(sink) = &self.settings.log_sink {
             sink.0.record(&report, &logs);
-        }
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
-            && self.shutting_down.load(Ordering::Relaxed)
-        {
-            let _g = self.drained.0.lock();
-            self.drained.1.notify_all();
         }
         Invocation {
             outcome: outcome.map(Bytes::from),
@@ -469,7 +576,15 @@ impl Core {
                         job.permit,
                         job.event,
                     );
-                    job.reply.send(Ok(inv));
+                    // The reply may run the embedder's or the event
+                    // system's code: a panic there must not end the worker.
+                    let reply = job.reply;
+                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        reply.send(Ok(inv))
+                    })) {
+                        tracing::error!(target: "fnhost::runtime",
+                            panic = %crate::fault::panic_message(&*p), "an invocation's reply panicked");
+                    }
                 }
                 Msg::Stop => break,
             }

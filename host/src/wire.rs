@@ -41,6 +41,7 @@ pub fn error_to_json(e: &Error) -> Value {
         Error::OutputTooLarge { size, max } => json!({"size": size, "max": max}),
         Error::AbiViolation { reason }
         | Error::Instantiate { reason }
+        | Error::Internal { message: reason }
         | Error::InvalidModule { reason }
         | Error::Store { reason } => json!({"reason": reason}),
         _ => json!({}),
@@ -102,6 +103,7 @@ pub fn error_from_json(v: &Value) -> Error {
         }),
         ErrorKind::AbiViolation => s("reason").map(|reason| Error::AbiViolation { reason }),
         ErrorKind::Instantiate => s("reason").map(|reason| Error::Instantiate { reason }),
+        ErrorKind::Internal => s("reason").map(|message| Error::Internal { message }),
         ErrorKind::InvalidModule => s("reason").map(|reason| Error::InvalidModule { reason }),
         ErrorKind::Store => s("reason").map(|reason| Error::Store { reason }),
         _ => None,

@@ -14,6 +14,7 @@
 
 pub mod oracles;
 pub mod soak;
+pub mod wasi_diff;
 
 /// An ABI v1 guest in WAT with its parameters spliced in: `imports` and
 /// `items` at module level, `alloc` the body of `fnhost_alloc` (param

@@ -70,3 +70,25 @@ fn abi_boundary_seeds_and_edge_cases() {
         }
     }
 }
+
+#[test]
+fn wasi_calls_seeds_and_random_programs() {
+    // HOSTILE 29, 33, 37 through fuzzer-shaped programs: raw WASI calls with
+    // wild numbers never panic the host; it serves a plain program after.
+    let host = fnhost_hostile::wasi_diff::fnhost_side();
+    for s in seeds("wasi_calls") {
+        fnhost_hostile::wasi_diff::fuzz_program(&host, &s);
+    }
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..300 {
+        let bytes: Vec<u8> = (0..512)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fnhost_hostile::wasi_diff::fuzz_program(&host, &bytes);
+    }
+}

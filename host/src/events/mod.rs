@@ -287,6 +287,9 @@ pub struct EventStats {
     pub deliveries: u64,
     /// See `published`.
     pub filtered: u64,
+    /// Times recording finished attempts hit a host bug (a panic, caught):
+    /// those events stayed stored and ran again.
+    pub internal_errors: u64,
 }
 
 /// Identifies an event source added with [`Events::add_source`].
@@ -717,6 +720,7 @@ impl Events {
             published: get("published"),
             deliveries: get("deliveries"),
             filtered: get("filtered"),
+            internal_errors: get("internal_errors"),
         })
     }
 
@@ -784,9 +788,18 @@ impl Events {
         let handle = std::thread::Builder::new()
             .name(format!("fnhost-source-{name}"))
             .spawn(move || {
-                if let Err(e) = source.run(&ctx) {
-                    tracing::error!(target: "fnhost::events", source = %ctx.name, error = %e,
-                        "event source stopped with an error");
+                // A source is the embedder's (or a poller's) code: a panic
+                // in it stops that source, logged, and nothing else.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.run(&ctx))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(target: "fnhost::events", source = %ctx.name, error = %e,
+                            "event source stopped with an error");
+                    }
+                    Err(p) => {
+                        tracing::error!(target: "fnhost::events", source = %ctx.name,
+                            panic = %crate::fault::panic_message(&*p), "event source panicked and stopped");
+                    }
                 }
             })
             .map_err(|e| Error::io("event source thread", e))?;
@@ -919,6 +932,7 @@ fn is_function_error(kind: ErrorKind) -> bool {
             | ErrorKind::OutputTooLarge
             | ErrorKind::AbiViolation
             | ErrorKind::Instantiate
+            | ErrorKind::Internal
     )
 }
 
@@ -957,7 +971,22 @@ impl Shared {
             let seen = self.signal.current();
             let done: Vec<Done> = self.completions.1.try_iter().collect();
             if !done.is_empty() {
-                self.settle(done, &mut in_flight);
+                // The dispatcher's unwind boundary (HOSTILE 30): a bug
+                // while recording outcomes costs those records, not the
+                // dispatcher. Their events stay stored as they were and
+                // run again (a retry, as after any failure).
+                let ids: Vec<String> = done.iter().map(|d| d.rec.id.clone()).collect();
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.settle(done, &mut in_flight)
+                })) {
+                    tracing::error!(target: "fnhost::events",
+                        panic = %crate::fault::panic_message(&*p), "recording event outcomes panicked");
+                    for id in ids {
+                        in_flight.remove(&id);
+                    }
+                    self.in_flight.store(in_flight.len(), Ordering::Release);
+                    let _ = self.store.apply(vec![Op::Count("internal_errors", 1)]);
+                }
             }
             let stopping = self.stopping.load(Ordering::Acquire)
                 || self.core.shutting_down.load(Ordering::Acquire);
@@ -965,8 +994,13 @@ impl Shared {
                 return;
             }
             let mut blocked = HashSet::new();
-            if !stopping {
-                self.dispatch_due(&mut in_flight, &mut blocked, &waker);
+            if !stopping
+                && let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.dispatch_due(&mut in_flight, &mut blocked, &waker)
+                }))
+            {
+                tracing::error!(target: "fnhost::events",
+                    panic = %crate::fault::panic_message(&*p), "dispatching events panicked");
             }
             let next = if stopping || in_flight.len() >= self.max_in_flight {
                 None
@@ -1171,6 +1205,7 @@ impl Shared {
             let Ok(inv) = result else {
                 continue;
             };
+            crate::fault::hit(crate::fault::Point::Settle, Self::function_name(&rec.target));
             let cfg = self.config_for(&rec.target);
             match inv.outcome {
                 Ok(out) => {

@@ -147,14 +147,18 @@ pub(crate) fn add_to_linker(
             linker.func_wrap(
                 MODULE,
                 stringify!($name),
-                |mut caller: Caller<'_, State>, $($arg: $ty),*| -> i32 {
+                |mut caller: Caller<'_, State>, $($arg: $ty),*| -> wasmtime::Result<i32> {
                     let Some(memory) = crate::sandbox::memory(&mut caller) else {
-                        return errno::FAULT as i32;
+                        return Ok(errno::FAULT as i32);
                     };
                     let (mem, st) = memory.data_and_store_mut(&mut caller);
                     match $name(mem, st, $($arg),*) {
-                        Ok(()) => errno::SUCCESS as i32,
-                        Err(e) => e as i32,
+                        Ok(()) => Ok(errno::SUCCESS as i32),
+                        Err(errno::DEADLINE) => {
+                            let timeout = st.func.timeout;
+                            Err(st.fault(crate::Error::Timeout { timeout }))
+                        }
+                        Err(e) => Ok(e as i32),
                     }
                 },
             )?;
@@ -260,18 +264,60 @@ fn guest_str(mem: &[u8], ptr: i32, len: i32) -> Result<&str, Errno> {
     std::str::from_utf8(bytes).map_err(|_| errno::ILSEQ)
 }
 
-/// Validates an iovec array and returns its `(ptr, len)` pairs.
+/// Most bytes one read or write call moves: past it the call returns a
+/// short count (as POSIX allows), so the total always fits the guest's
+/// 32-bit `size` and a libc's signed `ssize_t` and can never wrap.
+pub(crate) const MAX_IO_BYTES: u64 = i32::MAX as u64;
+/// Bytes a host call copies or fills between two deadline checks.
+const CHUNK: usize = 1 << 20;
+/// Directory entries a host call walks between two deadline checks.
+const ENTRY_CHUNK: usize = 4096;
+
+/// Validates an iovec array and returns its `(ptr, len)` pairs, cut so
+/// that together they cover at most [`MAX_IO_BYTES`].
 fn iovecs(mem: &[u8], iovs: i32, n: i32) -> Result<impl Iterator<Item = (u32, u32)> + '_, Errno> {
     let n = n as u32;
     if n > MAX_IOVS {
         return Err(errno::INVAL);
     }
     let table = gm::slice(mem, iovs as u32, n as u64 * 8)?;
-    Ok(table.chunks_exact(8).map(|c| {
-        let p = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let l = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        (p, l)
-    }))
+    let mut left = MAX_IO_BYTES;
+    Ok(table
+        .chunks_exact(8)
+        .map(|c| {
+            let p = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let l = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+            (p, l)
+        })
+        .map_while(move |(p, l)| {
+            if left == 0 {
+                return None;
+            }
+            let l = (l as u64).min(left);
+            left -= l;
+            Some((p, l as u32))
+        }))
+}
+
+/// Linux's rule for a read or write of `len` bytes at `at` (reads and
+/// writes past the end are fine): the offset must be a valid signed file
+/// position and `at + len` must not overflow one, else `EINVAL`.
+fn check_span(at: u64, iovs: impl Iterator<Item = (u32, u32)>) -> Result<(), Errno> {
+    let len: u64 = iovs.map(|(_, l)| l as u64).sum();
+    match at.checked_add(len) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(errno::INVAL),
+    }
+}
+
+/// `Err(DEADLINE)` once the invocation's deadline has passed: long host
+/// work calls this between chunks so it never runs far past the timeout.
+fn check_deadline(st: &State) -> Result<(), Errno> {
+    if Instant::now() >= st.call.deadline {
+        Err(errno::DEADLINE)
+    } else {
+        Ok(())
+    }
 }
 
 /// Writes a `(count, total size)` pair of NUL-terminated strings.
@@ -381,10 +427,17 @@ fn clock_time_get(
 fn random_get(mem: &mut [u8], st: &mut State, buf: i32, len: i32) -> Result<(), Errno> {
     let dst = gm::slice_mut(mem, buf as u32, len as u32 as u64)?;
     let seed = st.random_seed();
-    st.wasi
+    let rng = st
+        .wasi
         .rng
-        .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&seed).finalize_xof()))
-        .fill(dst);
+        .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&seed).finalize_xof()));
+    // Up to 4 GiB in one call: filled a chunk at a time, under the deadline.
+    for chunk in dst.chunks_mut(CHUNK) {
+        if Instant::now() >= st.call.deadline {
+            return Err(errno::DEADLINE);
+        }
+        rng.fill(chunk);
+    }
     Ok(())
 }
 
@@ -490,6 +543,7 @@ fn fd_write(
     match target {
         Fd::Stdout | Fd::Stderr => {
             for (p, l) in iovecs(mem, iovs, n)? {
+                check_deadline(st)?;
                 st.call.logs.push(gm::slice(mem, p, l as u64)?);
                 total += l as u64;
             }
@@ -504,13 +558,12 @@ fn fd_write(
             if !write {
                 return Err(errno::BADF);
             }
-            let fs = tmp(st);
             let start = if append {
-                fs.file(ino)?.len() as u64
+                tmp(st).file(ino)?.len() as u64
             } else {
                 pos
             };
-            let at = write_iovs(fs, ino, mem, iovs, n, start)?;
+            let at = write_iovs(st, ino, mem, iovs, n, start)?;
             total = at - start;
             if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
                 *pos = at;
@@ -520,6 +573,11 @@ fn fd_write(
     }
     gm::write_u32(mem, nwritten as u32, total as u32)?;
     Ok(())
+}
+
+/// A guest file offset (`filesize`, an unsigned 64-bit number in WASI).
+fn file_offset(offset: i64) -> u64 {
+    offset as u64
 }
 
 fn fd_pwrite(
@@ -537,8 +595,9 @@ fn fd_pwrite(
     else {
         return Err(errno::SPIPE);
     };
-    let end = write_iovs(tmp(st), ino, mem, iovs, n, offset as u64)?;
-    gm::write_u32(mem, nwritten as u32, (end - offset as u64) as u32)?;
+    let start = file_offset(offset);
+    let end = write_iovs(st, ino, mem, iovs, n, start)?;
+    gm::write_u32(mem, nwritten as u32, (end - start) as u32)?;
     Ok(())
 }
 
@@ -548,33 +607,58 @@ fn tmp(st: &mut State) -> &mut MemFs {
     st.wasi.fs(quota)
 }
 
-/// Writes the iovecs' bytes into file `ino` from `at`; returns the end.
+/// Writes the iovecs' bytes into file `ino` from `at`, a chunk at a time
+/// under the deadline; returns the end.
 fn write_iovs(
-    fs: &mut MemFs,
+    st: &mut State,
     ino: Ino,
     mem: &[u8],
     iovs: i32,
     n: i32,
     mut at: u64,
 ) -> Result<u64, Errno> {
+    check_span(at, iovecs(mem, iovs, n)?)?;
     for (p, l) in iovecs(mem, iovs, n)? {
-        fs.write_at(ino, at, gm::slice(mem, p, l as u64)?)?;
-        at += l as u64;
+        for chunk in gm::slice(mem, p, l as u64)?.chunks(CHUNK) {
+            check_deadline(st)?;
+            tmp(st).write_at(ino, at, chunk)?;
+            at += chunk.len() as u64;
+        }
     }
     Ok(at)
 }
 
-/// Copies file bytes from `at` into the iovecs; returns bytes copied.
-fn read_into(mem: &mut [u8], data: &[u8], iovs: i32, n: i32, mut at: u64) -> Result<u64, Errno> {
+/// Copies the bytes of file `ino` from `at` into the iovecs, a chunk at a
+/// time under the deadline; returns bytes copied. Reading at or past the
+/// end copies nothing (POSIX: 0 bytes, no error).
+fn read_into(
+    mem: &mut [u8],
+    st: &mut State,
+    ino: Ino,
+    iovs: i32,
+    n: i32,
+    mut at: u64,
+) -> Result<u64, Errno> {
     let list: Vec<(u32, u32)> = iovecs(mem, iovs, n)?.collect();
+    check_span(at, list.iter().copied())?;
     let start = at;
     for (p, l) in list {
-        let avail = data.len().saturating_sub(at as usize);
-        let take = avail.min(l as usize);
-        gm::write(mem, p, &data[at as usize..at as usize + take])?;
-        at += take as u64;
-        if take < l as usize {
-            break;
+        let dst = gm::slice_mut(mem, p, l as u64)?;
+        let mut filled = 0;
+        while filled < dst.len() {
+            check_deadline(st)?;
+            let data = tmp(st).file(ino)?;
+            let rest = usize::try_from(at)
+                .ok()
+                .and_then(|a| data.get(a..))
+                .unwrap_or(&[]);
+            let take = rest.len().min(dst.len() - filled).min(CHUNK);
+            if take == 0 {
+                return Ok(at - start);
+            }
+            dst[filled..filled + take].copy_from_slice(&rest[..take]);
+            filled += take;
+            at += take as u64;
         }
     }
     Ok(at - start)
@@ -596,8 +680,7 @@ fn fd_read(
             read: true,
             ..
         } => {
-            let data = tmp(st).file(ino)?;
-            let got = read_into(mem, data, iovs, n, pos)?;
+            let got = read_into(mem, st, ino, iovs, n, pos)?;
             if let Some(Some(Fd::File { pos, .. })) = st.wasi.fds.get_mut(fd as usize) {
                 *pos += got;
             }
@@ -624,8 +707,7 @@ fn fd_pread(
     else {
         return Err(errno::BADF);
     };
-    let data = tmp(st).file(ino)?;
-    let got = read_into(mem, data, iovs, n, offset as u64)?;
+    let got = read_into(mem, st, ino, iovs, n, file_offset(offset))?;
     gm::write_u32(mem, nread as u32, got as u32)?;
     Ok(())
 }
@@ -845,26 +927,35 @@ fn fd_readdir(
     used: i32,
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
-    let fs = tmp(st);
-    let entries = fs.dir_entries(dir)?;
-    let cap = buf_len as u32 as usize;
-    gm::slice(mem, buf as u32, cap as u64)?;
-    let mut out = Vec::with_capacity(cap.min(64 * 1024));
-    for (i, (ino, ty, name)) in entries.iter().enumerate().skip(cookie as u64 as usize) {
-        if out.len() >= cap {
+    let deadline = st.call.deadline;
+    let out = gm::slice_mut(mem, buf as u32, buf_len as u32 as u64)?;
+    let skip = cookie as u64;
+    let mut n = 0;
+    // Entries are written straight into the guest's buffer (the last one
+    // cut where the buffer ends, as preview1 specifies); nothing is
+    // allocated per entry, and the walk checks the deadline as it goes.
+    for (i, (ino, ty, name)) in tmp(st).dir_iter(dir)?.enumerate() {
+        if i % ENTRY_CHUNK == 0 && Instant::now() >= deadline {
+            return Err(errno::DEADLINE);
+        }
+        if (i as u64) < skip {
+            continue;
+        }
+        if n >= out.len() {
             break;
         }
         let mut d = [0u8; 24];
         d[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
         d[8..16].copy_from_slice(&ino.to_le_bytes());
         d[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
-        d[20] = *ty;
-        out.extend_from_slice(&d);
-        out.extend_from_slice(name.as_bytes());
+        d[20] = ty;
+        for part in [&d[..], name.as_bytes()] {
+            let take = part.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&part[..take]);
+            n += take;
+        }
     }
-    out.truncate(cap);
-    gm::write(mem, buf as u32, &out)?;
-    gm::write_u32(mem, used as u32, out.len() as u32)?;
+    gm::write_u32(mem, used as u32, n as u32)?;
     Ok(())
 }
 

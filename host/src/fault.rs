@@ -1,0 +1,73 @@
+//! Fault injection for tests of the unwind boundaries (HOSTILE 30).
+//!
+//! Hidden from the docs and off unless a test arms it: the invoke path
+//! pays one relaxed atomic load. A test arms a [`Point`] for one function
+//! name (names are unique per test, so tests running in parallel do not
+//! see each other's faults) and a number of hits; each hit panics, as a
+//! host bug there would.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+/// Where a fault can be injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// Inside an invocation, after its instance exists and before the
+    /// handler runs (worker, caller's thread, async and event paths alike).
+    Execute,
+    /// In the event dispatcher, while it records a finished attempt.
+    Settle,
+}
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static FAULTS: Mutex<Vec<(Point, String, u32)>> = Mutex::new(Vec::new());
+
+/// Makes the next `times` hits of `point` for `function` panic.
+pub fn arm(point: Point, function: &str, times: u32) {
+    let mut f = FAULTS.lock();
+    f.push((point, function.to_string(), times));
+    ARMED.store(true, Ordering::Release);
+}
+
+/// Hits left for `point` and `function`.
+pub fn remaining(point: Point, function: &str) -> u32 {
+    FAULTS
+        .lock()
+        .iter()
+        .filter(|(p, f, _)| *p == point && f == function)
+        .map(|(.., n)| *n)
+        .sum()
+}
+
+/// Panics if a fault is armed here.
+#[inline]
+pub(crate) fn hit(point: Point, function: &str) {
+    if !ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    let fire = {
+        let mut faults = FAULTS.lock();
+        let fire = faults
+            .iter_mut()
+            .find(|(p, f, n)| *p == point && f == function && *n > 0)
+            .map(|(.., n)| *n -= 1)
+            .is_some();
+        faults.retain(|(.., n)| *n > 0);
+        if faults.is_empty() {
+            ARMED.store(false, Ordering::Release);
+        }
+        fire
+    };
+    if fire {
+        panic!("fault injected at {point:?} for `{function}`");
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
