@@ -413,10 +413,12 @@ pub fn program(r: &mut Rng, len: usize) -> Vec<Op> {
                 at: offset(r),
                 data: data(r),
             },
+            // (A `whence` past 2 makes wasmtime-wasi trap the guest, where
+            // fnhost answers EINVAL: never generated.)
             9 => Op::Seek {
                 slot,
                 offset: offset(r),
-                whence: r.below(4) as u8,
+                whence: r.below(3) as u8,
             },
             10 => Op::Tell { slot },
             11 => Op::Fstat { slot },
@@ -701,14 +703,22 @@ pub fn compare(host: &Host, reference: &Reference, ops: &[Op]) -> Result<(), Str
     if ours == theirs {
         return Ok(());
     }
+    // Compared as decoded answers: the raw bytes differ in what is left
+    // out on purpose (a directory's size).
     let a = describe(ops, &ours);
     let b = describe(ops, &theirs);
+    if a == b {
+        return Ok(());
+    }
     let mut report = String::new();
     for (i, op) in ops.iter().enumerate() {
         let (x, y) = (a.get(i), b.get(i));
-        let mark = if x == y { " " } else { "!" };
-        let _ = writeln!(report, "{mark} {i:3} {op:?}\n        fnhost: {x:?}\n     reference: {y:?}");
-        if x != y {
+        let mut shown = format!("{op:?}");
+        shown.truncate(90);
+        if x == y {
+            let _ = writeln!(report, "  {i:3} {shown} -> {x:?}");
+        } else {
+            let _ = writeln!(report, "! {i:3} {shown}\n        fnhost: {x:?}\n     reference: {y:?}");
             break;
         }
     }

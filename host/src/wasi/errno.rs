@@ -5,6 +5,7 @@ pub(crate) type Errno = u16;
 
 pub(crate) const SUCCESS: Errno = 0;
 pub(crate) const BADF: Errno = 8;
+pub(crate) const BUSY: Errno = 10;
 pub(crate) const EXIST: Errno = 20;
 pub(crate) const FAULT: Errno = 21;
 pub(crate) const FBIG: Errno = 22;

@@ -112,7 +112,8 @@ impl MemFs {
             return Err(errno::NAMETOOLONG);
         }
         if path.starts_with('/') || path.contains('\0') {
-            return Err(errno::NOTCAPABLE);
+            // What wasmtime-wasi answers for a path out of its preopen.
+            return Err(errno::PERM);
         }
         let mut out = Vec::new();
         for c in path.split('/') {
@@ -125,13 +126,18 @@ impl MemFs {
         Ok(out)
     }
 
+    /// Does `path` name its starting directory itself (`.`, `./.`)?
+    pub(crate) fn is_self(path: &str) -> bool {
+        !path.is_empty() && Self::components(path).is_ok_and(|c| c.is_empty())
+    }
+
     fn step(&self, at: Ino, name: &str) -> Result<Ino, Errno> {
         match self.node(at)? {
             Node::Dir { entries, parent } => {
                 if name == ".." {
                     // `..` at the preopen root would leave the sandbox.
                     if at == ROOT {
-                        return Err(errno::NOTCAPABLE);
+                        return Err(errno::PERM);
                     }
                     Ok(*parent)
                 } else {
@@ -159,12 +165,14 @@ impl MemFs {
     pub(crate) fn parent_of<'p>(&self, dir: Ino, path: &'p str) -> Result<(Ino, &'p str), Errno> {
         let mut comps = Self::components(path)?;
         let name = comps.pop().ok_or(errno::INVAL)?;
-        if name == ".." {
-            return Err(errno::INVAL);
-        }
         let mut at = dir;
         for c in comps {
             at = self.step(at, c)?;
+        }
+        if name == ".." {
+            // Out of the preopen at its root; elsewhere a directory that
+            // cannot be made, removed or replaced by this name.
+            return Err(if at == ROOT { errno::PERM } else { errno::INVAL });
         }
         if !self.is_dir(at) {
             return Err(errno::NOTDIR);
@@ -521,9 +529,9 @@ mod tests {
     fn paths_cannot_escape_the_root() {
         let mut fs = MemFs::new(1 << 20);
         let d = fs.create_dir(ROOT, "d").unwrap();
-        assert_eq!(fs.lookup(ROOT, ".."), Err(errno::NOTCAPABLE));
-        assert_eq!(fs.lookup(ROOT, "d/../.."), Err(errno::NOTCAPABLE));
-        assert_eq!(fs.lookup(ROOT, "/etc/passwd"), Err(errno::NOTCAPABLE));
+        assert_eq!(fs.lookup(ROOT, ".."), Err(errno::PERM));
+        assert_eq!(fs.lookup(ROOT, "d/../.."), Err(errno::PERM));
+        assert_eq!(fs.lookup(ROOT, "/etc/passwd"), Err(errno::PERM));
         assert_eq!(fs.lookup(d, ".."), Ok(ROOT));
         assert_eq!(fs.lookup(ROOT, "d/./"), Ok(d));
         assert_eq!(fs.parent_of(ROOT, "d/x"), Ok((d, "x")));

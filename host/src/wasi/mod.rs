@@ -356,10 +356,12 @@ fn filestat(
     Ok(())
 }
 
+/// The directory behind `fd`; any other descriptor is `EBADF` (as in
+/// wasmtime-wasi, which keeps directories apart from files).
 fn dir_ino(st: &mut State, fd: i32) -> Result<Ino, Errno> {
     match st.wasi.get(fd)? {
         Fd::Dir { ino, .. } => Ok(ino),
-        _ => Err(errno::NOTDIR),
+        _ => Err(errno::BADF),
     }
 }
 
@@ -589,13 +591,23 @@ fn fd_pwrite(
     offset: i64,
     nwritten: i32,
 ) -> Result<(), Errno> {
-    let Fd::File {
-        ino, write: true, ..
-    } = st.wasi.get(fd)?
-    else {
-        return Err(errno::SPIPE);
+    let (ino, append) = match st.wasi.get(fd)? {
+        Fd::File {
+            ino,
+            write: true,
+            append,
+            ..
+        } => (ino, append),
+        Fd::File { .. } | Fd::Dir { .. } => return Err(errno::BADF),
+        _ => return Err(errno::SPIPE),
     };
-    let start = file_offset(offset);
+    // Linux: on a descriptor opened for appending, pwrite appends and
+    // ignores the offset (wasmtime-wasi does the same).
+    let start = if append {
+        tmp(st).file(ino)?.len() as u64
+    } else {
+        file_offset(offset)
+    };
     let end = write_iovs(st, ino, mem, iovs, n, start)?;
     gm::write_u32(mem, nwritten as u32, (end - start) as u32)?;
     Ok(())
@@ -701,12 +713,17 @@ fn fd_pread(
     offset: i64,
     nread: i32,
 ) -> Result<(), Errno> {
-    let Fd::File {
-        ino, read: true, ..
-    } = st.wasi.get(fd)?
-    else {
+    let Fd::File { ino, read, .. } = st.wasi.get(fd)? else {
         return Err(errno::BADF);
     };
+    // A negative offset on a file is EINVAL, whether or not it reads (the
+    // order wasmtime-wasi checks in).
+    if offset < 0 {
+        return Err(errno::INVAL);
+    }
+    if !read {
+        return Err(errno::BADF);
+    }
     let got = read_into(mem, st, ino, iovs, n, file_offset(offset))?;
     gm::write_u32(mem, nread as u32, got as u32)?;
     Ok(())
@@ -720,8 +737,10 @@ fn fd_seek(
     whence: i32,
     out: i32,
 ) -> Result<(), Errno> {
-    let Fd::File { ino, pos, .. } = st.wasi.get(fd)? else {
-        return Err(errno::SPIPE);
+    let (ino, pos) = match st.wasi.get(fd)? {
+        Fd::File { ino, pos, .. } => (ino, pos),
+        Fd::Dir { .. } => return Err(errno::BADF),
+        _ => return Err(errno::SPIPE),
     };
     let len = tmp(st).file(ino)?.len() as i64;
     let base = match whence {
@@ -742,8 +761,10 @@ fn fd_seek(
 }
 
 fn fd_tell(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
-    let Fd::File { pos, .. } = st.wasi.get(fd)? else {
-        return Err(errno::SPIPE);
+    let pos = match st.wasi.get(fd)? {
+        Fd::File { pos, .. } => pos,
+        Fd::Dir { .. } => return Err(errno::BADF),
+        _ => return Err(errno::SPIPE),
     };
     gm::write_u64(mem, out as u32, pos)?;
     Ok(())
@@ -838,6 +859,9 @@ fn fd_filestat_set_size(_: &mut [u8], st: &mut State, fd: i32, size: i64) -> Res
     else {
         return Err(errno::BADF);
     };
+    if size < 0 {
+        return Err(errno::INVAL);
+    }
     tmp(st).set_len(ino, size as u64)
 }
 
@@ -856,15 +880,34 @@ fn fd_allocate(_: &mut [u8], st: &mut State, fd: i32, offset: i64, len: i64) -> 
     Ok(())
 }
 
+/// `fstflags`: a time and "now" for the same time is `EINVAL` (checked
+/// before anything else, as wasmtime-wasi does).
+fn check_fstflags(flags: i32) -> Result<(), Errno> {
+    const ATIM: i32 = 1;
+    const ATIM_NOW: i32 = 2;
+    const MTIM: i32 = 4;
+    const MTIM_NOW: i32 = 8;
+    if (flags & ATIM != 0 && flags & ATIM_NOW != 0) || (flags & MTIM != 0 && flags & MTIM_NOW != 0)
+    {
+        return Err(errno::INVAL);
+    }
+    Ok(())
+}
+
 fn fd_filestat_set_times(
     _: &mut [u8],
     st: &mut State,
     fd: i32,
     _a: i64,
     _m: i64,
-    _f: i32,
+    flags: i32,
 ) -> Result<(), Errno> {
-    st.wasi.get(fd).map(|_| ())
+    check_fstflags(flags)?;
+    match st.wasi.get(fd)? {
+        // wasmtime-wasi cannot set the preopen's own times.
+        Fd::Dir { preopen: true, .. } if flags != 0 => Err(errno::BADF),
+        _ => Ok(()),
+    }
 }
 
 fn fd_advise(
@@ -974,22 +1017,40 @@ fn path_open(
     fdflags: i32,
     out: i32,
 ) -> Result<(), Errno> {
-    let dir = dir_ino(st, fd)?;
+    let dir = match st.wasi.get(fd)? {
+        Fd::Dir { ino, .. } => ino,
+        // wasmtime-wasi's path_open answers ENOTDIR here (other path calls
+        // EBADF).
+        Fd::File { .. } => return Err(errno::NOTDIR),
+        _ => return Err(errno::BADF),
+    };
     let path = guest_str(mem, path, path_len)?;
+    let creat = oflags & OFLAGS_CREAT != 0;
+    if creat && oflags & OFLAGS_DIRECTORY != 0 {
+        // Linux: O_CREAT with O_DIRECTORY is EINVAL.
+        return Err(errno::INVAL);
+    }
+    if creat && path.ends_with('/') {
+        // Linux: O_CREAT on a name ending in `/` is EISDIR.
+        return Err(errno::ISDIR);
+    }
     let fs = tmp(st);
     let ino = match fs.lookup(dir, path) {
-        Ok(_) if oflags & OFLAGS_CREAT != 0 && oflags & OFLAGS_EXCL != 0 => {
+        Ok(_) if creat && oflags & OFLAGS_EXCL != 0 => {
             return Err(errno::EXIST);
         }
+        Ok(ino) if creat && fs.is_dir(ino) => return Err(errno::ISDIR),
         Ok(ino) => ino,
-        Err(errno::NOENT) if oflags & OFLAGS_CREAT != 0 => {
+        Err(errno::NOENT) if creat => {
             let (parent, name) = fs.parent_of(dir, path)?;
             fs.create_file(parent, name)?
         }
         Err(e) => return Err(e),
     };
+    let base = base as u64;
     let entry = if fs.is_dir(ino) {
-        if oflags & OFLAGS_TRUNC != 0 {
+        if oflags & OFLAGS_TRUNC != 0 || base & RIGHT_FD_WRITE != 0 {
+            // Linux: a directory cannot be opened for writing.
             return Err(errno::ISDIR);
         }
         Fd::Dir {
@@ -1000,8 +1061,10 @@ fn path_open(
         if oflags & OFLAGS_DIRECTORY != 0 {
             return Err(errno::NOTDIR);
         }
-        let base = base as u64;
-        let write = base & RIGHT_FD_WRITE != 0 || oflags & OFLAGS_TRUNC != 0;
+        // As wasmtime-wasi opens: writable when asked to write, create or
+        // truncate; readable when asked to read or not asked to write.
+        let write = base & RIGHT_FD_WRITE != 0 || creat || oflags & OFLAGS_TRUNC != 0;
+        let read = base & RIGHT_FD_READ != 0 || base & RIGHT_FD_WRITE == 0;
         if oflags & OFLAGS_TRUNC != 0 {
             fs.set_len(ino, 0)?;
         }
@@ -1010,7 +1073,7 @@ fn path_open(
             ino,
             pos: 0,
             append: fdflags & FDFLAGS_APPEND != 0,
-            read: base & RIGHT_FD_READ != 0 || base == 0,
+            read,
             write,
         }
     };
@@ -1036,6 +1099,9 @@ fn path_create_directory(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
+    if MemFs::is_self(path) {
+        return Err(errno::EXIST);
+    }
     let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
     fs.create_dir(parent, name).map(|_| ())
@@ -1067,8 +1133,9 @@ fn path_filestat_set_times(
     len: i32,
     _a: i64,
     _m: i64,
-    _f: i32,
+    flags: i32,
 ) -> Result<(), Errno> {
+    check_fstflags(flags)?;
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
     tmp(st).lookup(dir, path).map(|_| ())
@@ -1085,6 +1152,10 @@ fn path_remove_directory(
     let path = guest_str(mem, path, len)?;
     let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
+    if path.ends_with('/') && fs.lookup(dir, path).is_ok() {
+        // wasmtime-wasi refuses `rmdir("name/")` of a directory: EINVAL.
+        return Err(errno::INVAL);
+    }
     fs.remove_dir(parent, name)
 }
 
@@ -1097,8 +1168,16 @@ fn path_unlink_file(
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
+    if MemFs::is_self(path) {
+        return Err(errno::ISDIR);
+    }
     let fs = tmp(st);
     let (parent, name) = fs.parent_of(dir, path)?;
+    if path.ends_with('/') && !fs.lookup(dir, path).is_ok_and(|i| fs.is_dir(i)) {
+        // `name/` names a directory: a file there is ENOTDIR.
+        fs.lookup(dir, name)?;
+        return Err(errno::NOTDIR);
+    }
     fs.unlink_file(parent, name)
 }
 
@@ -1117,6 +1196,24 @@ fn path_rename(
     let old = guest_str(mem, old, old_len)?;
     let new = guest_str(mem, new, new_len)?;
     let fs = tmp(st);
+    // Both paths resolve first (a missing parent is ENOENT); then renaming
+    // a directory through `.`, or onto it, is Linux's EBUSY.
+    for (dir, path) in [(from_dir, old), (to_dir, new)] {
+        if !MemFs::is_self(path) {
+            fs.parent_of(dir, path)?;
+        }
+    }
+    if MemFs::is_self(old) || MemFs::is_self(new) {
+        return Err(errno::BUSY);
+    }
+    // A trailing `/` on either name says "directory".
+    if (old.ends_with('/') || new.ends_with('/')) && !fs.lookup(from_dir, old).is_ok_and(|i| fs.is_dir(i)) {
+        return Err(if fs.lookup(from_dir, old.trim_end_matches('/')).is_ok() {
+            errno::NOTDIR
+        } else {
+            errno::NOENT
+        });
+    }
     let (fp, fname) = fs.parent_of(from_dir, old)?;
     let (tp, tname) = fs.parent_of(to_dir, new)?;
     fs.rename(fp, fname, tp, tname)

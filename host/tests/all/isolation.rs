@@ -82,7 +82,8 @@ fn paths_outside_tmp_are_denied() {
         let v = read(path);
         assert!(v.get("err").is_some(), "{path}: {v}");
     }
-    // Inside /tmp: `..` that would climb above it is refused (ENOTCAPABLE).
+    // Inside /tmp: `..` that would climb above it is refused (EPERM, as
+    // wasmtime-wasi answers).
     let v = call_ok(
         &host,
         "esc",
