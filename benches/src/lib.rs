@@ -92,7 +92,11 @@ impl Raw {
     /// Compiles `wasm` on an engine configured like fnhost's, with
     /// `fnhost_v1.output` implemented and every other import a trap.
     pub fn new(wasm: &[u8], slots: u32) -> Result<Raw> {
-        let cfg = fnhost::wasmtime_config(slots, 4 << 30, 512 << 10);
+        Raw::with_config(wasm, fnhost::wasmtime_config(slots, 4 << 30, 512 << 10))
+    }
+
+    /// [`Raw::new`] on an engine built from `cfg`.
+    pub fn with_config(wasm: &[u8], cfg: wasmtime::Config) -> Result<Raw> {
         let engine = Engine::new(&cfg)?;
         let module = Module::new(&engine, wasm)?;
         let mut linker: Linker<RawState> = Linker::new(&engine);

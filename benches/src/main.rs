@@ -112,6 +112,31 @@ fn main() -> Result<()> {
         raw_fresh_2t,
         "throughput baseline",
     );
+    // What decommit batching (wasmtime's batch of 32, fnhost's setting
+    // before HOSTILE 32) would buy on this path, measured beside it.
+    let batched = Raw::with_config(
+        &echo,
+        fnhost::wasmtime_config_with_decommit_batch(2000, 4 << 30, 512 << 10, 32),
+    )?;
+    let batched_1t = measure(n, || {
+        assert_eq!(batched.fresh_call(&p64).unwrap().len(), 64)
+    });
+    r.row(
+        "raw-fresh, 64 B, decommit batch 32 (old setting)",
+        batched_1t,
+        format!("{:.2}× raw-fresh p50", ratio(batched_1t.p50, raw_fresh.p50)),
+    );
+    let batched_2t = measure_threads(2, n, || {
+        assert_eq!(batched.fresh_call(&p64).unwrap().len(), 64)
+    });
+    r.row(
+        "raw-fresh, 64 B, 2 threads, decommit batch 32 (old setting)",
+        batched_2t,
+        format!(
+            "{:.2}× raw-fresh 2-thread throughput",
+            batched_2t.throughput / raw_fresh_2t.throughput
+        ),
+    );
     let thread = measure(n / 4, || assert_eq!(thread_echo(&p64).len(), 64));
     r.row(
         "thread spawn+join per call (baseline)",

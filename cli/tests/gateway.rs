@@ -485,7 +485,11 @@ async fn guest_headers_cannot_frame_the_response() {
     .unwrap();
     let (status, headers, body, rest) = split_response(&raw_out);
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert_eq!(body, format!("ok{FORGED}").into_bytes(), "the whole body, framed by the gateway");
+    assert_eq!(
+        body,
+        format!("ok{FORGED}").into_bytes(),
+        "the whole body, framed by the gateway"
+    );
     for h in [
         "transfer-encoding",
         "connection",
@@ -500,7 +504,10 @@ async fn guest_headers_cannot_frame_the_response() {
             "{h} came from the guest: {headers:?}"
         );
     }
-    assert!(headers.contains(&("x-kept".into(), "yes".into())), "{headers:?}");
+    assert!(
+        headers.contains(&("x-kept".into(), "yes".into())),
+        "{headers:?}"
+    );
     // The second response is the echo of the second request's own event.
     let (status, _, body, rest) = split_response(&rest);
     assert_eq!(status, "HTTP/1.1 200 OK");

@@ -197,7 +197,11 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
                     sig(&ft)
                 )));
             }
-            _ => return Err(bad("must be a function () -> (), not another kind of export")),
+            _ => {
+                return Err(bad(
+                    "must be a function () -> (), not another kind of export",
+                ));
+            }
         }
         versions.push(n);
     }

@@ -44,6 +44,18 @@ pub(crate) struct EngineSettings {
 /// slots of up to `max_memory` bytes each: public so that benchmarks can
 /// measure raw wasmtime with exactly the same settings.
 pub fn wasmtime_config(max_instances: u32, max_memory: u64, max_wasm_stack: usize) -> Config {
+    wasmtime_config_with_decommit_batch(max_instances, max_memory, max_wasm_stack, 1)
+}
+
+/// [`wasmtime_config`] with another decommit batch size: for the benchmark
+/// that measures what batching would buy (fnhost itself always uses 1).
+#[doc(hidden)]
+pub fn wasmtime_config_with_decommit_batch(
+    max_instances: u32,
+    max_memory: u64,
+    max_wasm_stack: usize,
+    decommit_batch: usize,
+) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(max_instances)
         .total_memories(max_instances)
@@ -53,7 +65,7 @@ pub fn wasmtime_config(max_instances: u32, max_memory: u64, max_wasm_stack: usiz
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(2 << 20)
         .pagemap_scan(Enabled::Auto)
-        .decommit_batch_size(1);
+        .decommit_batch_size(decommit_batch);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)

@@ -120,6 +120,8 @@ static ALLOC: test_alloc::Counting = test_alloc::Counting;
 
 pub use cache::default_cache_dir;
 pub use engine::wasmtime_config;
+#[doc(hidden)]
+pub use engine::wasmtime_config_with_decommit_batch;
 pub use error::{Error, ErrorKind, Result};
 pub use function::{
     FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,

@@ -168,6 +168,20 @@ fn cases() -> Vec<Case> {
             expect: |r| kind_of(r) == Some(ErrorKind::OutOfMemory),
         },
         Case {
+            // HOSTILE 29, 31, 37: reads past the end, a file grown and cut
+            // again and again in a small /tmp, a huge iovec count.
+            weight: 3,
+            function: "wasiseq",
+            payload: crate::wasi_diff::encode(&wasi_attack()),
+            expect: |r| {
+                matches!(r, Ok(inv) if inv.output().is_ok_and(|o| {
+                    crate::wasi_diff::describe(&wasi_attack(), o)
+                        .iter()
+                        .all(|l| l.starts_with("errno 0"))
+                }))
+            },
+        },
+        Case {
             weight: 11,
             function: "narrow",
             payload: b"x".to_vec(),
@@ -177,6 +191,36 @@ fn cases() -> Vec<Case> {
             },
         },
     ]
+}
+
+/// The WASI part of the soak: every call must succeed (0 bytes past EOF).
+fn wasi_attack() -> Vec<crate::wasi_diff::Op> {
+    use crate::wasi_diff::Op;
+    let mut ops = vec![Op::Open {
+        dir: 0,
+        path: b"f".to_vec(),
+        oflags: 1,
+        rights: 3,
+        fdflags: 0,
+        to: 1,
+    }];
+    for _ in 0..4 {
+        ops.extend([
+            Op::Pwrite {
+                slot: 1,
+                at: 900 << 10,
+                data: vec![7; 64],
+            },
+            Op::Pread {
+                slot: 1,
+                len: 64,
+                at: 1 << 30,
+            },
+            Op::SetSize { slot: 1, size: 0 },
+            Op::Read { slot: 1, len: 64 },
+        ]);
+    }
+    ops
 }
 
 fn host(workers: usize) -> anyhow::Result<Host> {
@@ -195,6 +239,11 @@ fn host(workers: usize) -> anyhow::Result<Host> {
             .max_input(64 << 10)
             .max_output(64 << 10)
             .timeout(Duration::from_millis(20)),
+    )?;
+    host.register(
+        FunctionConfig::from_file("wasiseq", guests::WASISEQ)
+            .tmp_quota(1 << 20)
+            .memory_limit(16 << 20),
     )?;
     host.register(FunctionConfig::from_bytes(
         "wild",

@@ -348,8 +348,25 @@ impl Rng {
 /// Paths programs use: names that collide often, nested ones, dots, a
 /// trailing slash, and escapes (which both implementations must refuse).
 const PATHS: &[&str] = &[
-    "a", "b", "c", "d", "e", "d/a", "d/b", "d/e", "d/e/a", "e/a", "./a", "d/../b", "a/", "d/",
-    "..", "../a", "/a", "d/../../a", ".",
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "d/a",
+    "d/b",
+    "d/e",
+    "d/e/a",
+    "e/a",
+    "./a",
+    "d/../b",
+    "a/",
+    "d/",
+    "..",
+    "../a",
+    "/a",
+    "d/../../a",
+    ".",
 ];
 
 fn path(r: &mut Rng) -> Vec<u8> {
@@ -375,7 +392,9 @@ fn data(r: &mut Rng) -> Vec<u8> {
         5 => 5000 + r.below(3000) as usize,
         _ => r.below(200) as usize,
     };
-    (0..n).map(|i| b'a' + ((i as u64 + r.below(3)) % 26) as u8).collect()
+    (0..n)
+        .map(|i| b'a' + ((i as u64 + r.below(3)) % 26) as u8)
+        .collect()
 }
 
 /// A random program of `len` calls (no `Raw` ops), ending with a dump of
@@ -482,14 +501,17 @@ pub fn describe(ops: &[Op], out: &[u8]) -> Vec<String> {
             self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
         }
         fn u32(&mut self) -> Option<u32> {
-            self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+            self.take(4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
         }
         fn u64(&mut self) -> Option<u64> {
-            self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            self.take(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
         }
         fn bytes(&mut self) -> Option<String> {
             let n = self.u32()? as usize;
-            self.take(n).map(|b| String::from_utf8_lossy(b).into_owned())
+            self.take(n)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
         }
     }
     let mut r = R(out);
@@ -718,13 +740,24 @@ pub fn compare(host: &Host, reference: &Reference, ops: &[Op]) -> Result<(), Str
         if x == y {
             let _ = writeln!(report, "  {i:3} {shown} -> {x:?}");
         } else {
-            let _ = writeln!(report, "! {i:3} {shown}\n        fnhost: {x:?}\n     reference: {y:?}");
+            let _ = writeln!(
+                report,
+                "! {i:3} {shown}\n        fnhost: {x:?}\n     reference: {y:?}"
+            );
             break;
         }
     }
     if a == b {
-        let _ = writeln!(report, "  (the per-op answers match; the final trees differ)");
-        let _ = writeln!(report, "  fnhost: {:?}\n  reference: {:?}", a.last(), b.last());
+        let _ = writeln!(
+            report,
+            "  (the per-op answers match; the final trees differ)"
+        );
+        let _ = writeln!(
+            report,
+            "  fnhost: {:?}\n  reference: {:?}",
+            a.last(),
+            b.last()
+        );
     }
     Err(report)
 }

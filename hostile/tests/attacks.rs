@@ -22,10 +22,17 @@ fn host() -> Host {
 
 fn healthy(host: &Host) {
     if host.function_info("healthy").is_err() {
-        host.register(FunctionConfig::from_file("healthy", fnhost_test_guests::ECHO))
-            .unwrap();
+        host.register(FunctionConfig::from_file(
+            "healthy",
+            fnhost_test_guests::ECHO,
+        ))
+        .unwrap();
     }
-    let out = host.invoke("healthy", b"ping").unwrap().into_output().unwrap();
+    let out = host
+        .invoke("healthy", b"ping")
+        .unwrap()
+        .into_output()
+        .unwrap();
     assert_eq!(out.as_ref(), b"ping");
 }
 
@@ -118,7 +125,11 @@ fn row29_reads_past_the_end_are_posix_zero_byte_reads() {
 fn with_fault(point: Point, name: &str, times: u32, f: impl FnOnce()) {
     fault::arm(point, name, times);
     f();
-    assert_eq!(fault::remaining(point, name), 0, "the fault at {point:?} never fired");
+    assert_eq!(
+        fault::remaining(point, name),
+        0,
+        "the fault at {point:?} never fired"
+    );
 }
 
 fn internal(inv: &fnhost::Invocation) -> &str {
@@ -136,17 +147,29 @@ fn row30_a_host_panic_costs_one_invocation_on_every_path() {
     // The caller's thread.
     with_fault(Point::Execute, "boom", 1, || {
         let inv = host.invoke("boom", b"x").unwrap();
-        assert!(internal(&inv).contains("fault injected"), "{:?}", inv.output());
+        assert!(
+            internal(&inv).contains("fault injected"),
+            "{:?}",
+            inv.output()
+        );
     });
     // The worker pool (one worker: it must survive to run the rest).
     with_fault(Point::Execute, "boom", 2, || {
-        let payloads = (0..5u8).map(|i| bytes::Bytes::from(vec![b'0' + i])).collect();
+        let payloads = (0..5u8)
+            .map(|i| bytes::Bytes::from(vec![b'0' + i]))
+            .collect();
         let outs = host.invoke_batch("boom", payloads).unwrap();
         let kinds: Vec<_> = outs
             .iter()
             .map(|r| r.as_ref().unwrap().output().err().map(Error::kind))
             .collect();
-        assert_eq!(kinds.iter().filter(|k| **k == Some(ErrorKind::Internal)).count(), 2);
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == Some(ErrorKind::Internal))
+                .count(),
+            2
+        );
         assert_eq!(kinds.iter().filter(|k| k.is_none()).count(), 3);
     });
     // The async path.
@@ -161,12 +184,19 @@ fn row30_a_host_panic_costs_one_invocation_on_every_path() {
             .reuse(100, Duration::from_secs(60)),
     )
     .unwrap();
-    host.invoke("boom-warm", b"a").unwrap().into_output().unwrap();
+    host.invoke("boom-warm", b"a")
+        .unwrap()
+        .into_output()
+        .unwrap();
     with_fault(Point::Execute, "boom-warm", 1, || {
         internal(&host.invoke("boom-warm", b"b").unwrap());
     });
     assert_eq!(
-        host.invoke("boom-warm", b"c").unwrap().into_output().unwrap().as_ref(),
+        host.invoke("boom-warm", b"c")
+            .unwrap()
+            .into_output()
+            .unwrap()
+            .as_ref(),
         b"c"
     );
 
@@ -181,13 +211,18 @@ fn row30_a_host_panic_costs_one_invocation_on_every_path() {
     let t = Instant::now();
     let report = host.shutdown(Duration::from_secs(30));
     assert_eq!(report.still_running, 0);
-    assert!(t.elapsed() < Duration::from_secs(5), "shutdown waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn row30_an_event_hit_by_a_host_panic_gets_an_outcome() {
     use fnhost::events::ManualClock;
-    let clock = ManualClock::new(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600));
+    let clock =
+        ManualClock::new(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600));
     let host = Host::builder()
         .no_artifact_cache()
         .no_log_sink()
@@ -195,10 +230,19 @@ fn row30_an_event_hit_by_a_host_panic_gets_an_outcome() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    host.register(FunctionConfig::from_file("ev-boom", fnhost_test_guests::ECHO))
-        .unwrap();
+    host.register(FunctionConfig::from_file(
+        "ev-boom",
+        fnhost_test_guests::ECHO,
+    ))
+    .unwrap();
     let events = host.events();
-    let idle = || assert!(events.wait_idle(Duration::from_secs(20)), "{:?}", events.stats());
+    let idle = || {
+        assert!(
+            events.wait_idle(Duration::from_secs(20)),
+            "{:?}",
+            events.stats()
+        )
+    };
     // The first attempt panics in the host: an Internal failure, retried
     // after the policy's delay like any failure, and the retry succeeds.
     with_fault(Point::Execute, "ev-boom", 1, || {
@@ -216,7 +260,10 @@ fn row30_an_event_hit_by_a_host_panic_gets_an_outcome() {
         idle();
     });
     let s = events.stats().unwrap();
-    assert_eq!((s.accepted, s.succeeded, s.pending, s.dead_lettered), (2, 2, 0, 0));
+    assert_eq!(
+        (s.accepted, s.succeeded, s.pending, s.dead_lettered),
+        (2, 2, 0, 0)
+    );
     assert_eq!((s.retried, s.internal_errors, s.in_flight), (1, 1, 0));
     let m = host.function_metrics("ev-boom").unwrap();
     assert_eq!(m.errors_of(ErrorKind::Internal), 1);
@@ -329,7 +376,11 @@ fn row33_long_host_calls_end_at_the_deadline() {
     for (i, (what, wat, memory, tmp)) in cases.into_iter().enumerate() {
         let name = format!("long-{i}");
         // The readdir case needs time to build its directory first.
-        let timeout = if i == 3 { Duration::from_secs(2) } else { timeout };
+        let timeout = if i == 3 {
+            Duration::from_secs(2)
+        } else {
+            timeout
+        };
         host.register(
             FunctionConfig::from_bytes(name.as_str(), wat)
                 .memory_limit(memory)
@@ -414,11 +465,16 @@ fn row36_text_caps_hold_after_utf8_replacement() {
          (call $error (i32.const 0) (i32.const 0x10000) (i32.const 0) (i32.const 0x30000))
          (i32.const 1)",
     );
-    host.register(FunctionConfig::from_bytes("caps", wat)).unwrap();
+    host.register(FunctionConfig::from_bytes("caps", wat))
+        .unwrap();
     match host.invoke("caps", b"").unwrap().output() {
         Err(Error::Guest { kind, message }) => {
             assert!(kind.len() <= fnhost::abi::MAX_ERROR_KIND, "{}", kind.len());
-            assert!(message.len() <= fnhost::abi::MAX_ERROR_MESSAGE, "{}", message.len());
+            assert!(
+                message.len() <= fnhost::abi::MAX_ERROR_MESSAGE,
+                "{}",
+                message.len()
+            );
             assert_eq!(*kind, "\u{fffd}".repeat(fnhost::abi::MAX_ERROR_KIND / 3));
         }
         other => panic!("{other:?}"),

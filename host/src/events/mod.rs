@@ -1205,7 +1205,10 @@ impl Shared {
             let Ok(inv) = result else {
                 continue;
             };
-            crate::fault::hit(crate::fault::Point::Settle, Self::function_name(&rec.target));
+            crate::fault::hit(
+                crate::fault::Point::Settle,
+                Self::function_name(&rec.target),
+            );
             let cfg = self.config_for(&rec.target);
             match inv.outcome {
                 Ok(out) => {

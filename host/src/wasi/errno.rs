@@ -22,7 +22,6 @@ pub(crate) const NOTEMPTY: Errno = 55;
 pub(crate) const NOTSUP: Errno = 58;
 pub(crate) const PERM: Errno = 63;
 pub(crate) const SPIPE: Errno = 70;
-pub(crate) const NOTCAPABLE: Errno = 76;
 /// Not a WASI errno: a host function's way to say "the invocation's
 /// deadline passed while I worked"; the import wrapper turns it into a
 /// `Timeout` that ends the invocation, so the guest never sees it.

@@ -1207,7 +1207,9 @@ fn path_rename(
         return Err(errno::BUSY);
     }
     // A trailing `/` on either name says "directory".
-    if (old.ends_with('/') || new.ends_with('/')) && !fs.lookup(from_dir, old).is_ok_and(|i| fs.is_dir(i)) {
+    if (old.ends_with('/') || new.ends_with('/'))
+        && !fs.lookup(from_dir, old).is_ok_and(|i| fs.is_dir(i))
+    {
         return Err(if fs.lookup(from_dir, old.trim_end_matches('/')).is_ok() {
             errno::NOTDIR
         } else {

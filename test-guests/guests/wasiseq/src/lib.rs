@@ -37,8 +37,14 @@ mod sys {
         pub fn fd_filestat_set_size(fd: i32, size: i64) -> i32;
         pub fn fd_filestat_set_times(fd: i32, atim: i64, mtim: i64, flags: i32) -> i32;
         pub fn fd_readdir(fd: i32, buf: i32, len: i32, cookie: i64, used: i32) -> i32;
-        pub fn path_rename(fd: i32, old: i32, old_len: i32, new_fd: i32, new: i32, new_len: i32)
-        -> i32;
+        pub fn path_rename(
+            fd: i32,
+            old: i32,
+            old_len: i32,
+            new_fd: i32,
+            new: i32,
+            new_len: i32,
+        ) -> i32;
         pub fn path_unlink_file(fd: i32, path: i32, len: i32) -> i32;
         pub fn path_create_directory(fd: i32, path: i32, len: i32) -> i32;
         pub fn path_remove_directory(fd: i32, path: i32, len: i32) -> i32;
@@ -73,10 +79,12 @@ impl Reader<'_> {
         self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     }
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let n = self.u16()? as usize;
@@ -164,7 +172,13 @@ impl Machine {
         for _ in 0..10_000 {
             let mut used = 0u32;
             let e = unsafe {
-                sys::fd_readdir(fd, ptr(buf.as_ptr()), buf.len() as i32, cookie as i64, ptr(&mut used))
+                sys::fd_readdir(
+                    fd,
+                    ptr(buf.as_ptr()),
+                    buf.len() as i32,
+                    cookie as i64,
+                    ptr(&mut used),
+                )
             };
             if e != 0 {
                 return Err(e);
@@ -301,7 +315,12 @@ impl Machine {
                 5 => {
                     let (s, off, whence) = (r.u8()?, r.u64()?, r.u8()?);
                     let mut pos = 0u64;
-                    if out.errno(sys::fd_seek(self.slot(s), off as i64, whence as i32, ptr(&mut pos))) {
+                    if out.errno(sys::fd_seek(
+                        self.slot(s),
+                        off as i64,
+                        whence as i32,
+                        ptr(&mut pos),
+                    )) {
                         out.u64(pos);
                     }
                 }
@@ -326,7 +345,12 @@ impl Machine {
                 }
                 9 => {
                     let (s, a, m, flags) = (r.u8()?, r.u64()?, r.u64()?, r.u16()?);
-                    out.errno(sys::fd_filestat_set_times(self.slot(s), a as i64, m as i64, flags as i32));
+                    out.errno(sys::fd_filestat_set_times(
+                        self.slot(s),
+                        a as i64,
+                        m as i64,
+                        flags as i32,
+                    ));
                 }
                 10 => {
                     let (s, len) = (r.u8()?, r.u32()?);
@@ -413,7 +437,17 @@ impl Machine {
                         5 => sys::fd_readdir(a, b, d, c, b),
                         6 => sys::fd_seek(a, c, d, b),
                         7 => sys::fd_filestat_set_size(a, c),
-                        8 => sys::path_open(a, 0, b, d, (c & 0xf) as i32, c, c, (c >> 8) as i32 & 0x1f, b),
+                        8 => sys::path_open(
+                            a,
+                            0,
+                            b,
+                            d,
+                            (c & 0xf) as i32,
+                            c,
+                            c,
+                            (c >> 8) as i32 & 0x1f,
+                            b,
+                        ),
                         _ => sys::fd_renumber(a, b),
                     };
                     out.errno(e);
