@@ -484,89 +484,11 @@ pub fn program(r: &mut Rng, len: usize) -> Vec<Op> {
 /// Decodes a run's output into one line per op, for comparing and for
 /// readable failures. Directory sizes are left out (host-dependent).
 pub fn describe(ops: &[Op], out: &[u8]) -> Vec<String> {
-    struct R<'a>(&'a [u8]);
-    impl R<'_> {
-        fn take(&mut self, n: usize) -> Option<&[u8]> {
-            if self.0.len() < n {
-                return None;
-            }
-            let (a, b) = self.0.split_at(n);
-            self.0 = b;
-            Some(a)
-        }
-        fn u8(&mut self) -> Option<u8> {
-            self.take(1).map(|b| b[0])
-        }
-        fn u16(&mut self) -> Option<u16> {
-            self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-        }
-        fn u32(&mut self) -> Option<u32> {
-            self.take(4)
-                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        }
-        fn u64(&mut self) -> Option<u64> {
-            self.take(8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        }
-        fn bytes(&mut self) -> Option<String> {
-            let n = self.u32()? as usize;
-            self.take(n)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        }
-    }
-    let mut r = R(out);
+    let mut r = Answers(out);
     let mut lines = Vec::new();
     for op in ops {
         let mut line = String::new();
-        let ok = (|| -> Option<()> {
-            r.u8()?;
-            if matches!(op, Op::Dump { .. }) {
-                line.push_str("tree");
-                return Some(());
-            }
-            let errno = r.u16()?;
-            let _ = write!(line, "errno {errno}");
-            if errno != 0 {
-                return Some(());
-            }
-            match op {
-                Op::Read { .. } | Op::Pread { .. } => {
-                    let b = r.bytes()?;
-                    let _ = write!(line, " read {:?}", b);
-                }
-                Op::Write { .. } | Op::Pwrite { .. } => {
-                    let _ = write!(line, " wrote {}", r.u32()?);
-                }
-                Op::Seek { .. } | Op::Tell { .. } => {
-                    let _ = write!(line, " at {}", r.u64()? as i64);
-                }
-                Op::Fstat { .. } | Op::PathStat { .. } => {
-                    let ty = r.u8()?;
-                    let size = r.u64()?;
-                    if ty == 3 {
-                        let _ = write!(line, " dir");
-                    } else {
-                        let _ = write!(line, " type {ty} size {size}");
-                    }
-                }
-                Op::Fdstat { .. } => {
-                    let ty = r.u8()?;
-                    let flags = r.u16()?;
-                    let _ = write!(line, " type {ty} flags {flags}");
-                }
-                Op::Readdir { .. } => {
-                    let n = r.u32()?;
-                    for _ in 0..n {
-                        let name = r.bytes()?;
-                        let ty = r.u8()?;
-                        let _ = write!(line, " {name}:{ty}");
-                    }
-                }
-                _ => {}
-            }
-            Some(())
-        })();
-        if ok.is_none() {
+        if describe_one(op, &mut r, &mut line).is_none() {
             line.push_str(" <output ends>");
             lines.push(line);
             break;
@@ -579,6 +501,89 @@ pub fn describe(ops: &[Op], out: &[u8]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The guest's output, read front to back.
+struct Answers<'a>(&'a [u8]);
+
+impl Answers<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn bytes(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// One op's answer as a line; `None` when the output ends early.
+fn describe_one(op: &Op, r: &mut Answers<'_>, line: &mut String) -> Option<()> {
+    r.u8()?;
+    if matches!(op, Op::Dump { .. }) {
+        line.push_str("tree");
+        return Some(());
+    }
+    let errno = r.u16()?;
+    let _ = write!(line, "errno {errno}");
+    if errno != 0 {
+        return Some(());
+    }
+    match op {
+        Op::Read { .. } | Op::Pread { .. } => {
+            let b = r.bytes()?;
+            let _ = write!(line, " read {b:?}");
+        }
+        Op::Write { .. } | Op::Pwrite { .. } => {
+            let _ = write!(line, " wrote {}", r.u32()?);
+        }
+        Op::Seek { .. } | Op::Tell { .. } => {
+            let _ = write!(line, " at {}", r.u64()? as i64);
+        }
+        Op::Fstat { .. } | Op::PathStat { .. } => {
+            let ty = r.u8()?;
+            let size = r.u64()?;
+            if ty == 3 {
+                let _ = write!(line, " dir");
+            } else {
+                let _ = write!(line, " type {ty} size {size}");
+            }
+        }
+        Op::Fdstat { .. } => {
+            let ty = r.u8()?;
+            let flags = r.u16()?;
+            let _ = write!(line, " type {ty} flags {flags}");
+        }
+        Op::Readdir { .. } => {
+            let n = r.u32()?;
+            for _ in 0..n {
+                let name = r.bytes()?;
+                let ty = r.u8()?;
+                let _ = write!(line, " {name}:{ty}");
+            }
+        }
+        _ => {}
+    }
+    Some(())
 }
 
 /// A host with the `wasiseq` guest registered (quota far above what a
