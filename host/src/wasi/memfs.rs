@@ -515,12 +515,12 @@ mod tests {
             let empty = crate::test_alloc::live() - base;
             let mut dir = ROOT;
             for i in 0..n {
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     // Deep directories too.
                     dir = fs.create_dir(dir, "d").unwrap();
                 }
                 let f = fs.create_file(dir, &format!("file-{i}")).unwrap();
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     fs.write_at(f, 0, &vec![1; i % 3000]).unwrap();
                 }
             }

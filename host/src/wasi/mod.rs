@@ -978,7 +978,7 @@ fn fd_readdir(
     // cut where the buffer ends, as preview1 specifies); nothing is
     // allocated per entry, and the walk checks the deadline as it goes.
     for (i, (ino, ty, name)) in tmp(st).dir_iter(dir)?.enumerate() {
-        if i % ENTRY_CHUNK == 0 && Instant::now() >= deadline {
+        if i.is_multiple_of(ENTRY_CHUNK) && Instant::now() >= deadline {
             return Err(errno::DEADLINE);
         }
         if (i as u64) < skip {
