@@ -476,6 +476,17 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             (StatusCode::OK, headers, out).into_response()
         }
+        // A host bug is the service's failure, not the function's (Lambda's
+        // ServiceException), so SDKs retry it.
+        Err(e @ Error::Internal { .. }) => {
+            let mut r = aws_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &e.to_string(),
+            );
+            r.headers_mut().extend(headers);
+            r
+        }
         Err(e) => {
             headers.insert(
                 "x-amz-function-error",

@@ -273,6 +273,25 @@ async fn lambda_errors_have_aws_shapes() {
     let (slow, fast) = tokio::join!(slow, fast);
     assert_eq!(slow.status(), 200);
     check(&fast, 429, "TooManyRequestsException");
+
+    // A host bug (a panic, injected) is the service's failure: 500
+    // ServiceException, not a function error; the next call is served.
+    s.host
+        .register(FunctionConfig::from_file("boom", guests::ECHO))
+        .unwrap();
+    fnhost::fault::arm(fnhost::fault::Point::Execute, "boom", 1);
+    let boom = "/2015-03-31/functions/boom/invocations";
+    let r = post(&s, boom, &[], "{}").await;
+    check(&r, 500, "ServiceException");
+    assert!(r.headers().get("x-amz-function-error").is_none());
+    assert!(r.headers().contains_key("x-amzn-requestid"));
+    assert!(
+        json_of(r).await["Message"]
+            .as_str()
+            .unwrap()
+            .contains("fault injected")
+    );
+    assert_eq!(post(&s, boom, &[], "{}").await.status(), 200);
     s.stop().await;
 }
 
@@ -435,10 +454,20 @@ fn forging_guest() -> Vec<u8> {
     .into_bytes()
 }
 
+/// One HTTP/1.1 response read off a raw connection.
+struct RawResponse {
+    /// The status line.
+    status: String,
+    /// Names lower-cased, in wire order.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The bytes after this response.
+    rest: Vec<u8>,
+}
+
 /// Splits one HTTP/1.1 response off the front of `raw` (Content-Length
-/// framing, as the gateway sends): `(status line, lower-cased headers,
-/// body, rest)`.
-fn split_response(raw: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>, Vec<u8>) {
+/// framing, as the gateway sends).
+fn split_response(raw: &[u8]) -> RawResponse {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -458,9 +487,12 @@ fn split_response(raw: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>, Vec<u8
         .map(|(_, v)| v.parse().unwrap())
         .collect();
     assert_eq!(lens.len(), 1, "exactly one content-length: {headers:?}");
-    let body = raw[end + 4..end + 4 + lens[0]].to_vec();
-    let rest = raw[end + 4 + lens[0]..].to_vec();
-    (status, headers, body, rest)
+    RawResponse {
+        status,
+        headers,
+        body: raw[end + 4..end + 4 + lens[0]].to_vec(),
+        rest: raw[end + 4 + lens[0]..].to_vec(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,7 +515,12 @@ async fn guest_headers_cannot_frame_the_response() {
     })
     .await
     .unwrap();
-    let (status, headers, body, rest) = split_response(&raw_out);
+    let RawResponse {
+        status,
+        headers,
+        body,
+        rest,
+    } = split_response(&raw_out);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
         body,
@@ -509,7 +546,9 @@ async fn guest_headers_cannot_frame_the_response() {
         "{headers:?}"
     );
     // The second response is the echo of the second request's own event.
-    let (status, _, body, rest) = split_response(&rest);
+    let RawResponse {
+        status, body, rest, ..
+    } = split_response(&rest);
     assert_eq!(status, "HTTP/1.1 200 OK");
     let ev: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(ev["rawPath"], "/web/second");

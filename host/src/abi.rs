@@ -181,10 +181,12 @@ pub(crate) fn check(module: &Module, provided: &Provided) -> Result<Exports> {
             name: e.name().into(),
             reason: reason.into(),
         };
-        let canonical = !digits.is_empty()
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits == "0" || !digits.starts_with('0'));
-        let Some(n) = digits.parse::<u32>().ok().filter(|_| canonical) else {
+        // Plain decimal is what prints back the same.
+        let Some(n) = digits
+            .parse::<u32>()
+            .ok()
+            .filter(|n| n.to_string() == digits)
+        else {
             return Err(bad(
                 "not an ABI marker: the name must be fnhost_abi_v followed by a version in plain decimal (fnhost_abi_v1)",
             ));
@@ -462,10 +464,9 @@ pub(crate) fn add_to_linker(
             };
             // A panicking host function (embedder code) must not take the
             // worker down: the guest gets an error value.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cap.call(&ctx, req)))
-                .unwrap_or_else(|p| {
-                    let what = crate::fault::panic_message(&*p);
-                    tracing::error!(target: "fnhost::capability", capability = %name, panic = %what, "host function panicked");
+            let result = crate::fault::catch("a capability", || cap.call(&ctx, req))
+                .unwrap_or_else(|_| {
+                    tracing::error!(target: "fnhost::capability", capability = %name, "host function panicked");
                     Err(crate::capability::HostError::new("HostPanic", format!("capability `{name}` failed")))
                 });
             // Time in the host function counts: past the deadline, the

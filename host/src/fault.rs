@@ -1,7 +1,9 @@
-//! Fault injection for tests of the unwind boundaries (HOSTILE 30).
+//! Host panics: the one way fnhost catches them ([`catch`], used by every
+//! unwind boundary), and fault injection for the tests of those boundaries
+//! (HOSTILE 30).
 //!
-//! Hidden from the docs and off unless a test arms it: the invoke path
-//! pays one relaxed atomic load. A test arms a [`Point`] for one function
+//! Injection is hidden from the docs and off unless a test arms it: the
+//! invoke path pays one relaxed atomic load. A test arms a [`Point`] for one function
 //! name (names are unique per test, so tests running in parallel do not
 //! see each other's faults) and a number of hits; each hit panics, as a
 //! host bug there would.
@@ -64,8 +66,19 @@ pub(crate) fn hit(point: Point, function: &str) {
     }
 }
 
+/// Runs `f`; a panic in it is caught, logged as `what` panicking, and
+/// returned as its message. Every unwind boundary of the host goes
+/// through here.
+pub(crate) fn catch<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let message = panic_message(&*p);
+        tracing::error!(target: "fnhost::panic", site = what, panic = %message, "host code panicked");
+        message
+    })
+}
+
 /// The text of a caught panic.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())

@@ -355,24 +355,24 @@ impl Core {
         let _settle = InFlight(self);
         let request_id = self.next_request_id();
         let start = SystemTime::now();
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::fault::catch("an invocation", || {
             self.run(f, version, payload, event, request_id, start)
-        }));
-        run.unwrap_or_else(|p| self.internal_failure(f, version, request_id, start, &*p))
+        })
+        .unwrap_or_else(|message| self.internal_failure(f, version, request_id, start, message))
     }
 
-    /// The outcome of an invocation that a host panic cut short.
+    /// The outcome of an invocation that a host panic cut short (`run`
+    /// counts nothing before its last step, so this is the only count).
     fn internal_failure(
         &self,
         f: &Function,
         version: Option<u32>,
         request_id: RequestId,
         start: SystemTime,
-        panic: &(dyn std::any::Any + Send),
+        message: String,
     ) -> Invocation {
-        let message = crate::fault::panic_message(panic);
         tracing::error!(target: "fnhost::runtime", function = %f.spec.name,
-            request_id = %request_id, panic = %message, "host panic during an invocation");
+            request_id = %request_id, "invocation ended by a host panic");
         let e = Error::Internal { message };
         let report = Report {
             request_id,
@@ -391,7 +391,7 @@ impl Core {
         }
         Invocation {
             outcome: Err(e),
-            logs: crate::logs::LogBuffer::new(0).finish(),
+            logs: crate::Logs::default(),
             report,
         }
     }
@@ -424,29 +424,31 @@ impl Core {
         call.version = version.map(|_| f.version_label.clone());
         call.event = event;
         let tick = self.settings.epoch_tick;
+        // From the moment an instance is live for this invocation until it
+        // is put back or ended, `LiveInstance` holds its count: a panic in
+        // between still uncounts it.
         let (warm, cold) = match f.pool.take(&self.idle_budget) {
             Some(mut inst) => {
+                let live = LiveInstance(&f.pool);
                 inst.begin(call, tick);
                 if f.spec.reuse.is_none() && f.spec.provisioned > 0 {
                     // The prepared instance is used up: refill off this path.
                     let _ = self.maint.0.try_send(Maint::Refill(f.clone()));
                 }
-                (Ok(inst), false)
+                (Ok((inst, live)), false)
             }
             None => {
                 let span = tracing::debug_span!("instantiate");
                 let _e = span.enter();
-                (
-                    sandbox::start(f, call, tick).inspect(|_| f.pool.created()),
-                    true,
-                )
+                let started = sandbox::start(f, call, tick).map(|inst| {
+                    f.pool.created();
+                    (inst, LiveInstance(&f.pool))
+                });
+                (started, true)
             }
         };
         let (outcome, call, init, duration, peak, fuel_used) = match warm {
-            Ok(mut inst) => {
-                // Until it is put back or ended below, the instance is
-                // counted live; a panic in between still uncounts it.
-                let live = LiveInstance(&f.pool);
+            Ok((mut inst, live)) => {
                 crate::fault::hit(crate::fault::Point::Execute, &f.spec.name);
                 let t1 = Instant::now();
                 if cold {
@@ -508,11 +510,14 @@ impl Core {
                 .fetch_add(call.host_calls_denied.into(), Ordering::Relaxed);
         }
         let logs = call.logs.finish();
+        if let Some(sink) = &self.settings.log_sink {
+            // The embedder's code: a panic in it costs these log lines, not
+            // the invocation's outcome.
+            let _ = crate::fault::catch("the log sink", || sink.0.record(&report, &logs));
+        }
+        // Last, so that a panic anywhere above is counted once, as Internal.
         if counting {
             self.account(f, &report);
-        }
-        if let Some(sink) = &self.settings.log_sink {
-            sink.0.record(&report, &logs);
         }
         Invocation {
             outcome: outcome.map(Bytes::from),
@@ -579,12 +584,7 @@ impl Core {
                     // The reply may run the embedder's or the event
                     // system's code: a panic there must not end the worker.
                     let reply = job.reply;
-                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        reply.send(Ok(inv))
-                    })) {
-                        tracing::error!(target: "fnhost::runtime",
-                            panic = %crate::fault::panic_message(&*p), "an invocation's reply panicked");
-                    }
+                    let _ = crate::fault::catch("an invocation's reply", || reply.send(Ok(inv)));
                 }
                 Msg::Stop => break,
             }

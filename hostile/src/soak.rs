@@ -182,6 +182,32 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            // HOSTILE 30: a host panic (injected) inside the invocation.
+            weight: 2,
+            function: "boom",
+            payload: b"x".to_vec(),
+            expect: |r| kind_of(r) == Some(ErrorKind::Internal),
+        },
+        Case {
+            // HOSTILE 36: a guest error of invalid UTF-8, stored capped.
+            weight: 2,
+            function: "badtext",
+            payload: Vec::new(),
+            expect: |r| {
+                guest_kind(r).is_some_and(|k| {
+                    k.len() <= fnhost::abi::MAX_ERROR_KIND && k.starts_with('\u{fffd}')
+                })
+            },
+        },
+        Case {
+            // HOSTILE 33: one host call asked for far more work than the
+            // deadline allows.
+            weight: 1,
+            function: "longcall",
+            payload: Vec::new(),
+            expect: |r| kind_of(r) == Some(ErrorKind::Timeout),
+        },
+        Case {
             weight: 11,
             function: "narrow",
             payload: b"x".to_vec(),
@@ -267,6 +293,31 @@ fn host(workers: usize) -> anyhow::Result<Host> {
         .memory_limit(8 << 20),
     )?;
     host.register(FunctionConfig::from_file("narrow", guests::ECHO).reserved_concurrency(1))?;
+    host.register(FunctionConfig::from_file("boom", guests::ECHO))?;
+    fnhost::fault::arm(fnhost::fault::Point::Execute, "boom", u32::MAX);
+    host.register(FunctionConfig::from_bytes(
+        "badtext",
+        crate::wat_guest(
+            "",
+            "",
+            "(i32.const 1024)",
+            "(memory.fill (i32.const 0) (i32.const 0xff) (i32.const 4096))
+             (call $error (i32.const 0) (i32.const 4096) (i32.const 0) (i32.const 4096))
+             (i32.const 1)",
+        ),
+    ))?;
+    host.register(
+        FunctionConfig::from_bytes(
+            "longcall",
+            crate::wat_guest(
+                r#"(import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))"#,
+                "",
+                "(i32.const 1024)",
+                "(loop $l (drop (call $random (i32.const 0) (i32.const 65536))) (br $l)) (i32.const 0)",
+            ),
+        )
+        .timeout(Duration::from_millis(20)),
+    )?;
     Ok(host)
 }
 

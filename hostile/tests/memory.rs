@@ -3,7 +3,7 @@
 //! run one at a time, so one's allocations do not show in another's
 //! measurement.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use fnhost::{FunctionConfig, Host};
@@ -19,26 +19,44 @@ fn rss() -> u64 {
     pages * 4096
 }
 
+/// One test at a time: the lock, and a host (2 workers) with `function`
+/// registered.
+fn measured_host(function: FunctionConfig) -> (MutexGuard<'static, ()>, Host) {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let host = Host::builder()
+        .no_artifact_cache()
+        .no_log_sink()
+        .workers(2)
+        .build()
+        .unwrap();
+    host.register(function.timeout(Duration::from_secs(30)))
+        .unwrap();
+    (guard, host)
+}
+
+/// Resident memory grew by at most `bound` bytes since `before`.
+fn assert_grew_at_most(before: u64, bound: u64, what: &str) {
+    let grown = rss().saturating_sub(before);
+    assert!(
+        grown <= bound,
+        "{what} grew by {} MiB (bound {} MiB)",
+        grown / MIB,
+        bound / MIB
+    );
+}
+
 #[test]
 fn row31_tmp_memory_stays_within_the_quota() {
     // Defect 2: create a file, grow it to 60 MiB, truncate it to 0, 24
     // times: with a 64 MiB quota the host held 1.4 GiB. The instance is
     // kept (warm reuse) so its /tmp is still alive when measured.
-    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let host = Host::builder()
-        .no_artifact_cache()
-        .no_log_sink()
-        .build()
-        .unwrap();
     let quota = 64 * MIB;
-    host.register(
+    let (_one, host) = measured_host(
         FunctionConfig::from_file("grow", fnhost_test_guests::WASISEQ)
             .tmp_quota(quota)
             .memory_limit(16 * MIB)
-            .timeout(Duration::from_secs(30))
             .reuse(10, Duration::from_secs(600)),
-    )
-    .unwrap();
+    );
     let mut ops = Vec::new();
     for i in 0..24u8 {
         ops.push(Op::Open {
@@ -87,15 +105,8 @@ fn row31_tmp_memory_stays_within_the_quota() {
     // Every call succeeded (errno 0 after each op code).
     let lines = wasi_diff::describe(&ops, &out);
     assert!(lines.iter().all(|l| l.starts_with("errno 0")), "{lines:?}");
-    let grown = rss().saturating_sub(before);
     // The quota, plus the instance's own linear memory and a little slack.
-    let bound = quota + 16 * MIB + 16 * MIB;
-    assert!(
-        grown <= bound,
-        "host grew by {} MiB (bound {} MiB)",
-        grown / MIB,
-        bound / MIB
-    );
+    assert_grew_at_most(before, quota + 16 * MIB + 16 * MIB, "the host");
 }
 
 #[test]
@@ -104,19 +115,9 @@ fn row32_resident_memory_returns_after_big_guests() {
     // sequence, left +639 MiB resident (31 released slots stayed dirty per
     // decommit batch). Now at most 2 MiB of memory and 2 MiB of table stay
     // resident per slot used at once.
-    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let host = Host::builder()
-        .no_artifact_cache()
-        .no_log_sink()
-        .workers(2)
-        .build()
-        .unwrap();
-    host.register(
-        FunctionConfig::from_file("fill", fnhost_test_guests::PROBE)
-            .memory_limit(64 * MIB)
-            .timeout(Duration::from_secs(30)),
-    )
-    .unwrap();
+    let (_one, host) = measured_host(
+        FunctionConfig::from_file("fill", fnhost_test_guests::PROBE).memory_limit(64 * MIB),
+    );
     let fill = br#"{"op":"alloc","bytes":58720256}"#;
     host.invoke("fill", fill).unwrap().into_output().unwrap();
     let before = rss();
@@ -127,14 +128,7 @@ fn row32_resident_memory_returns_after_big_guests() {
     for r in host.invoke_batch("fill", payloads).unwrap() {
         r.unwrap().into_output().unwrap();
     }
-    let grown = rss().saturating_sub(before);
     // Slots used at once: at most 2 workers + the first call's; 4 MiB each,
     // plus 16 MiB of slack for the allocator.
-    let bound = 3 * 4 * MIB + 16 * MIB;
-    assert!(
-        grown <= bound,
-        "resident grew by {} MiB (bound {} MiB)",
-        grown / MIB,
-        bound / MIB
-    );
+    assert_grew_at_most(before, 3 * 4 * MIB + 16 * MIB, "resident memory");
 }

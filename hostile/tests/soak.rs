@@ -31,6 +31,7 @@ fn twenty_thousand_mixed_invocations() {
         "payload_too_large",
         "not_found",
         "abi_violation",
+        "internal",
     ] {
         assert!(
             r.by_kind.get(kind).is_some_and(|n| *n > 0),

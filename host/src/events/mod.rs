@@ -790,15 +790,15 @@ impl Events {
             .spawn(move || {
                 // A source is the embedder's (or a poller's) code: a panic
                 // in it stops that source, logged, and nothing else.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.run(&ctx))) {
+                match crate::fault::catch("an event source", || source.run(&ctx)) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::error!(target: "fnhost::events", source = %ctx.name, error = %e,
                             "event source stopped with an error");
                     }
-                    Err(p) => {
+                    Err(_) => {
                         tracing::error!(target: "fnhost::events", source = %ctx.name,
-                            panic = %crate::fault::panic_message(&*p), "event source panicked and stopped");
+                            "event source panicked and stopped");
                     }
                 }
             })
@@ -975,18 +975,16 @@ impl Shared {
                 // while recording outcomes costs those records, not the
                 // dispatcher. Their events stay stored as they were and
                 // run again (a retry, as after any failure).
-                let ids: Vec<String> = done.iter().map(|d| d.rec.id.clone()).collect();
-                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.settle(done, &mut in_flight)
-                })) {
-                    tracing::error!(target: "fnhost::events",
-                        panic = %crate::fault::panic_message(&*p), "recording event outcomes panicked");
-                    for id in ids {
-                        in_flight.remove(&id);
-                    }
-                    self.in_flight.store(in_flight.len(), Ordering::Release);
+                for d in &done {
+                    in_flight.remove(&d.rec.id);
+                }
+                if crate::fault::catch("recording event outcomes", || self.settle(done)).is_err() {
                     let _ = self.store.apply(vec![Op::Count("internal_errors", 1)]);
                 }
+                // Only once the outcomes are stored: waiters never see an
+                // idle system before its results.
+                self.in_flight.store(in_flight.len(), Ordering::Release);
+                self.signal.bump();
             }
             let stopping = self.stopping.load(Ordering::Acquire)
                 || self.core.shutting_down.load(Ordering::Acquire);
@@ -994,13 +992,10 @@ impl Shared {
                 return;
             }
             let mut blocked = HashSet::new();
-            if !stopping
-                && let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if !stopping {
+                let _ = crate::fault::catch("dispatching events", || {
                     self.dispatch_due(&mut in_flight, &mut blocked, &waker)
-                }))
-            {
-                tracing::error!(target: "fnhost::events",
-                    panic = %crate::fault::panic_message(&*p), "dispatching events panicked");
+                });
             }
             let next = if stopping || in_flight.len() >= self.max_in_flight {
                 None
@@ -1189,12 +1184,9 @@ impl Shared {
     }
 
     /// Records finished attempts in one commit.
-    fn settle(&self, done: Vec<Done>, in_flight: &mut HashSet<String>) {
+    fn settle(&self, done: Vec<Done>) {
         let now_ms = ms(self.clock.now());
         let mut ops = Vec::new();
-        for d in &done {
-            in_flight.remove(&d.rec.id);
-        }
         for Done {
             rec,
             payload,
@@ -1273,8 +1265,6 @@ impl Shared {
             }
         }
         self.commit(ops);
-        self.in_flight.store(in_flight.len(), Ordering::Release);
-        self.signal.bump();
     }
 
     /// Gives an event up: its record goes to the on-failure destination.

@@ -31,6 +31,17 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_NAME: usize = 255;
 
 pub(crate) type Ino = u64;
+
+/// A path cut before its last component ([`MemFs::parent_of`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Split<'p> {
+    /// The directory the last component is in.
+    pub parent: Ino,
+    /// The last component.
+    pub name: &'p str,
+    /// The path ended in `/`: it can only name a directory.
+    pub dir: bool,
+}
 /// The inode of the preopened root (`/tmp`).
 pub(crate) const ROOT: Ino = 1;
 
@@ -164,8 +175,9 @@ impl MemFs {
         Ok(at)
     }
 
-    /// Resolves all but the last component; returns the parent and the name.
-    pub(crate) fn parent_of<'p>(&self, dir: Ino, path: &'p str) -> Result<(Ino, &'p str), Errno> {
+    /// Resolves all but the last component, for a call that makes, removes
+    /// or renames that component.
+    pub(crate) fn parent_of<'p>(&self, dir: Ino, path: &'p str) -> Result<Split<'p>, Errno> {
         let mut comps = Self::components(path)?;
         let name = comps.pop().ok_or(errno::INVAL)?;
         let mut at = dir;
@@ -184,7 +196,16 @@ impl MemFs {
         if !self.is_dir(at) {
             return Err(errno::NOTDIR);
         }
-        Ok((at, name))
+        Ok(Split {
+            parent: at,
+            name,
+            dir: path.ends_with('/'),
+        })
+    }
+
+    /// The entry `split` names (`ENOENT` if there is none).
+    pub(crate) fn child(&self, split: &Split<'_>) -> Result<Ino, Errno> {
+        self.step(split.parent, split.name)
     }
 
     pub(crate) fn is_dir(&self, ino: Ino) -> bool {
@@ -543,7 +564,14 @@ mod tests {
         assert_eq!(fs.lookup(ROOT, "/etc/passwd"), Err(errno::PERM));
         assert_eq!(fs.lookup(d, ".."), Ok(ROOT));
         assert_eq!(fs.lookup(ROOT, "d/./"), Ok(d));
-        assert_eq!(fs.parent_of(ROOT, "d/x"), Ok((d, "x")));
+        assert_eq!(
+            fs.parent_of(ROOT, "d/x/"),
+            Ok(Split {
+                parent: d,
+                name: "x",
+                dir: true
+            })
+        );
     }
 
     #[test]

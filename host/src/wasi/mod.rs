@@ -310,10 +310,11 @@ fn check_span(at: u64, iovs: impl Iterator<Item = (u32, u32)>) -> Result<(), Err
     }
 }
 
-/// `Err(DEADLINE)` once the invocation's deadline has passed: long host
-/// work calls this between chunks so it never runs far past the timeout.
-fn check_deadline(st: &State) -> Result<(), Errno> {
-    if Instant::now() >= st.call.deadline {
+/// `Err(DEADLINE)` once `deadline` (the invocation's) has passed: long
+/// host work calls this between chunks so it never runs far past the
+/// timeout.
+fn check_deadline(deadline: Instant) -> Result<(), Errno> {
+    if Instant::now() >= deadline {
         Err(errno::DEADLINE)
     } else {
         Ok(())
@@ -435,9 +436,7 @@ fn random_get(mem: &mut [u8], st: &mut State, buf: i32, len: i32) -> Result<(), 
         .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&seed).finalize_xof()));
     // Up to 4 GiB in one call: filled a chunk at a time, under the deadline.
     for chunk in dst.chunks_mut(CHUNK) {
-        if Instant::now() >= st.call.deadline {
-            return Err(errno::DEADLINE);
-        }
+        check_deadline(st.call.deadline)?;
         rng.fill(chunk);
     }
     Ok(())
@@ -544,8 +543,9 @@ fn fd_write(
     let mut total: u64 = 0;
     match target {
         Fd::Stdout | Fd::Stderr => {
+            // No deadline check needed: the log buffer copies at most its
+            // cap, the rest is only counted.
             for (p, l) in iovecs(mem, iovs, n)? {
-                check_deadline(st)?;
                 st.call.logs.push(gm::slice(mem, p, l as u64)?);
                 total += l as u64;
             }
@@ -632,7 +632,7 @@ fn write_iovs(
     check_span(at, iovecs(mem, iovs, n)?)?;
     for (p, l) in iovecs(mem, iovs, n)? {
         for chunk in gm::slice(mem, p, l as u64)?.chunks(CHUNK) {
-            check_deadline(st)?;
+            check_deadline(st.call.deadline)?;
             tmp(st).write_at(ino, at, chunk)?;
             at += chunk.len() as u64;
         }
@@ -658,7 +658,7 @@ fn read_into(
         let dst = gm::slice_mut(mem, p, l as u64)?;
         let mut filled = 0;
         while filled < dst.len() {
-            check_deadline(st)?;
+            check_deadline(st.call.deadline)?;
             let data = tmp(st).file(ino)?;
             let rest = usize::try_from(at)
                 .ok()
@@ -978,8 +978,8 @@ fn fd_readdir(
     // cut where the buffer ends, as preview1 specifies); nothing is
     // allocated per entry, and the walk checks the deadline as it goes.
     for (i, (ino, ty, name)) in tmp(st).dir_iter(dir)?.enumerate() {
-        if i.is_multiple_of(ENTRY_CHUNK) && Instant::now() >= deadline {
-            return Err(errno::DEADLINE);
+        if i.is_multiple_of(ENTRY_CHUNK) {
+            check_deadline(deadline)?;
         }
         if (i as u64) < skip {
             continue;
@@ -1042,8 +1042,8 @@ fn path_open(
         Ok(ino) if creat && fs.is_dir(ino) => return Err(errno::ISDIR),
         Ok(ino) => ino,
         Err(errno::NOENT) if creat => {
-            let (parent, name) = fs.parent_of(dir, path)?;
-            fs.create_file(parent, name)?
+            let at = fs.parent_of(dir, path)?;
+            fs.create_file(at.parent, at.name)?
         }
         Err(e) => return Err(e),
     };
@@ -1103,8 +1103,8 @@ fn path_create_directory(
         return Err(errno::EXIST);
     }
     let fs = tmp(st);
-    let (parent, name) = fs.parent_of(dir, path)?;
-    fs.create_dir(parent, name).map(|_| ())
+    let at = fs.parent_of(dir, path)?;
+    fs.create_dir(at.parent, at.name).map(|_| ())
 }
 
 fn path_filestat_get(
@@ -1151,12 +1151,12 @@ fn path_remove_directory(
     let dir = dir_ino(st, fd)?;
     let path = guest_str(mem, path, len)?;
     let fs = tmp(st);
-    let (parent, name) = fs.parent_of(dir, path)?;
-    if path.ends_with('/') && fs.lookup(dir, path).is_ok() {
+    let at = fs.parent_of(dir, path)?;
+    if at.dir && fs.child(&at).is_ok_and(|i| fs.is_dir(i)) {
         // wasmtime-wasi refuses `rmdir("name/")` of a directory: EINVAL.
         return Err(errno::INVAL);
     }
-    fs.remove_dir(parent, name)
+    fs.remove_dir(at.parent, at.name)
 }
 
 fn path_unlink_file(
@@ -1172,13 +1172,12 @@ fn path_unlink_file(
         return Err(errno::ISDIR);
     }
     let fs = tmp(st);
-    let (parent, name) = fs.parent_of(dir, path)?;
-    if path.ends_with('/') && !fs.lookup(dir, path).is_ok_and(|i| fs.is_dir(i)) {
+    let at = fs.parent_of(dir, path)?;
+    if at.dir && !fs.is_dir(fs.child(&at)?) {
         // `name/` names a directory: a file there is ENOTDIR.
-        fs.lookup(dir, name)?;
         return Err(errno::NOTDIR);
     }
-    fs.unlink_file(parent, name)
+    fs.unlink_file(at.parent, at.name)
 }
 
 fn path_rename(
@@ -1198,27 +1197,19 @@ fn path_rename(
     let fs = tmp(st);
     // Both paths resolve first (a missing parent is ENOENT); then renaming
     // a directory through `.`, or onto it, is Linux's EBUSY.
-    for (dir, path) in [(from_dir, old), (to_dir, new)] {
-        if !MemFs::is_self(path) {
-            fs.parent_of(dir, path)?;
-        }
-    }
-    if MemFs::is_self(old) || MemFs::is_self(new) {
+    let split = |dir, path| {
+        (!MemFs::is_self(path))
+            .then(|| fs.parent_of(dir, path))
+            .transpose()
+    };
+    let (Some(from), Some(to)) = (split(from_dir, old)?, split(to_dir, new)?) else {
         return Err(errno::BUSY);
-    }
+    };
     // A trailing `/` on either name says "directory".
-    if (old.ends_with('/') || new.ends_with('/'))
-        && !fs.lookup(from_dir, old).is_ok_and(|i| fs.is_dir(i))
-    {
-        return Err(if fs.lookup(from_dir, old.trim_end_matches('/')).is_ok() {
-            errno::NOTDIR
-        } else {
-            errno::NOENT
-        });
+    if (from.dir || to.dir) && !fs.is_dir(fs.child(&from)?) {
+        return Err(errno::NOTDIR);
     }
-    let (fp, fname) = fs.parent_of(from_dir, old)?;
-    let (tp, tname) = fs.parent_of(to_dir, new)?;
-    fs.rename(fp, fname, tp, tname)
+    fs.rename(from.parent, from.name, to.parent, to.name)
 }
 
 fn path_readlink(
