@@ -114,8 +114,14 @@ impl Out {
     }
 }
 
+/// A guest address the host reads from.
 fn ptr<T>(p: *const T) -> i32 {
     p as usize as i32
+}
+
+/// A guest address the host writes a result to.
+fn out_ptr<T>(p: &mut T) -> i32 {
+    p as *mut T as usize as i32
 }
 
 /// One iovec over `buf`.
@@ -138,8 +144,8 @@ impl Machine {
         let mut n = 0u32;
         let e = unsafe {
             match at {
-                Some(off) => sys::fd_pread(fd, ptr(v.as_ptr()), 1, off as i64, ptr(&mut n)),
-                None => sys::fd_read(fd, ptr(v.as_ptr()), 1, ptr(&mut n)),
+                Some(off) => sys::fd_pread(fd, ptr(v.as_ptr()), 1, off as i64, out_ptr(&mut n)),
+                None => sys::fd_read(fd, ptr(v.as_ptr()), 1, out_ptr(&mut n)),
             }
         };
         if out.errno(e) {
@@ -154,8 +160,8 @@ impl Machine {
         let mut n = 0u32;
         let e = unsafe {
             match at {
-                Some(off) => sys::fd_pwrite(fd, ptr(v.as_ptr()), 1, off as i64, ptr(&mut n)),
-                None => sys::fd_write(fd, ptr(v.as_ptr()), 1, ptr(&mut n)),
+                Some(off) => sys::fd_pwrite(fd, ptr(v.as_ptr()), 1, off as i64, out_ptr(&mut n)),
+                None => sys::fd_write(fd, ptr(v.as_ptr()), 1, out_ptr(&mut n)),
             }
         };
         if out.errno(e) {
@@ -177,7 +183,7 @@ impl Machine {
                     ptr(buf.as_ptr()),
                     buf.len() as i32,
                     cookie as i64,
-                    ptr(&mut used),
+                    out_ptr(&mut used),
                 )
             };
             if e != 0 {
@@ -235,7 +241,7 @@ impl Machine {
                     if dir { 0x4000 } else { 2 },
                     0,
                     0,
-                    ptr(&mut child),
+                    out_ptr(&mut child),
                 )
             };
             if !out.errno(e) {
@@ -250,7 +256,8 @@ impl Machine {
                     let buf = [0u8; 4096];
                     let v = iov(&buf);
                     let mut n = 0u32;
-                    let e = unsafe { sys::fd_read(child as i32, ptr(v.as_ptr()), 1, ptr(&mut n)) };
+                    let e =
+                        unsafe { sys::fd_read(child as i32, ptr(v.as_ptr()), 1, out_ptr(&mut n)) };
                     if e != 0 || n == 0 || content.len() > 1 << 22 {
                         break;
                     }
@@ -290,7 +297,7 @@ impl Machine {
                         base,
                         base,
                         fdflags as i32,
-                        ptr(&mut fd),
+                        out_ptr(&mut fd),
                     );
                     if out.errno(e) {
                         self.slots[(to & 7) as usize] = fd;
@@ -319,7 +326,7 @@ impl Machine {
                         self.slot(s),
                         off as i64,
                         whence as i32,
-                        ptr(&mut pos),
+                        out_ptr(&mut pos),
                     )) {
                         out.u64(pos);
                     }
@@ -327,7 +334,7 @@ impl Machine {
                 6 => {
                     let s = r.u8()?;
                     let mut pos = 0u64;
-                    if out.errno(sys::fd_tell(self.slot(s), ptr(&mut pos))) {
+                    if out.errno(sys::fd_tell(self.slot(s), out_ptr(&mut pos))) {
                         out.u64(pos);
                     }
                 }
