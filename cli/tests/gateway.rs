@@ -45,10 +45,9 @@ async fn start_with(admin_token: Option<&str>) -> Server {
     .unwrap();
     host.register(FunctionConfig::from_file("web", guests::ECHO))
         .unwrap();
-    host.register(FunctionConfig::from_bytes("forge", forging_guest()))
-        .unwrap();
     let routes = vec![
         Route::parse("ANY /web/{proxy+}", "web").unwrap(),
+        // Its function is registered by the test that uses it.
         Route::parse("GET /forge", "forge").unwrap(),
         Route::parse("GET /hi", "hello").unwrap(),
     ];
@@ -448,7 +447,8 @@ fn forging_guest() -> Vec<u8> {
     fnhost_hostile::wat_guest(
         "",
         &format!("(data (i32.const 1024) \"{data}\")"),
-        "(i32.const 0)",
+        // The route's event goes to 8192, past the output at 1024.
+        "(i32.const 8192)",
         &format!("(call $output (i32.const 1024) (i32.const {len})) (i32.const 0)"),
     )
     .into_bytes()
@@ -501,6 +501,9 @@ async fn guest_headers_cannot_frame_the_response() {
     // route's guest sets content-length and friends. The second request
     // still gets its own, true response.
     let s = start().await;
+    s.host
+        .register(FunctionConfig::from_bytes("forge", forging_guest()))
+        .unwrap();
     let addr = s.addr;
     let raw_out = tokio::task::spawn_blocking(move || {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
