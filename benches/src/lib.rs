@@ -42,6 +42,50 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Stats {
     }
 }
 
+/// Medians of two cases measured in `rounds` interleaved rounds (a, b, a,
+/// b, ...), so that drift on a noisy machine hits both alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Paired {
+    /// Median p50 of case a.
+    pub a_p50: Duration,
+    /// Median p50 of case b.
+    pub b_p50: Duration,
+    /// Median throughput of case a.
+    pub a_throughput: f64,
+    /// Median throughput of case b.
+    pub b_throughput: f64,
+}
+
+/// Measures `a` and `b` (each returning one round's [`Stats`]) in
+/// `rounds` interleaved rounds.
+pub fn interleaved(
+    rounds: usize,
+    mut a: impl FnMut() -> Stats,
+    mut b: impl FnMut() -> Stats,
+) -> Paired {
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        sa.push(a());
+        sb.push(b());
+    }
+    let median_p50 = |s: &[Stats]| {
+        let mut v: Vec<Duration> = s.iter().map(|x| x.p50).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let median_tput = |s: &[Stats]| {
+        let mut v: Vec<f64> = s.iter().map(|x| x.throughput).collect();
+        v.sort_unstable_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Paired {
+        a_p50: median_p50(&sa),
+        b_p50: median_p50(&sb),
+        a_throughput: median_tput(&sa),
+        b_throughput: median_tput(&sb),
+    }
+}
+
 /// Runs `f` `n` times on each of `threads` threads at once; returns total
 /// operations per second (p50/p99 are per-operation on thread 0).
 pub fn measure_threads(threads: usize, n: usize, f: impl Fn() + Sync) -> Stats {

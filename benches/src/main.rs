@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use fnhost::{FunctionConfig, Host};
 use fnhost_benches::{
-    Raw, Stats, fmt_dur, measure, measure_threads, process_echo, rss_bytes, thread_echo,
+    Raw, Stats, fmt_dur, interleaved, measure, measure_threads, process_echo, rss_bytes,
+    thread_echo,
 };
 use fnhost_test_guests as guests;
 
@@ -113,30 +114,33 @@ fn main() -> Result<()> {
         "throughput baseline",
     );
     // What decommit batching (wasmtime's batch of 32, fnhost's setting
-    // before HOSTILE 32) would buy on this path, measured beside it.
+    // before HOSTILE 32) would buy on this path: the same raw baseline with
+    // either setting, interleaved.
     let batched = Raw::with_config(
         &echo,
         fnhost::wasmtime_config_with_decommit_batch(2000, 4 << 30, 512 << 10, 32),
     )?;
-    let batched_1t = measure(n, || {
-        assert_eq!(batched.fresh_call(&p64).unwrap().len(), 64)
-    });
-    r.row(
-        "raw-fresh, 64 B, decommit batch 32 (old setting)",
-        batched_1t,
-        format!("{:.2}× raw-fresh p50", ratio(batched_1t.p50, raw_fresh.p50)),
+    let fresh = |raw: &Raw| assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64);
+    let one = interleaved(
+        7,
+        || measure(n / 5, || fresh(&raw)),
+        || measure(n / 5, || fresh(&batched)),
     );
-    let batched_2t = measure_threads(2, n, || {
-        assert_eq!(batched.fresh_call(&p64).unwrap().len(), 64)
-    });
-    r.row(
-        "raw-fresh, 64 B, 2 threads, decommit batch 32 (old setting)",
-        batched_2t,
-        format!(
-            "{:.2}× raw-fresh 2-thread throughput",
-            batched_2t.throughput / raw_fresh_2t.throughput
-        ),
+    let two = interleaved(
+        5,
+        || measure_threads(2, n / 5, || fresh(&raw)),
+        || measure_threads(2, n / 5, || fresh(&batched)),
     );
+    drop(batched);
+    r.notes.push(format!(
+        "decommit batch 1 (fnhost) vs 32 (before HOSTILE 32), raw-fresh 64 B, medians of interleaved rounds: 1 thread p50 {} vs {} (batching {:+.1} %), 2 threads {:.0}/s vs {:.0}/s (batching {:+.1} % throughput)",
+        fmt_dur(one.a_p50),
+        fmt_dur(one.b_p50),
+        (ratio(one.b_p50, one.a_p50) - 1.0) * 100.0,
+        two.a_throughput,
+        two.b_throughput,
+        (two.b_throughput / two.a_throughput - 1.0) * 100.0
+    ));
     let thread = measure(n / 4, || assert_eq!(thread_echo(&p64).len(), 64));
     r.row(
         "thread spawn+join per call (baseline)",
@@ -252,35 +256,19 @@ fn main() -> Result<()> {
     h_on.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
     let h_off = host(2, false)?;
     h_off.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
-        off.push(
-            measure(n / 5, || {
-                assert_eq!(
-                    h_off.invoke("echo", &p64).unwrap().outcome.unwrap().len(),
-                    64
-                )
-            })
-            .p50,
-        );
-        on.push(
-            measure(n / 5, || {
-                assert_eq!(
-                    h_on.invoke("echo", &p64).unwrap().outcome.unwrap().len(),
-                    64
-                )
-            })
-            .p50,
-        );
-    }
+    let echo_on = |h: &Host| assert_eq!(h.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64);
+    let paired = interleaved(
+        7,
+        || measure(n / 5, || echo_on(&h_off)),
+        || measure(n / 5, || echo_on(&h_on)),
+    );
     drop((h_on, h_off));
-    on.sort();
-    off.sort();
-    let cost = ratio(on[3], off[3]) - 1.0;
+    let (on, off) = (paired.b_p50, paired.a_p50);
+    let cost = ratio(on, off) - 1.0;
     r.notes.push(format!(
         "metrics/metering on vs off, fresh 64 B, median of 7 interleaved rounds: on {} / off {} (cost {:+.1} %)",
-        fmt_dur(on[3]),
-        fmt_dur(off[3]),
+        fmt_dur(on),
+        fmt_dur(off),
         cost * 100.0
     ));
     r.target(
