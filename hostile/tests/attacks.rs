@@ -404,6 +404,43 @@ fn row33_long_host_calls_end_at_the_deadline() {
 }
 
 #[test]
+fn row33_a_huge_directory_read_in_small_pieces_finishes() {
+    // fd_readdir resumes after the last name it returned: reading 200,000
+    // entries two at a time is linear. (Walking from the first entry on
+    // every call, as before, needs ~10^10 steps and times out.)
+    const FILES: usize = 200_000;
+    let host = host();
+    host.register(
+        FunctionConfig::from_file("bigdir", fnhost_test_guests::WASISEQ)
+            .tmp_quota(128 << 20)
+            .memory_limit(128 << 20)
+            .max_output(16 << 20)
+            .timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let mut ops: Vec<Op> = (0..FILES)
+        .flat_map(|i| [open(&format!("f{i}"), 1, 1, 1), Op::Close { slot: 1 }])
+        .collect();
+    ops.push(Op::Readdir { slot: 0, len: 100 });
+    let out = host
+        .invoke("bigdir", &wasi_diff::encode(&ops))
+        .unwrap()
+        .into_output()
+        .unwrap();
+    let listing = wasi_diff::describe(&ops, &out).pop().unwrap();
+    assert!(
+        listing.starts_with("errno 0"),
+        "{}",
+        &listing[..80.min(listing.len())]
+    );
+    assert_eq!(listing.matches(":4").count(), FILES);
+    for i in [0, 1, 99_999, FILES - 1] {
+        assert!(listing.contains(&format!(" f{i}:4")), "f{i} missing");
+    }
+    healthy(&host);
+}
+
+#[test]
 fn row35_abi_markers_are_exactly_what_the_doc_says() {
     let host = host();
     let base = wat_guest("", "", "(i32.const 0)", "(i32.const 0)");

@@ -427,25 +427,37 @@ impl MemFs {
     }
 
     /// Directory listing for `fd_readdir`: `.`, `..`, then names in order,
-    /// walked lazily (a huge directory costs no host allocation).
-    pub(crate) fn dir_iter(
-        &self,
+    /// walked lazily (a huge directory costs no host allocation). With
+    /// `after`, the walk starts at the name after it (dots left out), so a
+    /// listing read in pieces never steps over what it already read.
+    pub(crate) fn dir_iter<'a>(
+        &'a self,
         dir: Ino,
-    ) -> Result<impl Iterator<Item = (Ino, u8, &str)> + '_, Errno> {
+        after: Option<&str>,
+    ) -> Result<impl Iterator<Item = (Ino, u8, &'a str)> + 'a, Errno> {
+        use std::ops::Bound;
         match self.node(dir)? {
             Node::Dir { entries, parent } => {
                 let dots = [
                     (dir, FILETYPE_DIRECTORY, "."),
                     (*parent, FILETYPE_DIRECTORY, ".."),
                 ];
-                Ok(dots.into_iter().chain(entries.iter().map(|(name, &ino)| {
-                    let ty = if self.is_dir(ino) {
-                        FILETYPE_DIRECTORY
-                    } else {
-                        FILETYPE_REGULAR_FILE
-                    };
-                    (ino, ty, &**name)
-                })))
+                let (dots_left_out, from) = match after {
+                    None => (0, Bound::Unbounded),
+                    Some(name) => (2, Bound::Excluded(name)),
+                };
+                let names =
+                    entries
+                        .range::<str, _>((from, Bound::Unbounded))
+                        .map(|(name, &ino)| {
+                            let ty = if self.is_dir(ino) {
+                                FILETYPE_DIRECTORY
+                            } else {
+                                FILETYPE_REGULAR_FILE
+                            };
+                            (ino, ty, &**name)
+                        });
+                Ok(dots.into_iter().skip(dots_left_out).chain(names))
             }
             Node::File { .. } => Err(errno::NOTDIR),
         }

@@ -83,6 +83,19 @@ pub(crate) struct Wasi {
     fds: Vec<Option<Fd>>,
     fs: Option<Box<MemFs>>,
     rng: Option<Box<blake3::OutputReader>>,
+    /// Where the last `fd_readdir` stopped, so the next piece of the same
+    /// listing starts there instead of walking from the first entry.
+    readdir_at: Option<ReaddirAt>,
+}
+
+/// The last whole entry an `fd_readdir` wrote.
+#[derive(Debug)]
+struct ReaddirAt {
+    fd: i32,
+    dir: Ino,
+    /// The entry's `d_next`: the cookie the guest asks for next.
+    cookie: u64,
+    name: Box<str>,
 }
 
 impl Wasi {
@@ -973,31 +986,57 @@ fn fd_readdir(
     let deadline = st.call.deadline;
     let out = gm::slice_mut(mem, buf as u32, buf_len as u32 as u64)?;
     let skip = cookie as u64;
+    // The next piece of the listing the last call wrote: start after its
+    // last name. Any other cookie walks from the first entry.
+    let resume = st
+        .wasi
+        .readdir_at
+        .take()
+        .filter(|r| (r.fd, r.dir, r.cookie) == (fd, dir, skip));
+    let (first, after) = match &resume {
+        Some(r) => (r.cookie, Some(&*r.name)),
+        None => (0, None),
+    };
     let mut n = 0;
+    let mut last_whole = None;
     // Entries are written straight into the guest's buffer (the last one
     // cut where the buffer ends, as preview1 specifies); nothing is
     // allocated per entry, and the walk checks the deadline as it goes.
-    for (i, (ino, ty, name)) in tmp(st).dir_iter(dir)?.enumerate() {
-        if i.is_multiple_of(ENTRY_CHUNK) {
+    for (k, (ino, ty, name)) in tmp(st).dir_iter(dir, after)?.enumerate() {
+        if k.is_multiple_of(ENTRY_CHUNK) {
             check_deadline(deadline)?;
         }
-        if (i as u64) < skip {
+        let i = first + k as u64;
+        if i < skip {
             continue;
         }
         if n >= out.len() {
             break;
         }
         let mut d = [0u8; 24];
-        d[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        d[0..8].copy_from_slice(&(i + 1).to_le_bytes());
         d[8..16].copy_from_slice(&ino.to_le_bytes());
         d[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
         d[20] = ty;
+        if out.len() - n >= d.len() + name.len() {
+            last_whole = Some((i + 1, name));
+        }
         for part in [&d[..], name.as_bytes()] {
             let take = part.len().min(out.len() - n);
             out[n..n + take].copy_from_slice(&part[..take]);
             n += take;
         }
     }
+    // Names only (the dots come first whatever the cookie).
+    let at = last_whole
+        .filter(|(next, _)| *next > 2)
+        .map(|(cookie, name)| ReaddirAt {
+            fd,
+            dir,
+            cookie,
+            name: name.into(),
+        });
+    st.wasi.readdir_at = at;
     gm::write_u32(mem, used as u32, n as u32)?;
     Ok(())
 }

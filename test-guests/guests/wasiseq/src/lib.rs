@@ -175,7 +175,7 @@ impl Machine {
         let buf = vec![0u8; buf_len.clamp(24, 1 << 16) as usize];
         let mut cookie = 0u64;
         let mut names = BTreeMap::new();
-        for _ in 0..10_000 {
+        for _ in 0..1 << 22 {
             let mut used = 0u32;
             let e = unsafe {
                 sys::fd_readdir(
