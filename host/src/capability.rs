@@ -362,7 +362,7 @@ pub const MAX_RANDOM_BYTES: usize = 4096;
 
 /// `random.bytes`: `{"len": n}` in (n ≤ 4096), `{"hex": "..."}` out.
 pub fn random(mode: Determinism) -> Capability {
-    let secret = crate::host::host_secret();
+    let secret = crate::util::host_secret();
     Capability::typed("random.bytes", move |ctx, v: Value| {
         let len = v["len"].as_u64().unwrap_or(16) as usize;
         if len > MAX_RANDOM_BYTES {

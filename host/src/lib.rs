@@ -87,53 +87,62 @@
 
 #![deny(missing_docs)]
 
-pub mod abi;
-mod cache;
+// Layers, bottom up (ARCHITECTURE.md has the rules): the vocabulary
+// (error .. util), guest/, function/, runtime/, then deploy/ and events/
+// side by side, and host/ on top.
 pub mod capability;
 mod engine;
 mod error;
-pub mod events;
 #[doc(hidden)]
 pub mod fault;
-mod function;
 mod guest_mem;
-mod host;
+mod invocation;
 mod limits;
 mod logs;
 mod metering;
 mod metrics;
-mod persist;
-mod pool;
-mod registry;
 mod report;
-mod runtime;
-mod sandbox;
-mod snapshot;
+mod target;
 #[cfg(test)]
 mod test_alloc;
-mod wasi;
+mod util;
 pub mod wire;
+
+mod guest;
+
+mod function;
+
+mod runtime;
+
+mod deploy;
+pub mod events;
+
+mod host;
+
+pub use guest::abi;
 
 #[cfg(test)]
 #[global_allocator]
 static ALLOC: test_alloc::Counting = test_alloc::Counting;
 
-pub use cache::default_cache_dir;
+pub use deploy::cache::default_cache_dir;
 pub use engine::wasmtime_config;
 #[doc(hidden)]
 pub use engine::wasmtime_config_with_decommit_batch;
 pub use error::{Error, ErrorKind, Result};
+pub use function::registry::Alias;
 pub use function::{
     FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
     WASM32_MAX_MEMORY,
 };
-pub use host::{Host, HostBuilder, HostStats, Invocation, InvokeFuture};
+pub use host::{Host, HostBuilder, HostStats};
+pub use invocation::Invocation;
 pub use logs::{LogSink, Logs, TracingLogSink, escape_control};
 pub use metering::{Cost, Money, PriceModel, Usage, UsageSummary};
 pub use metrics::{MetricsSnapshot, Percentiles};
-pub use registry::{Alias, LATEST};
 pub use report::{Report, RequestId};
-pub use runtime::ShutdownReport;
+pub use runtime::{InvokeFuture, ShutdownReport};
+pub use target::{FunctionRef, LATEST, MAX_NAME_LEN, Qualifier, valid_name};
 pub use wasmtime::Trap;
 
 /// The README's code blocks compile as doctests.

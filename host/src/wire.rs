@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
-use crate::host::Invocation;
+use crate::invocation::Invocation;
 use crate::logs::Logs;
 use crate::report::{Report, RequestId};
 

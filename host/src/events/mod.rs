@@ -44,10 +44,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::Invocation;
-use crate::limits::Permit;
-use crate::runtime::{Core, Job, Reply};
-use crate::sandbox::EventCtx;
+use crate::guest::EventCtx;
+use crate::invocation::Invocation;
+use crate::runtime::{Core, Job, Reply, Slot, Wait};
 
 pub use clock::{Clock, ManualClock, SystemClock, Wake};
 pub use files::FileEvents;
@@ -632,10 +631,10 @@ impl Events {
             return Err(Error::config("id", "must be 1 to 256 bytes"));
         }
         let (f, _) = self.sh.core.registry.resolve(target)?;
-        if payload.len() > f.spec.max_input {
+        if payload.len() > f.policy.max_input {
             return Err(Error::PayloadTooLarge {
                 size: payload.len(),
-                max: f.spec.max_input,
+                max: f.policy.max_input,
             });
         }
         let now = ms(self.sh.clock.now());
@@ -986,8 +985,7 @@ impl Shared {
                 self.in_flight.store(in_flight.len(), Ordering::Release);
                 self.signal.bump();
             }
-            let stopping = self.stopping.load(Ordering::Acquire)
-                || self.core.shutting_down.load(Ordering::Acquire);
+            let stopping = self.stopping.load(Ordering::Acquire) || self.core.is_shutting_down();
             if stopping && (in_flight.is_empty() || self.halt.load(Ordering::Acquire)) {
                 return;
             }
@@ -1071,15 +1069,8 @@ impl Shared {
             match self.core.registry.resolve(&rec.target) {
                 Err(_) => self.wait_again(rec, &cfg, now_ms, expires, &payload),
                 Ok((f, version)) => {
-                    if !f
-                        .gate
-                        .poll_acquire(waker, Instant::now() + Duration::from_secs(60))
-                    {
-                        blocked.insert(rec.target);
-                        return;
-                    }
-                    let permit = Permit::new(f.gate.clone());
-                    match self.core.precheck(&f, payload.len()) {
+                    // The runtime's admission order: checks, then a slot.
+                    match self.core.check(&f, payload.len()) {
                         Ok(()) => {}
                         Err(Error::ShuttingDown) => {
                             // Stays stored for the next start; skip it now.
@@ -1087,6 +1078,7 @@ impl Shared {
                             return;
                         }
                         Err(e) => {
+                            let e = self.core.refused(&f, e);
                             let ops = self.give_up(
                                 EventRecord {
                                     last_error: Some(error_record(&e)),
@@ -1104,6 +1096,15 @@ impl Shared {
                             return;
                         }
                     }
+                    let until = Instant::now() + Duration::from_secs(60);
+                    let permit = match self.core.acquire(&f, Wait::Poll { waker, until }) {
+                        Slot::Got(permit) => permit,
+                        Slot::Pending | Slot::Full => {
+                            blocked.insert(rec.target);
+                            return;
+                        }
+                    };
+                    self.core.admitted(&f);
                     in_flight.insert(rec.id.clone());
                     self.in_flight.store(in_flight.len(), Ordering::Release);
                     let ctx = EventCtx {

@@ -1,18 +1,15 @@
-//! Function configuration and the registered (compiled, checked) function.
+//! [`FunctionConfig`]: what a function is registered with, checked field
+//! by field, and how it becomes the instance's [`Spec`] and the function's
+//! [`Policy`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::InstancePre;
-
-use crate::abi;
+use super::Policy;
 use crate::capability::Grants;
 use crate::error::{Error, Result};
-use crate::limits::Gate;
-use crate::metrics::Metrics;
-use crate::pool::WarmPool;
-use crate::sandbox::State;
+use crate::guest::Spec;
 
 /// wasm32 linear memory cannot exceed 4 GiB.
 pub const WASM32_MAX_MEMORY: u64 = 4 << 30;
@@ -251,15 +248,39 @@ impl FunctionConfig {
         &self.name
     }
 
+    /// What every instance of this function reads.
+    pub(crate) fn spec(&self, secret: [u8; 32], grants: Grants, fuel: Option<u64>) -> Spec {
+        Spec {
+            fuel,
+            grants,
+            tenant: self.tenant.as_deref().map(Arc::from),
+            max_host_calls: self.max_host_calls,
+            max_host_call_bytes: self.max_host_call_bytes,
+            name: self.name.as_str().into(),
+            env: self.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            memory_limit: self.memory_limit,
+            timeout: self.timeout,
+            tmp_quota: self.tmp_quota,
+            max_output: self.max_output,
+            max_log_bytes: self.max_log_bytes,
+            secret,
+        }
+    }
+
+    /// How the runtime admits and keeps this function's instances.
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            max_input: self.max_input,
+            max_wait: self.max_wait,
+            provisioned: self.provisioned_concurrency,
+            reuse: self.reuse,
+        }
+    }
+
     /// Checks every field; the error names the first bad one.
     pub(crate) fn validate(&self, host_max_memory: u64) -> Result<()> {
         let n = &self.name;
-        if n.is_empty()
-            || n.len() > 64
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !crate::target::valid_name(n) {
             return Err(Error::config(
                 "name",
                 format!("{n:?}: use 1-64 characters from A-Z, a-z, 0-9, '-' and '_'"),
@@ -332,132 +353,10 @@ impl FunctionConfig {
     }
 }
 
-/// The parts of a function every instance of it reads (shared by `Arc`).
-#[derive(Debug)]
-pub(crate) struct FunctionSpec {
-    pub name: Arc<str>,
-    /// `KEY=VALUE` strings, rendered once at register time.
-    pub env: Vec<String>,
-    pub memory_limit: u64,
-    pub timeout: Duration,
-    pub tmp_quota: u64,
-    pub max_input: usize,
-    pub max_output: usize,
-    pub max_log_bytes: usize,
-    pub provisioned: u32,
-    pub reuse: Option<Reuse>,
-    pub max_wait: Duration,
-    /// Host secret for per-instance random seeds.
-    pub secret: [u8; 32],
-    /// Capabilities granted, resolved at register time.
-    pub grants: Grants,
-    pub tenant: Option<Arc<str>>,
-    pub max_host_calls: u32,
-    pub max_host_call_bytes: usize,
-    /// Fuel budget per invocation, when the host meters fuel.
-    pub fuel: Option<u64>,
-}
-
-impl FunctionSpec {
-    pub(crate) fn new(
-        cfg: &FunctionConfig,
-        secret: [u8; 32],
-        grants: Grants,
-        fuel: Option<u64>,
-    ) -> FunctionSpec {
-        FunctionSpec {
-            fuel,
-            grants,
-            tenant: cfg.tenant.as_deref().map(Arc::from),
-            max_host_calls: cfg.max_host_calls,
-            max_host_call_bytes: cfg.max_host_call_bytes,
-            name: cfg.name.as_str().into(),
-            env: cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            memory_limit: cfg.memory_limit,
-            timeout: cfg.timeout,
-            tmp_quota: cfg.tmp_quota,
-            max_input: cfg.max_input,
-            max_output: cfg.max_output,
-            max_log_bytes: cfg.max_log_bytes,
-            provisioned: cfg.provisioned_concurrency,
-            reuse: cfg.reuse,
-            max_wait: cfg.max_wait,
-            secret,
-        }
-    }
-}
-
-/// A registered function: checked, compiled and pre-linked, with its
-/// concurrency gate, counters and warm instances.
-pub(crate) struct Function {
-    pub spec: Arc<FunctionSpec>,
-    pub pre: InstancePre<State>,
-    pub exports: abi::Exports,
-    /// BLAKE3 of the module bytes, hex.
-    pub module_hash: String,
-    /// Its own gate when it has reserved concurrency, else the host's
-    /// unreserved gate.
-    pub gate: Arc<Gate>,
-    pub reserved: Option<u32>,
-    pub metrics: Metrics,
-    pub pool: WarmPool,
-    /// Version number (1, 2, ...).
-    pub version: u32,
-    /// The version as reports show it.
-    pub version_label: Arc<str>,
-    /// The configuration it was registered with (the module as a file in
-    /// the data dir, or empty bytes without one): what persistence saves.
-    pub config: FunctionConfig,
-}
-
-/// What a registered function is, for callers (`Host::function_info`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionInfo {
-    /// Name.
-    pub name: String,
-    /// Version number of this code (1 for the first registration).
-    pub version: u32,
-    /// BLAKE3 hash of the module bytes (hex): the content address.
-    pub module_hash: String,
-    /// Memory limit in bytes.
-    pub memory_limit: u64,
-    /// Timeout.
-    pub timeout: Duration,
-    /// `/tmp` quota in bytes.
-    pub tmp_quota: u64,
-    /// Reserved concurrency, if any.
-    pub reserved_concurrency: Option<u32>,
-    /// Provisioned (pre-initialised) instances kept ready.
-    pub provisioned_concurrency: u32,
-    /// Warm-reuse settings, if enabled.
-    pub reuse: Option<Reuse>,
-    /// Largest accepted payload in bytes.
-    pub max_input: usize,
-    /// How long an invocation may wait for a concurrency slot.
-    pub max_wait: Duration,
-}
-
-impl Function {
-    pub(crate) fn info(&self) -> FunctionInfo {
-        FunctionInfo {
-            name: self.spec.name.to_string(),
-            version: self.version,
-            module_hash: self.module_hash.clone(),
-            memory_limit: self.spec.memory_limit,
-            timeout: self.spec.timeout,
-            tmp_quota: self.spec.tmp_quota,
-            reserved_concurrency: self.reserved,
-            provisioned_concurrency: self.spec.provisioned,
-            reuse: self.spec.reuse,
-            max_input: self.spec.max_input,
-            max_wait: self.spec.max_wait,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn field_of(cfg: FunctionConfig) -> &'static str {
         match cfg.validate(WASM32_MAX_MEMORY) {

@@ -17,10 +17,11 @@
 //! user: compiled code in it runs natively.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use wasmtime::{Engine, Module};
+
+use crate::util::fs::{self, Check};
 
 /// The default cache directory: `$FNHOST_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/fnhost/artifacts`, else `$HOME/.cache/fnhost/artifacts`,
@@ -49,14 +50,21 @@ pub(crate) struct ArtifactCache {
     engine_key: String,
 }
 
+/// A fingerprint of every engine setting that affects compiled code
+/// (wasmtime's `precompile_compatibility_hash`, which includes its
+/// version): what a compiled artifact or a snapshot is only valid under.
+pub(crate) fn engine_fingerprint(engine: &Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 impl ArtifactCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> std::io::Result<ArtifactCache> {
         std::fs::create_dir_all(&dir)?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
         Ok(ArtifactCache {
             dir,
-            engine_key: format!("{:016x}", h.finish()),
+            engine_key: engine_fingerprint(engine),
         })
     }
 
@@ -72,44 +80,33 @@ impl ArtifactCache {
 
     /// The entry's serialized module, if present and matching its checksum.
     pub(crate) fn read(&self, key: &str) -> Option<Vec<u8>> {
-        let (cwasm, sum) = self.paths(key);
-        let expected = std::fs::read_to_string(&sum).ok()?;
-        let bytes = std::fs::read(&cwasm).ok()?;
-        (blake3::hash(&bytes).to_hex().as_str() == expected.trim()).then_some(bytes)
+        fs::read_sealed(&self.path(key), b"")
     }
 
     /// Stores serialized module bytes another host of the same build wrote
     /// (the caller vouches for where they came from; wasmtime still checks
     /// version and settings when they are loaded).
     pub(crate) fn install(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let (cwasm, sum) = self.paths(key);
-        write_atomic(&cwasm, bytes)?;
-        write_atomic(&sum, blake3::hash(bytes).to_hex().as_bytes())
+        fs::write_sealed(&self.path(key), b"", bytes)
     }
 
-    fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
-        let stem = self.stem(key);
-        (
-            self.dir.join(format!("{stem}.cwasm")),
-            self.dir.join(format!("{stem}.b3")),
-        )
+    /// `<stem>.cwasm`; its seal (the plain BLAKE3 of the file) is
+    /// `<stem>.b3`.
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", self.stem(key)))
     }
 
     /// Looks up the compiled form of the module whose hash is `key`.
     pub(crate) fn load(&self, engine: &Engine, key: &str) -> Lookup {
-        let (cwasm, sum) = self.paths(key);
-        let Ok(expected) = std::fs::read_to_string(&sum) else {
-            return Lookup::Miss;
-        };
+        let cwasm = self.path(key);
         let reject = |why: String| {
-            let _ = std::fs::remove_file(&cwasm);
-            let _ = std::fs::remove_file(&sum);
+            fs::remove_sealed(&cwasm);
             Lookup::Rejected(why)
         };
-        match hash_file(&cwasm) {
-            Ok(actual) if actual == expected.trim() => {}
-            Ok(_) => return reject(format!("{} does not match its checksum", cwasm.display())),
-            Err(e) => return reject(format!("{}: {e}", cwasm.display())),
+        match fs::check_sealed(&cwasm, b"") {
+            Check::Missing => return Lookup::Miss,
+            Check::Broken(why) => return reject(why),
+            Check::Sealed => {}
         }
         // SAFETY: the file is a wasmtime artifact this cache wrote (its
         // checksum matches what we recorded), in a directory only the host's
@@ -123,11 +120,8 @@ impl ArtifactCache {
     /// Stores `module` under `key`. Failures are reported, not fatal: the
     /// module is already compiled.
     pub(crate) fn store(&self, key: &str, module: &Module) -> std::io::Result<()> {
-        let (cwasm, sum) = self.paths(key);
         let bytes = module.serialize().map_err(std::io::Error::other)?;
-        let hash = blake3::hash(&bytes).to_hex();
-        write_atomic(&cwasm, &bytes)?;
-        write_atomic(&sum, hash.as_bytes())
+        fs::write_sealed(&self.path(key), b"", &bytes)
     }
 
     /// Removes every entry (used by tests and `fnhost cache clear`).
@@ -140,21 +134,4 @@ impl ArtifactCache {
         }
         Ok(())
     }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path)?)?;
-    Ok(h.finalize().to_hex().to_string())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }

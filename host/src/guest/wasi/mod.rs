@@ -29,16 +29,17 @@ pub(crate) mod memfs;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{Caller, Linker, ValType};
+use wasmtime::{Caller, Linker, Memory, ValType};
 
-use crate::abi::Provided;
+use super::abi::{Provided, valtype};
 
 use self::errno::Errno;
 use self::memfs::{FILETYPE_DIRECTORY, FILETYPE_REGULAR_FILE, Ino, MemFs, ROOT};
+use crate::error::Error;
 use crate::guest_mem as gm;
-use crate::sandbox::State;
+use crate::logs::LogBuffer;
 
-const MODULE: &str = "wasi_snapshot_preview1";
+const MODULE: &str = super::abi::WASI_MODULE;
 const FILETYPE_CHARACTER_DEVICE: u8 = 2;
 const PREOPEN_FD: u32 = 3;
 const PREOPEN_NAME: &[u8] = b"/tmp";
@@ -146,30 +147,78 @@ impl Wasi {
     }
 }
 
+/// What a WASI call sees of its store: the WASI state and the few facts
+/// of the invocation it needs, and nothing else (the store type is the
+/// embedder's, here the guest layer's `State`; as wasmtime-wasi's
+/// `WasiView`, this keeps WASI from reading the rest of it).
+pub(crate) struct View<'a> {
+    pub wasi: &'a mut Wasi,
+    /// Where stdout and stderr go.
+    pub logs: &'a mut LogBuffer,
+    /// `argv[0]`: the function's name.
+    pub program: &'a str,
+    /// `KEY=VALUE` strings.
+    pub env: &'a [String],
+    /// Byte quota of `/tmp`.
+    pub tmp_quota: u64,
+    pub timeout: Duration,
+    pub started: Instant,
+    pub deadline: Instant,
+    /// This instance's random stream is keyed by `secret` and `nonce` (the
+    /// request id it started with), so no two instances share a stream.
+    pub secret: &'a [u8; 32],
+    pub nonce: u128,
+}
+
+/// A store type WASI can run in.
+pub(crate) trait WasiView: Sized + 'static {
+    /// The WASI view of this store's data.
+    fn wasi_view(&mut self) -> View<'_>;
+    /// The guest's memory (during the start function it may not be known
+    /// yet; `None` then).
+    fn memory(&self) -> Option<Memory>;
+    /// Records a host-raised error and returns the wasmtime error that
+    /// unwinds the guest.
+    fn fault(&mut self, e: Error) -> wasmtime::Error;
+}
+
+/// The guest's memory: known to the store, or looked up by name while the
+/// start function runs.
+pub(crate) fn memory_of<T: WasiView>(caller: &mut Caller<'_, T>) -> Option<Memory> {
+    if let Some(m) = caller.data().memory() {
+        return Some(m);
+    }
+    caller
+        .get_export(super::abi::exports::MEMORY)
+        .and_then(|e| e.into_memory())
+}
+
 /// Registers every preview1 function on `linker`.
-pub(crate) fn add_to_linker(
-    linker: &mut Linker<State>,
+pub(crate) fn add_to_linker<T: WasiView>(
+    linker: &mut Linker<T>,
     provided: &mut Provided,
 ) -> wasmtime::Result<()> {
-    // Each `$name` below is a function `fn(&mut [u8], &mut State, args..) ->
+    // Each `$name` below is a function `fn(&mut [u8], &mut View, args..) ->
     // Result<(), Errno>`; the wrapper hands it the guest memory and the
-    // store state as disjoint borrows and returns the errno.
+    // store's WASI view as disjoint borrows and returns the errno, or ends
+    // the invocation with a timeout when the call hit the deadline.
     macro_rules! wasi {
         ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
-            provided.add(linker.engine(), MODULE, stringify!($name), &[$(crate::abi::valtype!($ty)),*], &[ValType::I32]);
+            provided.add(linker.engine(), MODULE, stringify!($name), &[$(valtype!($ty)),*], &[ValType::I32]);
             linker.func_wrap(
                 MODULE,
                 stringify!($name),
-                |mut caller: Caller<'_, State>, $($arg: $ty),*| -> wasmtime::Result<i32> {
-                    let Some(memory) = crate::sandbox::memory(&mut caller) else {
+                |mut caller: Caller<'_, T>, $($arg: $ty),*| -> wasmtime::Result<i32> {
+                    let Some(memory) = memory_of(&mut caller) else {
                         return Ok(errno::FAULT as i32);
                     };
-                    let (mem, st) = memory.data_and_store_mut(&mut caller);
-                    match $name(mem, st, $($arg),*) {
+                    let (mem, data) = memory.data_and_store_mut(&mut caller);
+                    let mut view = data.wasi_view();
+                    match $name(mem, &mut view, $($arg),*) {
                         Ok(()) => Ok(errno::SUCCESS as i32),
                         Err(errno::DEADLINE) => {
-                            let timeout = st.func.timeout;
-                            Err(st.fault(crate::Error::Timeout { timeout }))
+                            let timeout = view.timeout;
+                            Err(data.fault(Error::Timeout { timeout }))
                         }
                         Err(e) => Ok(e as i32),
                     }
@@ -215,6 +264,7 @@ pub(crate) fn add_to_linker(
         path_rename(fd: i32, old_path: i32, old_len: i32, new_fd: i32, new_path: i32, new_len: i32);
         path_symlink(old_path: i32, old_len: i32, fd: i32, new_path: i32, new_len: i32);
         path_unlink_file(fd: i32, path: i32, path_len: i32);
+        poll_oneoff(input: i32, out: i32, n: i32, nevents: i32);
         random_get(buf: i32, len: i32);
         sched_yield();
         proc_raise(sig: i32);
@@ -223,41 +273,13 @@ pub(crate) fn add_to_linker(
         sock_send(fd: i32, si: i32, si_len: i32, si_flags: i32, so_len: i32);
         sock_shutdown(fd: i32, how: i32);
     }
-    // The two calls that may end the invocation rather than return.
-    use ValType::I32;
-    provided.add(
-        linker.engine(),
-        MODULE,
-        "poll_oneoff",
-        &[I32, I32, I32, I32],
-        &[I32],
-    );
-    provided.add(linker.engine(), MODULE, "proc_exit", &[I32], &[]);
-    linker.func_wrap(
-        MODULE,
-        "poll_oneoff",
-        |mut caller: Caller<'_, State>,
-         input: i32,
-         out: i32,
-         n: i32,
-         nevents: i32|
-         -> wasmtime::Result<i32> {
-            let Some(memory) = crate::sandbox::memory(&mut caller) else {
-                return Ok(errno::FAULT as i32);
-            };
-            let (mem, st) = memory.data_and_store_mut(&mut caller);
-            match poll_oneoff(mem, st, input, out, n, nevents) {
-                Ok(Ok(())) => Ok(0),
-                Ok(Err(e)) => Ok(e as i32),
-                Err(deadline) => Err(deadline),
-            }
-        },
-    )?;
+    // The one call that never returns.
+    provided.add(linker.engine(), MODULE, "proc_exit", &[ValType::I32], &[]);
     linker.func_wrap(
         MODULE,
         "proc_exit",
-        |mut caller: Caller<'_, State>, code: i32| -> wasmtime::Result<()> {
-            Err(caller.data_mut().fault(crate::Error::Trap {
+        |mut caller: Caller<'_, T>, code: i32| -> wasmtime::Result<()> {
+            Err(caller.data_mut().fault(Error::Trap {
                 message: format!("guest called proc_exit({code})"),
                 code: None,
             }))
@@ -372,7 +394,7 @@ fn filestat(
 
 /// The directory behind `fd`; any other descriptor is `EBADF` (as in
 /// wasmtime-wasi, which keeps directories apart from files).
-fn dir_ino(st: &mut State, fd: i32) -> Result<Ino, Errno> {
+fn dir_ino(st: &mut View<'_>, fd: i32) -> Result<Ino, Errno> {
     match st.wasi.get(fd)? {
         Fd::Dir { ino, .. } => Ok(ino),
         _ => Err(errno::BADF),
@@ -384,45 +406,48 @@ fn monotonic_origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-fn now_ns(st: &State, id: i32) -> Result<u64, Errno> {
+fn now_ns(st: &View<'_>, id: i32) -> Result<u64, Errno> {
     Ok(match id {
         0 => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
         1 => monotonic_origin().elapsed().as_nanos() as u64,
         // CPU-time clocks: time since this invocation started.
-        2 | 3 => st.call.started.elapsed().as_nanos() as u64,
+        2 | 3 => st.started.elapsed().as_nanos() as u64,
         _ => return Err(errno::INVAL),
     })
 }
 
 // ---- args, environment, clocks, random ----------------------------------
 
-fn args_sizes_get(mem: &mut [u8], st: &mut State, argc: i32, size: i32) -> Result<(), Errno> {
+fn args_sizes_get(mem: &mut [u8], st: &mut View<'_>, argc: i32, size: i32) -> Result<(), Errno> {
     gm::write_u32(mem, argc as u32, 1)?;
-    gm::write_u32(mem, size as u32, st.func.name.len() as u32 + 1)?;
+    gm::write_u32(mem, size as u32, st.program.len() as u32 + 1)?;
     Ok(())
 }
 
-fn args_get(mem: &mut [u8], st: &mut State, argv: i32, buf: i32) -> Result<(), Errno> {
-    let name = st.func.name.clone();
-    write_strings(mem, std::iter::once(name.as_bytes()), argv, buf)
+fn args_get(mem: &mut [u8], st: &mut View<'_>, argv: i32, buf: i32) -> Result<(), Errno> {
+    write_strings(mem, std::iter::once(st.program.as_bytes()), argv, buf)
 }
 
-fn environ_sizes_get(mem: &mut [u8], st: &mut State, count: i32, size: i32) -> Result<(), Errno> {
-    let env = &st.func.env;
+fn environ_sizes_get(
+    mem: &mut [u8],
+    st: &mut View<'_>,
+    count: i32,
+    size: i32,
+) -> Result<(), Errno> {
+    let env = st.env;
     gm::write_u32(mem, count as u32, env.len() as u32)?;
     let total: usize = env.iter().map(|e| e.len() + 1).sum();
     gm::write_u32(mem, size as u32, total as u32)?;
     Ok(())
 }
 
-fn environ_get(mem: &mut [u8], st: &mut State, environ: i32, buf: i32) -> Result<(), Errno> {
-    let func = st.func.clone();
-    write_strings(mem, func.env.iter().map(|e| e.as_bytes()), environ, buf)
+fn environ_get(mem: &mut [u8], st: &mut View<'_>, environ: i32, buf: i32) -> Result<(), Errno> {
+    write_strings(mem, st.env.iter().map(|e| e.as_bytes()), environ, buf)
 }
 
-fn clock_res_get(mem: &mut [u8], st: &mut State, id: i32, out: i32) -> Result<(), Errno> {
+fn clock_res_get(mem: &mut [u8], st: &mut View<'_>, id: i32, out: i32) -> Result<(), Errno> {
     now_ns(st, id)?;
     gm::write_u64(mem, out as u32, 1)?;
     Ok(())
@@ -430,7 +455,7 @@ fn clock_res_get(mem: &mut [u8], st: &mut State, id: i32, out: i32) -> Result<()
 
 fn clock_time_get(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     id: i32,
     _precision: i64,
     out: i32,
@@ -440,27 +465,27 @@ fn clock_time_get(
     Ok(())
 }
 
-fn random_get(mem: &mut [u8], st: &mut State, buf: i32, len: i32) -> Result<(), Errno> {
+fn random_get(mem: &mut [u8], st: &mut View<'_>, buf: i32, len: i32) -> Result<(), Errno> {
     let dst = gm::slice_mut(mem, buf as u32, len as u32 as u64)?;
-    let seed = st.random_seed();
+    let seed = *blake3::keyed_hash(st.secret, &st.nonce.to_le_bytes()).as_bytes();
     let rng = st
         .wasi
         .rng
         .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&seed).finalize_xof()));
     // Up to 4 GiB in one call: filled a chunk at a time, under the deadline.
     for chunk in dst.chunks_mut(CHUNK) {
-        check_deadline(st.call.deadline)?;
+        check_deadline(st.deadline)?;
         rng.fill(chunk);
     }
     Ok(())
 }
 
-fn sched_yield(_: &mut [u8], _: &mut State) -> Result<(), Errno> {
+fn sched_yield(_: &mut [u8], _: &mut View<'_>) -> Result<(), Errno> {
     std::thread::yield_now();
     Ok(())
 }
 
-fn proc_raise(_: &mut [u8], _: &mut State, _sig: i32) -> Result<(), Errno> {
+fn proc_raise(_: &mut [u8], _: &mut View<'_>, _sig: i32) -> Result<(), Errno> {
     Err(errno::NOSYS)
 }
 
@@ -468,13 +493,13 @@ fn proc_raise(_: &mut [u8], _: &mut State, _sig: i32) -> Result<(), Errno> {
 /// fd subscriptions are always ready (stdio and memory files never block).
 fn poll_oneoff(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     input: i32,
     out: i32,
     n: i32,
     nevents: i32,
-) -> wasmtime::Result<Result<(), Errno>> {
-    let run = |mem: &mut [u8], st: &mut State| -> Result<Option<Duration>, Errno> {
+) -> Result<(), Errno> {
+    let run = |mem: &mut [u8], st: &mut View<'_>| -> Result<Option<Duration>, Errno> {
         let n = n as u32;
         if n == 0 || n > MAX_IOVS {
             return Err(errno::INVAL);
@@ -520,19 +545,18 @@ fn poll_oneoff(
         gm::write_u32(mem, nevents as u32, events.len() as u32)?;
         Ok(slept)
     };
-    match run(mem, st) {
-        Err(e) => Ok(Err(e)),
-        Ok(None) => Ok(Ok(())),
-        Ok(Some(wait)) => {
-            let remaining = st.call.deadline.saturating_duration_since(Instant::now());
+    match run(mem, st)? {
+        None => Ok(()),
+        Some(wait) => {
+            let remaining = st.deadline.saturating_duration_since(Instant::now());
             if wait >= remaining {
+                // Sleeping past the deadline ends the invocation with a
+                // timeout, as its end would have.
                 std::thread::sleep(remaining);
-                return Err(st.fault(crate::Error::Timeout {
-                    timeout: st.func.timeout,
-                }));
+                return Err(errno::DEADLINE);
             }
             std::thread::sleep(wait);
-            Ok(Ok(()))
+            Ok(())
         }
     }
 }
@@ -541,7 +565,7 @@ fn poll_oneoff(
 
 fn fd_write(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     iovs: i32,
     n: i32,
@@ -559,7 +583,7 @@ fn fd_write(
             // No deadline check needed: the log buffer copies at most its
             // cap, the rest is only counted.
             for (p, l) in iovecs(mem, iovs, n)? {
-                st.call.logs.push(gm::slice(mem, p, l as u64)?);
+                st.logs.push(gm::slice(mem, p, l as u64)?);
                 total += l as u64;
             }
         }
@@ -597,7 +621,7 @@ fn file_offset(offset: i64) -> u64 {
 
 fn fd_pwrite(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     iovs: i32,
     n: i32,
@@ -627,15 +651,15 @@ fn fd_pwrite(
 }
 
 /// The instance's `/tmp`, created on first use with the function's quota.
-fn tmp(st: &mut State) -> &mut MemFs {
-    let quota = st.func.tmp_quota;
+fn tmp<'a>(st: &'a mut View<'_>) -> &'a mut MemFs {
+    let quota = st.tmp_quota;
     st.wasi.fs(quota)
 }
 
 /// Writes the iovecs' bytes into file `ino` from `at`, a chunk at a time
 /// under the deadline; returns the end.
 fn write_iovs(
-    st: &mut State,
+    st: &mut View<'_>,
     ino: Ino,
     mem: &[u8],
     iovs: i32,
@@ -645,7 +669,7 @@ fn write_iovs(
     check_span(at, iovecs(mem, iovs, n)?)?;
     for (p, l) in iovecs(mem, iovs, n)? {
         for chunk in gm::slice(mem, p, l as u64)?.chunks(CHUNK) {
-            check_deadline(st.call.deadline)?;
+            check_deadline(st.deadline)?;
             tmp(st).write_at(ino, at, chunk)?;
             at += chunk.len() as u64;
         }
@@ -658,7 +682,7 @@ fn write_iovs(
 /// end copies nothing (POSIX: 0 bytes, no error).
 fn read_into(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     ino: Ino,
     iovs: i32,
     n: i32,
@@ -671,7 +695,7 @@ fn read_into(
         let dst = gm::slice_mut(mem, p, l as u64)?;
         let mut filled = 0;
         while filled < dst.len() {
-            check_deadline(st.call.deadline)?;
+            check_deadline(st.deadline)?;
             let data = tmp(st).file(ino)?;
             let rest = usize::try_from(at)
                 .ok()
@@ -691,7 +715,7 @@ fn read_into(
 
 fn fd_read(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     iovs: i32,
     n: i32,
@@ -719,7 +743,7 @@ fn fd_read(
 
 fn fd_pread(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     iovs: i32,
     n: i32,
@@ -744,7 +768,7 @@ fn fd_pread(
 
 fn fd_seek(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     offset: i64,
     whence: i32,
@@ -773,7 +797,7 @@ fn fd_seek(
     Ok(())
 }
 
-fn fd_tell(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+fn fd_tell(mem: &mut [u8], st: &mut View<'_>, fd: i32, out: i32) -> Result<(), Errno> {
     let pos = match st.wasi.get(fd)? {
         Fd::File { pos, .. } => pos,
         Fd::Dir { .. } => return Err(errno::BADF),
@@ -783,7 +807,7 @@ fn fd_tell(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errn
     Ok(())
 }
 
-fn fd_close(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+fn fd_close(_: &mut [u8], st: &mut View<'_>, fd: i32) -> Result<(), Errno> {
     let f = st.wasi.get(fd)?;
     if let Fd::File { ino, .. } = f {
         tmp(st).close_file(ino);
@@ -792,7 +816,7 @@ fn fd_close(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
     Ok(())
 }
 
-fn fd_renumber(_: &mut [u8], st: &mut State, fd: i32, to: i32) -> Result<(), Errno> {
+fn fd_renumber(_: &mut [u8], st: &mut View<'_>, fd: i32, to: i32) -> Result<(), Errno> {
     let f = st.wasi.get(fd)?;
     st.wasi.get(to)?;
     if fd != to {
@@ -803,7 +827,7 @@ fn fd_renumber(_: &mut [u8], st: &mut State, fd: i32, to: i32) -> Result<(), Err
     Ok(())
 }
 
-fn fd_fdstat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+fn fd_fdstat_get(mem: &mut [u8], st: &mut View<'_>, fd: i32, out: i32) -> Result<(), Errno> {
     let (ty, flags) = match st.wasi.get(fd)? {
         Fd::Stdin | Fd::Stdout | Fd::Stderr => (FILETYPE_CHARACTER_DEVICE, 0u16),
         Fd::Dir { .. } => (FILETYPE_DIRECTORY, 0),
@@ -818,7 +842,7 @@ fn fd_fdstat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<()
     Ok(())
 }
 
-fn fd_fdstat_set_flags(_: &mut [u8], st: &mut State, fd: i32, flags: i32) -> Result<(), Errno> {
+fn fd_fdstat_set_flags(_: &mut [u8], st: &mut View<'_>, fd: i32, flags: i32) -> Result<(), Errno> {
     match st.wasi.get(fd)? {
         Fd::File {
             ino,
@@ -845,7 +869,7 @@ fn fd_fdstat_set_flags(_: &mut [u8], st: &mut State, fd: i32, flags: i32) -> Res
 
 fn fd_fdstat_set_rights(
     _: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _b: i64,
     _i: i64,
@@ -853,7 +877,7 @@ fn fd_fdstat_set_rights(
     st.wasi.get(fd).map(|_| ())
 }
 
-fn fd_filestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+fn fd_filestat_get(mem: &mut [u8], st: &mut View<'_>, fd: i32, out: i32) -> Result<(), Errno> {
     match st.wasi.get(fd)? {
         Fd::Stdin | Fd::Stdout | Fd::Stderr => {
             filestat(mem, out, fd as u64, FILETYPE_CHARACTER_DEVICE, 0, 1)
@@ -865,7 +889,7 @@ fn fd_filestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<
     }
 }
 
-fn fd_filestat_set_size(_: &mut [u8], st: &mut State, fd: i32, size: i64) -> Result<(), Errno> {
+fn fd_filestat_set_size(_: &mut [u8], st: &mut View<'_>, fd: i32, size: i64) -> Result<(), Errno> {
     let Fd::File {
         ino, write: true, ..
     } = st.wasi.get(fd)?
@@ -878,7 +902,13 @@ fn fd_filestat_set_size(_: &mut [u8], st: &mut State, fd: i32, size: i64) -> Res
     tmp(st).set_len(ino, size as u64)
 }
 
-fn fd_allocate(_: &mut [u8], st: &mut State, fd: i32, offset: i64, len: i64) -> Result<(), Errno> {
+fn fd_allocate(
+    _: &mut [u8],
+    st: &mut View<'_>,
+    fd: i32,
+    offset: i64,
+    len: i64,
+) -> Result<(), Errno> {
     let Fd::File {
         ino, write: true, ..
     } = st.wasi.get(fd)?
@@ -909,7 +939,7 @@ fn check_fstflags(flags: i32) -> Result<(), Errno> {
 
 fn fd_filestat_set_times(
     _: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _a: i64,
     _m: i64,
@@ -925,7 +955,7 @@ fn fd_filestat_set_times(
 
 fn fd_advise(
     _: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _o: i64,
     _l: i64,
@@ -934,15 +964,15 @@ fn fd_advise(
     st.wasi.get(fd).map(|_| ())
 }
 
-fn fd_datasync(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+fn fd_datasync(_: &mut [u8], st: &mut View<'_>, fd: i32) -> Result<(), Errno> {
     st.wasi.get(fd).map(|_| ())
 }
 
-fn fd_sync(_: &mut [u8], st: &mut State, fd: i32) -> Result<(), Errno> {
+fn fd_sync(_: &mut [u8], st: &mut View<'_>, fd: i32) -> Result<(), Errno> {
     st.wasi.get(fd).map(|_| ())
 }
 
-fn fd_prestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(), Errno> {
+fn fd_prestat_get(mem: &mut [u8], st: &mut View<'_>, fd: i32, out: i32) -> Result<(), Errno> {
     match st.wasi.get(fd)? {
         Fd::Dir { preopen: true, .. } if fd as u32 == PREOPEN_FD => {
             let mut b = [0u8; 8];
@@ -956,7 +986,7 @@ fn fd_prestat_get(mem: &mut [u8], st: &mut State, fd: i32, out: i32) -> Result<(
 
 fn fd_prestat_dir_name(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     path: i32,
     len: i32,
@@ -975,7 +1005,7 @@ fn fd_prestat_dir_name(
 
 fn fd_readdir(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     buf: i32,
     buf_len: i32,
@@ -983,7 +1013,7 @@ fn fd_readdir(
     used: i32,
 ) -> Result<(), Errno> {
     let dir = dir_ino(st, fd)?;
-    let deadline = st.call.deadline;
+    let deadline = st.deadline;
     let out = gm::slice_mut(mem, buf as u32, buf_len as u32 as u64)?;
     let skip = cookie as u64;
     // The next piece of the listing the last call wrote: start after its
@@ -1045,7 +1075,7 @@ fn fd_readdir(
 
 fn path_open(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _dirflags: i32,
     path: i32,
@@ -1131,7 +1161,7 @@ fn path_open(
 
 fn path_create_directory(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     path: i32,
     len: i32,
@@ -1148,7 +1178,7 @@ fn path_create_directory(
 
 fn path_filestat_get(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _flags: i32,
     path: i32,
@@ -1165,7 +1195,7 @@ fn path_filestat_get(
 
 fn path_filestat_set_times(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     _flags: i32,
     path: i32,
@@ -1182,7 +1212,7 @@ fn path_filestat_set_times(
 
 fn path_remove_directory(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     path: i32,
     len: i32,
@@ -1200,7 +1230,7 @@ fn path_remove_directory(
 
 fn path_unlink_file(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     path: i32,
     len: i32,
@@ -1221,7 +1251,7 @@ fn path_unlink_file(
 
 fn path_rename(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     old: i32,
     old_len: i32,
@@ -1253,7 +1283,7 @@ fn path_rename(
 
 fn path_readlink(
     mem: &mut [u8],
-    st: &mut State,
+    st: &mut View<'_>,
     fd: i32,
     path: i32,
     len: i32,
@@ -1270,7 +1300,7 @@ fn path_readlink(
 
 fn path_link(
     _: &mut [u8],
-    _: &mut State,
+    _: &mut View<'_>,
     _old_fd: i32,
     _old_flags: i32,
     _old: i32,
@@ -1285,7 +1315,7 @@ fn path_link(
 
 fn path_symlink(
     _: &mut [u8],
-    _: &mut State,
+    _: &mut View<'_>,
     _old: i32,
     _ol: i32,
     _fd: i32,
@@ -1298,13 +1328,19 @@ fn path_symlink(
 
 // ---- sockets: none -------------------------------------------------------
 
-fn sock_accept(_: &mut [u8], _: &mut State, _fd: i32, _flags: i32, _out: i32) -> Result<(), Errno> {
+fn sock_accept(
+    _: &mut [u8],
+    _: &mut View<'_>,
+    _fd: i32,
+    _flags: i32,
+    _out: i32,
+) -> Result<(), Errno> {
     Err(errno::NOTSUP)
 }
 
 fn sock_recv(
     _: &mut [u8],
-    _: &mut State,
+    _: &mut View<'_>,
     _fd: i32,
     _a: i32,
     _b: i32,
@@ -1317,7 +1353,7 @@ fn sock_recv(
 
 fn sock_send(
     _: &mut [u8],
-    _: &mut State,
+    _: &mut View<'_>,
     _fd: i32,
     _a: i32,
     _b: i32,
@@ -1327,9 +1363,6 @@ fn sock_send(
     Err(errno::NOTSUP)
 }
 
-fn sock_shutdown(_: &mut [u8], _: &mut State, _fd: i32, _how: i32) -> Result<(), Errno> {
+fn sock_shutdown(_: &mut [u8], _: &mut View<'_>, _fd: i32, _how: i32) -> Result<(), Errno> {
     Err(errno::NOTSUP)
 }
-
-/// The module name of this layer's imports.
-pub(crate) const IMPORT_MODULE: &str = MODULE;

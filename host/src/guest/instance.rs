@@ -1,5 +1,5 @@
-//! One sandboxed instance: its store state, its quotas, and the steps of an
-//! invocation (instantiate, init, copy in, handle, copy out).
+//! One sandboxed instance and the steps of an invocation: instantiate,
+//! init, copy in, handle, copy out.
 //!
 //! Every failure is turned into a typed [`Error`] by [`classify`], which
 //! looks at what the host recorded while the guest ran (a host-raised
@@ -9,151 +9,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Caller, Memory, ResourceLimiter, Store, TypedFunc};
+use wasmtime::{InstancePre, Memory, Store, TypedFunc};
 
-use crate::abi;
+use super::abi::{self, Exports};
+use super::spec::Spec;
+use super::state::{Call, Limiter, State};
+use super::wasi::Wasi;
 use crate::error::Error;
-use crate::function::{Function, FunctionSpec};
 use crate::guest_mem as gm;
-use crate::logs::LogBuffer;
 use crate::report::RequestId;
-use crate::wasi::Wasi;
 
-/// Most table elements an instance may grow to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// Memory and table quotas, and what the guest actually used.
-pub(crate) struct Limiter {
-    memory_limit: usize,
-    /// Peak linear memory in bytes.
-    pub peak: usize,
-    /// A grow was refused because of the limit.
-    pub hit: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.peak = self.peak.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-}
-
-/// Per-invocation context: what the guest can ask about, and what it set.
-pub(crate) struct Call {
-    pub request_id: RequestId,
-    pub started: Instant,
-    pub deadline: Instant,
-    pub output: Option<Vec<u8>>,
-    pub error: Option<(String, String)>,
-    /// An error the host raised while the guest was running (ABI
-    /// violation, output too large, deadline hit during a host call...).
-    pub fault: Option<Error>,
-    pub logs: LogBuffer,
-    /// The version invoked (`None`: `$LATEST`).
-    pub version: Option<Arc<str>>,
-    /// Set when this is an event invocation.
-    pub event: Option<EventCtx>,
-    /// Host calls made, and how many were refused (not granted, over a
-    /// limit).
-    pub host_calls: u32,
-    pub host_calls_denied: u32,
-    /// The last host call's response (or error), for `host_result`.
-    pub host_result: Vec<u8>,
-}
-
-/// What an event invocation tells the guest about its event.
-#[derive(Debug, Clone)]
-pub(crate) struct EventCtx {
-    /// The event's stable id (the same on every attempt).
-    pub id: Arc<str>,
-    /// 1 on the first attempt.
-    pub attempt: u32,
-}
-
-impl Call {
-    pub(crate) fn new(spec: &FunctionSpec, request_id: RequestId, started: Instant) -> Call {
-        Call {
-            request_id,
-            started,
-            deadline: started + spec.timeout,
-            output: None,
-            error: None,
-            fault: None,
-            logs: LogBuffer::new(spec.max_log_bytes),
-            version: None,
-            event: None,
-            host_calls: 0,
-            host_calls_denied: 0,
-            host_result: Vec::new(),
-        }
-    }
-}
-
-/// The data a store carries.
-pub(crate) struct State {
-    pub func: Arc<FunctionSpec>,
-    pub limiter: Limiter,
-    pub memory: Option<Memory>,
-    pub call: Call,
-    pub wasi: Wasi,
-}
-
-impl State {
-    /// Records a host-raised error and returns the wasmtime error that
-    /// unwinds the guest.
-    pub(crate) fn fault(&mut self, e: Error) -> wasmtime::Error {
-        let msg = e.to_string();
-        self.call.fault.get_or_insert(e);
-        wasmtime::Error::msg(msg)
-    }
-
-    /// Seed for this instance's random generator: the host secret keyed
-    /// with the request id, so no two instances share a stream.
-    pub(crate) fn random_seed(&self) -> [u8; 32] {
-        *blake3::keyed_hash(&self.func.secret, &self.call.request_id.0.to_le_bytes()).as_bytes()
-    }
-}
-
-/// The guest's memory, once the instance exists; during the start function
-/// it is looked up by name.
-pub(crate) fn memory(caller: &mut Caller<'_, State>) -> Option<Memory> {
-    if let Some(m) = caller.data().memory {
-        return Some(m);
-    }
-    caller.get_export("memory").and_then(|e| e.into_memory())
-}
-
-/// The guest's memory and the store state, as disjoint borrows, for a
-/// host function that must not run without them (`what` names it in the
-/// ABI violation otherwise).
-pub(crate) fn memory_and_state<'a>(
-    caller: &'a mut Caller<'_, State>,
-    what: &str,
-) -> wasmtime::Result<(&'a mut [u8], &'a mut State)> {
-    match memory(caller) {
-        Some(m) => Ok(m.data_and_store_mut(caller)),
-        None => Err(caller.data_mut().fault(Error::abi(format!(
-            "{what} called before the guest's memory exists"
-        )))),
-    }
+/// A checked, pre-linked module: what instances are made from.
+pub(crate) struct Linked {
+    pub pre: InstancePre<State>,
+    /// Where its ABI exports live.
+    pub exports: Exports,
 }
 
 /// A live instance: its store and typed entry points.
@@ -182,13 +52,14 @@ pub(crate) fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
 /// `fnhost_init` under the deadline. On failure the store is returned with
 /// the error so its logs can be reported.
 pub(crate) fn start(
-    func: &Function,
+    linked: &Linked,
+    spec: &Arc<Spec>,
     call: Call,
     tick: Duration,
 ) -> Result<Instance, (Error, Store<State>)> {
     let started = call.started;
-    let mut store = new_store(func.pre.module().engine(), func.spec.clone(), call, tick);
-    match init(&mut store, func) {
+    let mut store = new_store(linked.pre.module().engine(), spec.clone(), call, tick);
+    match init(&mut store, linked) {
         Ok((alloc, handle, memory)) => Ok(Instance {
             // The budget covers the handler alone, as on a warm instance
             // (init is bounded by the timeout): the same input stops at the
@@ -213,7 +84,7 @@ pub(crate) fn start(
 /// A store for one instance of `spec`: quotas, deadline and fuel armed.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
-    spec: Arc<FunctionSpec>,
+    spec: Arc<Spec>,
     call: Call,
     tick: Duration,
 ) -> Store<State> {
@@ -225,7 +96,7 @@ pub(crate) fn new_store(
                 peak: 0,
                 hit: false,
             },
-            func: spec.clone(),
+            spec: spec.clone(),
             memory: None,
             call,
             wasi: Wasi::default(),
@@ -259,9 +130,9 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 type EntryPoints = (TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Memory);
 
-fn init(store: &mut Store<State>, func: &Function) -> Result<EntryPoints, Failure> {
-    let instance = func.pre.instantiate(&mut *store)?;
-    let ex = &func.exports;
+fn init(store: &mut Store<State>, linked: &Linked) -> Result<EntryPoints, Failure> {
+    let instance = linked.pre.instantiate(&mut *store)?;
+    let ex = &linked.exports;
     let memory = instance
         .get_module_export(&mut *store, &ex.memory)
         .and_then(|e| e.into_memory())
@@ -272,11 +143,11 @@ fn init(store: &mut Store<State>, func: &Function) -> Result<EntryPoints, Failur
     }
     if let Some(e) = &ex.init {
         let status = typed::<(), i32>(store, &instance, e)?.call(&mut *store, ())?;
-        check_status(store.data_mut(), status, "fnhost_init")?;
+        check_status(store.data_mut(), status, abi::exports::INIT)?;
     }
     if let Some(e) = &ex.restore {
         let status = typed::<(), i32>(store, &instance, e)?.call(&mut *store, ())?;
-        check_status(store.data_mut(), status, "fnhost_restore")?;
+        check_status(store.data_mut(), status, abi::exports::RESTORE)?;
     }
     let alloc = typed(store, &instance, &ex.alloc)?;
     let handle = typed(store, &instance, &ex.handle)?;
@@ -328,17 +199,17 @@ pub(crate) fn classify(store: &mut Store<State>, f: Failure) -> Error {
     let trap = e.downcast_ref::<wasmtime::Trap>().copied();
     if trap == Some(wasmtime::Trap::Interrupt) {
         return Error::Timeout {
-            timeout: st.func.timeout,
+            timeout: st.spec.timeout,
         };
     }
     if trap == Some(wasmtime::Trap::OutOfFuel) {
         return Error::OutOfFuel {
-            limit: st.func.fuel.unwrap_or(0),
+            limit: st.spec.fuel.unwrap_or(0),
         };
     }
     if st.limiter.hit {
         return Error::OutOfMemory {
-            limit: st.func.memory_limit,
+            limit: st.spec.memory_limit,
         };
     }
     // A guest that recorded an error and then trapped (a Rust panic) reports
@@ -362,12 +233,12 @@ impl Instance {
     /// context and a re-armed deadline.
     pub(crate) fn begin(&mut self, call: Call, tick: Duration) {
         let st = self.store.data_mut();
-        let timeout = st.func.timeout;
+        let timeout = st.spec.timeout;
         st.call = call;
         // A refused grow the guest survived earlier must not turn a later,
         // unrelated trap into OutOfMemory.
         st.limiter.hit = false;
-        let fuel = st.func.fuel;
+        let fuel = st.spec.fuel;
         self.store.set_epoch_deadline(deadline_ticks(timeout, tick));
         if let Some(fuel) = fuel {
             let _ = self.store.set_fuel(fuel);
@@ -377,7 +248,7 @@ impl Instance {
     /// Takes the finished invocation's context (logs and all) out.
     pub(crate) fn take_call(&mut self) -> Call {
         let st = self.store.data_mut();
-        let idle = Call::new(&st.func, RequestId(0), Instant::now());
+        let idle = Call::new(&st.spec, RequestId(0), Instant::now());
         std::mem::replace(&mut st.call, idle)
     }
 
@@ -426,20 +297,20 @@ impl Instance {
         };
         let status = self.handle.call(&mut self.store, (ptr, len as i32))?;
         let st = self.store.data_mut();
-        check_status(st, status, "fnhost_handle")?;
+        check_status(st, status, abi::exports::HANDLE)?;
         Ok(st.call.output.take().unwrap_or_default())
     }
 }
 
 /// Budget minus what is left, when the host meters fuel.
 pub(crate) fn fuel_used(store: &Store<State>) -> Option<u64> {
-    let budget = store.data().func.fuel?;
+    let budget = store.data().spec.fuel?;
     Some(budget - store.get_fuel().unwrap_or(budget).min(budget))
 }
 
 /// Refills a store's fuel to its function's budget (when metered).
 fn refuel(mut store: Store<State>) -> Store<State> {
-    if let Some(fuel) = store.data().func.fuel {
+    if let Some(fuel) = store.data().spec.fuel {
         let _ = store.set_fuel(fuel);
     }
     store

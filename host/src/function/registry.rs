@@ -13,11 +13,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::Function;
 use crate::error::{Error, Result};
-use crate::function::Function;
-
-/// `$LATEST`: the newest published version.
-pub const LATEST: &str = "$LATEST";
+use crate::target::{FunctionRef, Qualifier};
 
 /// Where an alias points: a version, optionally sharing traffic with a
 /// second one (`additional = Some((version, weight))`, weight in 0..=1).
@@ -86,14 +84,6 @@ fn uniform() -> f64 {
     })
 }
 
-/// Splits `name`, `name:version` or `name:alias`.
-pub(crate) fn split(qualified: &str) -> (&str, Option<&str>) {
-    match qualified.split_once(':') {
-        Some((n, q)) => (n, Some(q)),
-        None => (qualified, None),
-    }
-}
-
 impl Registry {
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
         self.map.read().get(name).cloned()
@@ -102,27 +92,25 @@ impl Registry {
     /// Resolves `name[:qualifier]` to the version to run and its label
     /// (`$LATEST` or the version number).
     pub(crate) fn resolve(&self, qualified: &str) -> Result<(Arc<Function>, Option<u32>)> {
-        let (name, qualifier) = split(qualified);
+        let target = FunctionRef::parse(qualified);
         let not_found = || Error::NotFound {
             name: qualified.to_string(),
         };
         let map = self.map.read();
-        let entry = map.get(name).ok_or_else(not_found)?;
-        let version = match qualifier {
-            None | Some(LATEST) => {
+        let entry = map.get(target.name).ok_or_else(not_found)?;
+        let version = match target.qualifier {
+            Qualifier::Latest => {
                 let (_, f) = entry.latest().ok_or_else(not_found)?;
                 return Ok((f.clone(), None));
             }
-            Some(q) => match q.parse::<u32>() {
-                Ok(v) => v,
-                Err(_) => {
-                    let alias = entry.aliases.get(q).ok_or_else(not_found)?;
-                    match alias.additional {
-                        Some((other, w)) if uniform() < w => other,
-                        _ => alias.version,
-                    }
+            Qualifier::Version(v) => v,
+            Qualifier::Alias(q) => {
+                let alias = entry.aliases.get(q).ok_or_else(not_found)?;
+                match alias.additional {
+                    Some((other, w)) if uniform() < w => other,
+                    _ => alias.version,
                 }
-            },
+            }
         };
         let f = entry.versions.get(&version).ok_or_else(not_found)?;
         Ok((f.clone(), Some(version)))
@@ -172,13 +160,7 @@ pub(crate) fn check_alias(
     alias_name: &str,
     alias: &Alias,
 ) -> Result<()> {
-    if alias_name.is_empty()
-        || alias_name == LATEST
-        || alias_name.parse::<u32>().is_ok()
-        || !alias_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !crate::target::valid_alias(alias_name) {
         return Err(Error::config(
             "alias",
             format!("{alias_name:?}: use letters, digits, '-' and '_', not a number or $LATEST"),
@@ -210,12 +192,5 @@ mod tests {
         let below: usize = (0..n).filter(|_| super::uniform() < 0.25).count();
         // 25 % ± 5σ (σ ≈ 137).
         assert!((24_300..25_700).contains(&below), "{below}");
-    }
-
-    #[test]
-    fn qualifiers_split() {
-        assert_eq!(super::split("f"), ("f", None));
-        assert_eq!(super::split("f:3"), ("f", Some("3")));
-        assert_eq!(super::split("f:prod"), ("f", Some("prod")));
     }
 }

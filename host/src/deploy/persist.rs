@@ -7,14 +7,15 @@
 //! file + rename) after every change.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::function::registry::Alias;
 use crate::function::{FunctionConfig, ModuleSource, Reuse};
-use crate::registry::Alias;
+use crate::util::fs::write_atomic;
 
 /// One persisted version: module hash and configuration.
 pub(crate) struct SavedVersion {
@@ -104,24 +105,6 @@ fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig>
         });
     }
     Some(c)
-}
-
-/// Writes `bytes` to `path` atomically, creating its directory.
-pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    write_atomic(path, bytes)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // Unique per writer, so two hosts in one process never share a temp file.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 impl DataDir {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crossbeam::queue::SegQueue;
 
-use crate::sandbox::Instance;
+use crate::guest::Instance;
 
 /// Ready instances of one function.
 #[derive(Default)]

@@ -13,20 +13,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use wasmtime::{Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
+use super::Deployer;
+use super::cache::engine_fingerprint;
 use crate::error::{Error, Result};
-use crate::function::{FunctionConfig, FunctionSpec};
-use crate::runtime::Core;
-use crate::sandbox::{self, Call, Failure, State};
+use crate::function::FunctionConfig;
+use crate::guest::{self, Call, Failure, Spec, State};
+use crate::util::fs;
 
 /// The snapshot key: everything that can change what init computes (the
 /// function's settings, and the engine settings init runs under).
-pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig, engine: &str) -> String {
+fn key(module_hash: &str, cfg: &FunctionConfig, engine: &str) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"fnhost-snapshot-1\0");
     h.update(engine.as_bytes());
@@ -55,14 +58,76 @@ pub(crate) fn key(module_hash: &str, cfg: &FunctionConfig, engine: &str) -> Stri
 }
 
 /// Where snapshots live, if the host has a cache dir.
-pub(crate) fn path(dir: &Path, key: &str) -> PathBuf {
+fn path(dir: &Path, key: &str) -> PathBuf {
     dir.join(format!("{key}.wasm"))
+}
+
+impl Deployer {
+    /// The pre-initialised module for `bytes`: from the snapshot cache, or
+    /// made now by running init (and cached). A cached snapshot is a
+    /// sealed file whose seal covers its key: a torn or foreign file is
+    /// ignored and made again.
+    pub(super) fn snapshot_of(
+        &self,
+        bytes: &[u8],
+        module_hash: &str,
+        cfg: &FunctionConfig,
+        spec: &Arc<Spec>,
+    ) -> Result<Vec<u8>> {
+        let s = &self.settings;
+        let engine = &self.core.engine;
+        // What init ran under: the engine's own fingerprint (its version
+        // and code-affecting settings) and the runtime limits it saw.
+        let under = format!(
+            "{} stack={} fuel={} max_memory={}",
+            engine_fingerprint(engine),
+            s.max_wasm_stack,
+            s.fuel_metering,
+            s.max_memory
+        );
+        let key = key(module_hash, cfg, &under);
+        let file = s
+            .cache_dir
+            .as_ref()
+            .map(|d| path(&d.join("snapshots"), &key));
+        if let Some(f) = &file
+            && let Some(snap) = fs::read_sealed(f, key.as_bytes())
+            && wasmtime::Module::validate(engine, &snap).is_ok()
+        {
+            self.counters
+                .snapshots_reused
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(snap);
+        }
+        let snap = create(self, bytes, spec.clone())?;
+        if snap.bytes.len() > s.max_module_size {
+            return Err(Error::ModuleTooLarge {
+                size: snap.bytes.len(),
+                max: s.max_module_size,
+            });
+        }
+        self.counters
+            .snapshots_created
+            .fetch_add(1, Ordering::Relaxed);
+        if !snap.cacheable {
+            // Init called the host: usable here, never from disk.
+            return Ok(snap.bytes);
+        }
+        if let Some(f) = &file
+            // Best effort: a cache that cannot be written costs a re-init
+            // next time, nothing else.
+            && let Err(e) = fs::write_sealed(f, key.as_bytes(), &snap.bytes)
+        {
+            tracing::warn!(target: "fnhost::snapshot", path = %f.display(), error = %e, "snapshot not cached");
+        }
+        Ok(snap.bytes)
+    }
 }
 
 /// A snapshot and whether it may be cached on disk (not when init called
 /// the host: capability implementations are the embedder's and cannot be
 /// part of the key).
-pub(crate) struct Snapshot {
+struct Snapshot {
     pub bytes: Vec<u8>,
     pub cacheable: bool,
 }
@@ -71,9 +136,9 @@ pub(crate) struct Snapshot {
 /// module. Init's failure is the register's error (classified as for any
 /// invocation: guest error, trap, timeout, out of memory). Wizer is fed
 /// untrusted modules: a panic inside it is an `InvalidModule` error.
-pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Snapshot> {
+fn create(d: &Deployer, bytes: &[u8], spec: Arc<Spec>) -> Result<Snapshot> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        create_inner(core, bytes, spec)
+        create_inner(d, bytes, spec)
     }))
     .unwrap_or_else(|_| {
         Err(Error::InvalidModule {
@@ -82,9 +147,10 @@ pub(crate) fn create(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Resu
     })
 }
 
-fn create_inner(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Snapshot> {
+fn create_inner(d: &Deployer, bytes: &[u8], spec: Arc<Spec>) -> Result<Snapshot> {
+    let core = &d.core;
     let mut wizer = Wizer::new();
-    wizer.init_func("fnhost_init");
+    wizer.init_func(guest::abi::exports::INIT);
     let invalid = |e: wasmtime::Error| Error::InvalidModule {
         reason: format!("cannot snapshot: {e:#}"),
     };
@@ -92,13 +158,13 @@ fn create_inner(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Sn
     let module = Module::new(&core.engine, &instrumented).map_err(invalid)?;
     // The same ABI checks as any register (init's export types included),
     // before any guest code runs.
-    crate::abi::check(&module, &core.provided)?;
+    guest::abi::check(&module, &d.provided)?;
     let call = Call::new(&spec, core.next_request_id(), Instant::now());
-    let mut store = sandbox::new_store(&core.engine, spec, call, core.settings.epoch_tick);
-    let instance = match run_init(core, &mut store, &module) {
+    let mut store = guest::new_store(&core.engine, spec, call, core.settings.epoch_tick);
+    let instance = match run_init(d, &mut store, &module) {
         Ok(i) => i,
         Err(f) => {
-            let e = sandbox::classify(&mut store, f);
+            let e = guest::classify(&mut store, f);
             let logs = std::mem::take(&mut store.data_mut().call.logs).finish();
             tracing::warn!(target: "fnhost::snapshot", error = %e,
                 logs = %logs.to_display_string(), "init failed while snapshotting");
@@ -117,18 +183,19 @@ fn create_inner(core: &Core, bytes: &[u8], spec: Arc<FunctionSpec>) -> Result<Sn
 /// Instantiates and runs `_initialize` then `fnhost_init`, as a fresh
 /// instance would.
 fn run_init(
-    core: &Core,
+    d: &Deployer,
     store: &mut Store<State>,
     module: &Module,
 ) -> Result<wasmtime::Instance, Failure> {
-    let instance = core.linker.instantiate(&mut *store, module)?;
-    store.data_mut().memory = instance.get_memory(&mut *store, "memory");
-    if let Ok(f) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+    use guest::abi::exports;
+    let instance = d.linker.instantiate(&mut *store, module)?;
+    store.data_mut().memory = instance.get_memory(&mut *store, exports::MEMORY);
+    if let Ok(f) = instance.get_typed_func::<(), ()>(&mut *store, exports::INITIALIZE) {
         f.call(&mut *store, ())?;
     }
-    if let Ok(f) = instance.get_typed_func::<(), i32>(&mut *store, "fnhost_init") {
+    if let Ok(f) = instance.get_typed_func::<(), i32>(&mut *store, exports::INIT) {
         let status = f.call(&mut *store, ())?;
-        sandbox::check_status(store.data_mut(), status, "fnhost_init")?;
+        guest::check_status(store.data_mut(), status, exports::INIT)?;
     }
     Ok(instance)
 }

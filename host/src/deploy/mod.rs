@@ -1,0 +1,296 @@
+//! Deployment: everything between a [`FunctionConfig`] and a version the
+//! runtime can invoke, and what keeps the table: publish (read and
+//! size-check the module, artifact cache or compile, snapshot, ABI check,
+//! link, reserve, provision), versions and aliases ([`versions`]),
+//! persistence ([`persist`]), replication between hosts
+//! ([`replication`]), the artifact cache ([`cache`]) and snapshots
+//! ([`snapshot`]).
+//!
+//! It sits beside `events/`, above the runtime: it reads the registry and
+//! reservations through [`Core`] and never runs an invocation itself.
+
+pub(crate) mod cache;
+pub(crate) mod persist;
+mod replication;
+mod snapshot;
+mod versions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use wasmtime::{Linker, Module};
+
+use crate::capability::{Capability, Grants};
+use crate::error::{Error, Result};
+use crate::function::pool::WarmPool;
+use crate::function::registry::Entry;
+use crate::function::{Function, FunctionConfig, FunctionInfo, ModuleSource};
+use crate::guest::{self, Linked, Provided, State};
+use crate::metrics::Metrics;
+use crate::runtime::Core;
+use cache::{ArtifactCache, Lookup};
+use persist::DataDir;
+
+/// What deployment reads of the host's settings.
+pub(crate) struct Settings {
+    pub max_module_size: usize,
+    pub max_memory: u64,
+    pub max_wasm_stack: usize,
+    pub fuel_metering: bool,
+    pub capabilities: Vec<Capability>,
+    /// The artifact cache's directory (snapshots live under it too).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Counters of what registrations did.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub compiles: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_rejected: AtomicU64,
+    /// Snapshots made (init ran) and loaded from the cache (init skipped).
+    pub snapshots_created: AtomicU64,
+    pub snapshots_reused: AtomicU64,
+}
+
+/// Publishes and removes versions, keeps the table on disk.
+pub(crate) struct Deployer {
+    core: Arc<Core>,
+    linker: Linker<State>,
+    provided: Provided,
+    pub cache: Option<ArtifactCache>,
+    data: Option<DataDir>,
+    settings: Settings,
+    /// Serialises changes to the table (version numbers, reservations).
+    lock: Mutex<()>,
+    pub counters: Counters,
+}
+
+/// Whether a publish numbers the version itself or restores one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Numbering {
+    /// The next number; registering unchanged code and settings again
+    /// publishes nothing (Lambda's PublishVersion with no change).
+    Next,
+    /// This number (restoring a data dir, replicating another host): at
+    /// least the next one.
+    Exactly(u32),
+}
+
+impl Deployer {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        settings: Settings,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Deployer> {
+        let (linker, provided) =
+            guest::linker(&core.engine).map_err(|e| Error::config("engine", format!("{e:#}")))?;
+        let cache = match &settings.cache_dir {
+            Some(dir) => {
+                Some(ArtifactCache::new(dir.clone(), &core.engine).map_err(|e| Error::io(dir, e))?)
+            }
+            None => None,
+        };
+        let data = match data_dir {
+            Some(d) => Some(DataDir::open(d)?),
+            None => None,
+        };
+        Ok(Deployer {
+            core,
+            linker,
+            provided,
+            cache,
+            data,
+            settings,
+            lock: Mutex::new(()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Publishes `cfg` as a new version and saves the table.
+    pub(crate) fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        let info = self.publish(cfg, Numbering::Next)?;
+        self.persist()?;
+        Ok(info)
+    }
+
+    /// The capabilities `names` refer to; an unknown name is an
+    /// `InvalidConfig` error naming it.
+    fn resolve_grants(&self, names: &[String]) -> Result<Grants> {
+        let mut grants = Grants::new();
+        for name in names {
+            let cap = self
+                .settings
+                .capabilities
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    Error::config(
+                        "grants",
+                        format!("no capability `{name}` is defined on this host"),
+                    )
+                })?;
+            grants.insert(name.as_str().into(), cap.clone());
+        }
+        Ok(grants)
+    }
+
+    /// The module's bytes, refused above the size cap before they are read.
+    fn module_bytes(&self, cfg: &FunctionConfig) -> Result<Bytes> {
+        let max = self.settings.max_module_size;
+        let too_large = |size: usize| Error::ModuleTooLarge { size, max };
+        let bytes = match &cfg.source {
+            ModuleSource::Bytes(b) => b.clone(),
+            ModuleSource::File(p) => {
+                let size = std::fs::metadata(p).map_err(|e| Error::io(p, e))?.len();
+                if size > max as u64 {
+                    return Err(too_large(size as usize));
+                }
+                Bytes::from(std::fs::read(p).map_err(|e| Error::io(p, e))?)
+            }
+        };
+        if bytes.len() > max {
+            return Err(too_large(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    fn publish(&self, cfg: FunctionConfig, numbering: Numbering) -> Result<FunctionInfo> {
+        let core = &self.core;
+        let span = tracing::info_span!("register", function = %cfg.name);
+        let _enter = span.enter();
+        let s = &self.settings;
+        cfg.validate(s.max_memory)?;
+        let grants = self.resolve_grants(&cfg.grants)?;
+        if cfg.max_fuel.is_some() && !s.fuel_metering {
+            return Err(Error::config(
+                "max_fuel",
+                "the host was built without fuel_metering",
+            ));
+        }
+        if core.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        // Registrations are rare; one at a time keeps version numbers and
+        // reservations simple.
+        let _registering = self.lock.lock();
+        let prev = core.registry.get(&cfg.name);
+        let prev_latest = prev
+            .as_ref()
+            .and_then(|e| e.latest().map(|(v, f)| (*v, f.clone())));
+        let bytes = self.module_bytes(&cfg)?;
+        let module_hash = blake3::hash(&bytes).to_hex().to_string();
+        if numbering == Numbering::Next
+            && let Some((_, latest)) = &prev_latest
+            && latest.module_hash == module_hash
+            && persist::same_settings(&latest.config, &cfg)
+        {
+            return Ok(latest.info());
+        }
+        let spec = Arc::new(cfg.spec(
+            core.secret,
+            grants,
+            s.fuel_metering.then(|| cfg.max_fuel.unwrap_or(u64::MAX)),
+        ));
+        let module = if cfg.snapshot {
+            let snap = self.snapshot_of(&bytes, &module_hash, &cfg, &spec)?;
+            self.load_or_compile(&snap, &blake3::hash(&snap).to_hex())?
+        } else {
+            self.load_or_compile(&bytes, &module_hash)?
+        };
+        let kept = match &self.data {
+            Some(d) => {
+                d.store_module(&module_hash, &bytes)?;
+                persist::with_module_file(&cfg, d.module_path(&module_hash))
+            }
+            None => {
+                let mut c = cfg.clone();
+                c.source = ModuleSource::Bytes(Bytes::new());
+                c
+            }
+        };
+        let exports = guest::abi::check(&module, &self.provided)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| Error::InvalidModule {
+                reason: format!("{e:#}"),
+            })?;
+        let prev_fn = prev_latest.as_ref().map(|(_, f)| &**f);
+        let prev_reserved = prev_fn.and_then(|f| f.reserved);
+        let gate = core.gate_for(cfg.reserved_concurrency, prev_fn);
+        core.reserve(prev_reserved, cfg.reserved_concurrency)?;
+        let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
+        let version = match numbering {
+            Numbering::Next => next,
+            Numbering::Exactly(v) => v.max(next),
+        };
+        let function = Arc::new(Function {
+            spec,
+            policy: cfg.policy(),
+            linked: Linked { pre, exports },
+            module_hash,
+            gate,
+            reserved: cfg.reserved_concurrency,
+            metrics: Metrics::new(),
+            pool: WarmPool::default(),
+            version,
+            version_label: version.to_string().into(),
+            config: kept,
+        });
+        // Provisioned instances are ready before the version is visible; a
+        // failing init fails the registration and registers nothing.
+        let published = core.refill(&function).and_then(|()| {
+            core.registry.update(&cfg.name, |e| {
+                let mut e = e.cloned().unwrap_or(Entry {
+                    versions: Default::default(),
+                    aliases: Default::default(),
+                });
+                e.versions.insert(version, function.clone());
+                Ok((Some(e), ()))
+            })
+        });
+        if let Err(e) = published {
+            function.pool.clear(&core.idle_budget);
+            let _ = core.reserve(cfg.reserved_concurrency, prev_reserved);
+            return Err(e);
+        }
+        core.drain_inactive(&cfg.name);
+        let info = function.info();
+        tracing::info!(module_hash = %info.module_hash, version, "registered");
+        Ok(info)
+    }
+
+    fn load_or_compile(&self, bytes: &[u8], hash: &str) -> Result<Module> {
+        let engine = &self.core.engine;
+        let n = &self.counters;
+        if let Some(cache) = &self.cache {
+            match cache.load(engine, hash) {
+                Lookup::Hit(m) => {
+                    n.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(m);
+                }
+                Lookup::Rejected(why) => {
+                    n.cache_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%why, "artifact cache entry rejected; recompiling");
+                }
+                Lookup::Miss => {}
+            }
+        }
+        let span = tracing::info_span!("compile", bytes = bytes.len());
+        let _enter = span.enter();
+        let module = Module::new(engine, bytes).map_err(|e| Error::InvalidModule {
+            reason: format!("{e:#}"),
+        })?;
+        n.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.store(hash, &module)
+        {
+            tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write artifact cache");
+        }
+        Ok(module)
+    }
+}

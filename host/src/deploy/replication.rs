@@ -1,0 +1,119 @@
+//! Replication: a function's table entry exported as JSON, and applied
+//! on another host step by step (a cluster shares registries this way).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::persist::{self, SavedVersion};
+use super::{Deployer, Numbering};
+use crate::error::{Error, Result};
+use crate::function::ModuleSource;
+
+impl Deployer {
+    /// `name`'s table entry, portable to another host: every version
+    /// (module hash and configuration) and every alias, as JSON — the
+    /// same form the data dir's `registry.json` holds per function. A
+    /// cluster shares registries this way ([`apply_function`](Host::apply_function)
+    /// on the other side).
+    pub(crate) fn export_function(&self, name: &str) -> Result<serde_json::Value> {
+        self.saved(name)
+            .map(|f| persist::function_json(&f))
+            .ok_or_else(|| Error::NotFound { name: name.into() })
+    }
+
+    /// Makes `name` here match `table` (what [`export_function`](Host::export_function)
+    /// gave on another host; `None`: the function is gone): publishes the
+    /// versions this host lacks under their numbers, moves and removes
+    /// aliases, removes versions the table no longer has. `module` supplies
+    /// a module's bytes by hash (they are checked against it). When this
+    /// host's history of `name` cannot be brought in line step by step (a
+    /// version with the same number but other code or settings, or newer
+    /// versions here), the function is unregistered and rebuilt from the
+    /// table. Returns whether anything changed.
+    pub(crate) fn apply_function(
+        &self,
+        name: &str,
+        table: Option<&serde_json::Value>,
+        module: &mut dyn FnMut(&str) -> std::result::Result<Bytes, String>,
+    ) -> Result<bool> {
+        let have = self.saved(name);
+        let Some(table) = table else {
+            if have.is_some() {
+                self.unregister(name)?;
+            }
+            return Ok(have.is_some());
+        };
+        let want = persist::function_from_json(name, table, &|h| PathBuf::from(h))
+            .map_err(|why| Error::config("table", format!("function `{name}`: {why}")))?;
+        let mut have: BTreeMap<u32, SavedVersion> = have
+            .map(|f| f.versions.into_iter().map(|v| (v.version, v)).collect())
+            .unwrap_or_default();
+        let mut changed = false;
+        let have_max = have.keys().next_back().copied().unwrap_or(0);
+        let want_max = want.versions.last().map_or(0, |v| v.version);
+        let diverged = have_max > want_max
+            || want.versions.iter().any(|w| match have.get(&w.version) {
+                Some(h) => {
+                    h.module_hash != w.module_hash || !persist::same_settings(&h.config, &w.config)
+                }
+                None => w.version < have_max,
+            });
+        if diverged {
+            self.unregister(name)?;
+            have.clear();
+            changed = true;
+        }
+        for w in &want.versions {
+            if have.contains_key(&w.version) {
+                continue;
+            }
+            let bytes = module(&w.module_hash).map_err(|reason| Error::Store {
+                reason: format!(
+                    "module {} of `{name}:{}`: {reason}",
+                    w.module_hash, w.version
+                ),
+            })?;
+            if blake3::hash(&bytes).to_hex().as_str() != w.module_hash {
+                return Err(Error::Store {
+                    reason: format!(
+                        "module of `{name}:{}` does not match its hash {}",
+                        w.version, w.module_hash
+                    ),
+                });
+            }
+            let mut cfg = w.config.clone();
+            cfg.source = ModuleSource::Bytes(bytes);
+            self.publish(cfg, Numbering::Exactly(w.version))?;
+            changed = true;
+        }
+        let aliases = self
+            .core
+            .registry
+            .get(name)
+            .map(|e| e.aliases.clone())
+            .unwrap_or_default();
+        for (alias, target) in &want.aliases {
+            if aliases.get(alias) != Some(target) {
+                self.set_alias(name, alias, *target)?;
+                changed = true;
+            }
+        }
+        for alias in aliases.keys().filter(|a| !want.aliases.contains_key(*a)) {
+            self.remove_alias(name, alias)?;
+            changed = true;
+        }
+        for v in have
+            .keys()
+            .filter(|v| !want.versions.iter().any(|w| w.version == **v))
+        {
+            self.remove_version(name, *v)?;
+            changed = true;
+        }
+        if changed {
+            self.persist()?;
+        }
+        Ok(changed)
+    }
+}

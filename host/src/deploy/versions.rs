@@ -1,0 +1,156 @@
+//! Changing the table: removing functions and versions, moving aliases,
+//! and keeping it on disk (saved after every change, restored at build).
+
+use super::persist::{SavedFunction, SavedVersion};
+use super::{Deployer, Numbering};
+use crate::error::{Error, Result};
+use crate::function::registry::{Alias, check_alias};
+
+impl Deployer {
+    /// Re-registers what the data dir holds (through the artifact cache).
+    pub(crate) fn restore(&self) -> Result<()> {
+        let core = &self.core;
+        let Some(data) = &self.data else {
+            return Ok(());
+        };
+        for f in data.load()? {
+            for v in f.versions {
+                self.publish(v.config, Numbering::Exactly(v.version))?;
+            }
+            for (alias, target) in f.aliases {
+                core.registry.update(&f.name, |e| {
+                    let e = e.ok_or_else(|| Error::NotFound {
+                        name: f.name.clone(),
+                    })?;
+                    check_alias(&f.name, e, &alias, &target)?;
+                    let mut next = e.clone();
+                    next.aliases.insert(alias.clone(), target);
+                    Ok((Some(next), ()))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a function and all its versions and aliases: new
+    /// invocations get `NotFound`; running ones finish; idle instances and
+    /// reserved concurrency are released.
+    pub(crate) fn unregister(&self, name: &str) -> Result<()> {
+        let core = &self.core;
+        let _registering = self.lock.lock();
+        let entry = core.registry.update(name, |e| match e {
+            Some(e) => Ok((None, e.clone())),
+            None => Err(Error::NotFound { name: name.into() }),
+        })?;
+        for f in entry.versions.values() {
+            f.pool.clear(&core.idle_budget);
+        }
+        let reserved = entry.latest().and_then(|(_, f)| f.reserved);
+        core.reserve(reserved, None)?;
+        drop(_registering);
+        self.persist()
+    }
+
+    /// Removes version `version` of `name`. Refused (naming the alias) while
+    /// an alias points to it, and for the newest version (`$LATEST`).
+    pub(crate) fn remove_version(&self, name: &str, version: u32) -> Result<()> {
+        let core = &self.core;
+        let _registering = self.lock.lock();
+        let removed = core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let f = e
+                .versions
+                .get(&version)
+                .cloned()
+                .ok_or_else(|| Error::NotFound {
+                    name: format!("{name}:{version}"),
+                })?;
+            if let Some((alias, _)) = e.aliases.iter().find(|(_, a)| {
+                a.version == version || a.additional.is_some_and(|(v, _)| v == version)
+            }) {
+                return Err(Error::InUse {
+                    what: format!("{name}:{version}"),
+                    by: format!("alias `{name}:{alias}`"),
+                });
+            }
+            if e.latest().is_some_and(|(v, _)| *v == version) {
+                return Err(Error::InUse {
+                    what: format!("{name}:{version}"),
+                    by: "$LATEST (publish a newer version or unregister the function)".into(),
+                });
+            }
+            let mut next = e.clone();
+            next.versions.remove(&version);
+            Ok((Some(next), f))
+        })?;
+        removed.pool.clear(&core.idle_budget);
+        drop(_registering);
+        self.persist()
+    }
+
+    /// Creates or moves alias `alias` of `name` atomically: invocations
+    /// already running finish on the version they started on; new ones use
+    /// the new target. Idle instances of versions nothing points to any
+    /// more are released.
+    pub(crate) fn set_alias(&self, name: &str, alias: &str, target: Alias) -> Result<()> {
+        let core = &self.core;
+        core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            check_alias(name, e, alias, &target)?;
+            let mut next = e.clone();
+            next.aliases.insert(alias.to_string(), target);
+            Ok((Some(next), ()))
+        })?;
+        core.drain_inactive(name);
+        self.persist()
+    }
+
+    /// Removes alias `alias` of `name`.
+    pub(crate) fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let core = &self.core;
+        core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let mut next = e.clone();
+            next.aliases.remove(alias).ok_or_else(|| Error::NotFound {
+                name: format!("{name}:{alias}"),
+            })?;
+            Ok((Some(next), ()))
+        })?;
+        core.drain_inactive(name);
+        self.persist()
+    }
+
+    /// `name`'s versions and aliases as persisted.
+    pub(super) fn saved(&self, name: &str) -> Option<SavedFunction> {
+        let e = self.core.registry.get(name)?;
+        Some(SavedFunction {
+            versions: e
+                .versions
+                .iter()
+                .map(|(v, f)| SavedVersion {
+                    version: *v,
+                    module_hash: f.module_hash.clone(),
+                    config: f.config.clone(),
+                })
+                .collect(),
+            aliases: e.aliases.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Writes the registry table to the data dir (no-op without one).
+    pub(super) fn persist(&self) -> Result<()> {
+        let core = &self.core;
+        let Some(data) = &self.data else {
+            return Ok(());
+        };
+        let _registering = self.lock.lock();
+        let saved: Vec<SavedFunction> = core
+            .registry
+            .names()
+            .into_iter()
+            .filter_map(|name| self.saved(&name))
+            .collect();
+        data.save(&saved)
+    }
+}

@@ -1,0 +1,161 @@
+//! The data a guest's store carries: quotas and what the guest used
+//! ([`Limiter`]), the invocation's context ([`Call`]), the WASI state, and
+//! the two accessors host functions use to reach guest memory.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{Caller, Memory, ResourceLimiter};
+
+use super::spec::Spec;
+use super::wasi::{View, Wasi, WasiView, memory_of};
+use crate::error::Error;
+use crate::logs::LogBuffer;
+use crate::report::RequestId;
+
+/// Most table elements an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Memory and table quotas, and what the guest actually used.
+pub(crate) struct Limiter {
+    pub memory_limit: usize,
+    /// Peak linear memory in bytes.
+    pub peak: usize,
+    /// A grow was refused because of the limit.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Per-invocation context: what the guest can ask about, and what it set.
+pub(crate) struct Call {
+    pub request_id: RequestId,
+    pub started: Instant,
+    pub deadline: Instant,
+    pub output: Option<Vec<u8>>,
+    pub error: Option<(String, String)>,
+    /// An error the host raised while the guest was running (ABI
+    /// violation, output too large, deadline hit during a host call...).
+    pub fault: Option<Error>,
+    pub logs: LogBuffer,
+    /// The version invoked (`None`: `$LATEST`).
+    pub version: Option<Arc<str>>,
+    /// Set when this is an event invocation.
+    pub event: Option<EventCtx>,
+    /// Host calls made, and how many were refused (not granted, over a
+    /// limit).
+    pub host_calls: u32,
+    pub host_calls_denied: u32,
+    /// The last host call's response (or error), for `host_result`.
+    pub host_result: Vec<u8>,
+}
+
+/// What an event invocation tells the guest about its event.
+#[derive(Debug, Clone)]
+pub(crate) struct EventCtx {
+    /// The event's stable id (the same on every attempt).
+    pub id: Arc<str>,
+    /// 1 on the first attempt.
+    pub attempt: u32,
+}
+
+impl Call {
+    pub(crate) fn new(spec: &Spec, request_id: RequestId, started: Instant) -> Call {
+        Call {
+            request_id,
+            started,
+            deadline: started + spec.timeout,
+            output: None,
+            error: None,
+            fault: None,
+            logs: LogBuffer::new(spec.max_log_bytes),
+            version: None,
+            event: None,
+            host_calls: 0,
+            host_calls_denied: 0,
+            host_result: Vec::new(),
+        }
+    }
+}
+
+/// The data a store carries.
+pub(crate) struct State {
+    pub spec: Arc<Spec>,
+    pub limiter: Limiter,
+    pub memory: Option<Memory>,
+    pub call: Call,
+    pub wasi: Wasi,
+}
+
+impl State {
+    /// Records a host-raised error and returns the wasmtime error that
+    /// unwinds the guest.
+    pub(crate) fn fault(&mut self, e: Error) -> wasmtime::Error {
+        let msg = e.to_string();
+        self.call.fault.get_or_insert(e);
+        wasmtime::Error::msg(msg)
+    }
+}
+
+impl WasiView for State {
+    fn wasi_view(&mut self) -> View<'_> {
+        View {
+            wasi: &mut self.wasi,
+            logs: &mut self.call.logs,
+            program: &self.spec.name,
+            env: &self.spec.env,
+            tmp_quota: self.spec.tmp_quota,
+            timeout: self.spec.timeout,
+            started: self.call.started,
+            deadline: self.call.deadline,
+            secret: &self.spec.secret,
+            nonce: self.call.request_id.0,
+        }
+    }
+
+    fn memory(&self) -> Option<Memory> {
+        self.memory
+    }
+
+    fn fault(&mut self, e: Error) -> wasmtime::Error {
+        State::fault(self, e)
+    }
+}
+
+/// The guest's memory and the store state, as disjoint borrows, for a
+/// host function that must not run without them (`what` names it in the
+/// ABI violation otherwise).
+pub(crate) fn memory_and_state<'a>(
+    caller: &'a mut Caller<'_, State>,
+    what: &str,
+) -> wasmtime::Result<(&'a mut [u8], &'a mut State)> {
+    match memory_of(caller) {
+        Some(m) => Ok(m.data_and_store_mut(caller)),
+        None => Err(caller.data_mut().fault(Error::abi(format!(
+            "{what} called before the guest's memory exists"
+        )))),
+    }
+}

@@ -1,0 +1,158 @@
+//! The [`Host`]: a thin facade. Each method delegates to the layer that
+//! owns its concern: [`invoke`](Host::invoke) and friends to the runtime,
+//! registration and the table to deployment (`register.rs`), counters to
+//! the function layer (`observe.rs`), events to `events/`.
+
+mod builder;
+mod observe;
+mod register;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use builder::HostBuilder;
+
+use crate::deploy::Deployer;
+use crate::engine::Ticker;
+use crate::error::Result;
+use crate::events::Events;
+use crate::guest::EventCtx;
+use crate::invocation::Invocation;
+use crate::runtime::{Batch, Core, InvokeFuture, Job, Reply, ShutdownReport, Threads};
+
+/// Runs registered functions, each invocation in its own sandbox.
+///
+/// Cloning a `Host` is cheap and shares everything.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+// Field order is drop order: the ticker stops first, then the workers
+// and maintenance thread (graceful shutdown), then the shared core.
+struct Inner {
+    _ticker: Ticker,
+    events: Events,
+    _threads: Threads,
+    deploy: Deployer,
+    core: Arc<Core>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Sources and the dispatcher stop before the workers do; the
+        // dispatcher records what finished.
+        self.events.begin_stop();
+        self.core.shutdown(Duration::from_secs(30));
+        self.events.finish_stop();
+    }
+}
+
+/// Registry counters (see [`Host::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostStats {
+    /// Modules compiled by this host (0 when every register hit the cache).
+    pub compiles: u64,
+    /// Registers served from the artifact cache.
+    pub cache_hits: u64,
+    /// Cache entries found corrupt or stale, removed and recompiled.
+    pub cache_rejected: u64,
+    /// Snapshots made at register time (the guest's init ran).
+    pub snapshots_created: u64,
+    /// Snapshots loaded from the cache (init did not run).
+    pub snapshots_reused: u64,
+}
+
+impl Host {
+    /// A builder with default settings.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// Invokes `name` with `payload` on the calling thread, after the same
+    /// admission control as every path (concurrency limits, payload cap).
+    ///
+    /// `Err` means no guest code ran (unknown function, payload too large,
+    /// throttled, shutting down); otherwise the [`Invocation`] carries the
+    /// outcome, logs and report.
+    pub fn invoke(&self, name: &str, payload: &[u8]) -> Result<Invocation> {
+        let (f, version) = self.inner.core.registry.resolve(name)?;
+        let permit = self.inner.core.admit(&f, payload.len())?;
+        Ok(self.inner.core.execute(&f, version, payload, permit, None))
+    }
+
+    /// Invokes `name` on the host's worker pool through the lock-free
+    /// queue. The future works on any executor; admission happens when it
+    /// is first polled, and waiting for a slot (up to the function's
+    /// `max_wait`) never blocks the executor.
+    pub fn invoke_async(&self, name: &str, payload: impl Into<Bytes>) -> InvokeFuture {
+        self.inner.core.future(name, payload.into(), None)
+    }
+
+    /// [`invoke_async`](Host::invoke_async) for an event that a queue
+    /// outside this host delivers (a cluster's shared event stream): the
+    /// guest sees `event_id` and `attempt` (1 on the first) in its context,
+    /// as it does for the host's own event invocations. Retries, ages and
+    /// dead letters are the caller's.
+    pub fn invoke_event_async(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        event_id: &str,
+        attempt: u32,
+    ) -> InvokeFuture {
+        let ctx = EventCtx {
+            id: Arc::from(event_id),
+            attempt,
+        };
+        self.inner.core.future(name, payload.into(), Some(ctx))
+    }
+
+    /// Invokes `name` once per payload on the worker pool and blocks until
+    /// all are done: the queue path with many invocations in flight and a
+    /// single wake-up of the caller. Each payload passes admission on its
+    /// own; one that is refused (throttled, too large, shutting down) gets
+    /// its error in its slot. Results are in payload order.
+    pub fn invoke_batch(
+        &self,
+        name: &str,
+        payloads: Vec<Bytes>,
+    ) -> Result<Vec<Result<Invocation>>> {
+        let core = &self.inner.core;
+        let (f, version) = core.registry.resolve(name)?;
+        let batch = Batch::new(payloads.len());
+        for (i, payload) in payloads.into_iter().enumerate() {
+            match core.admit(&f, payload.len()) {
+                Ok(permit) => core.enqueue(Job {
+                    function: f.clone(),
+                    version,
+                    payload,
+                    permit,
+                    event: None,
+                    reply: Reply::Batch(batch.clone(), i),
+                }),
+                Err(e) => batch.fill(i, Err(e)),
+            }
+        }
+        Ok(batch.wait())
+    }
+
+    /// Graceful shutdown: stop admitting (new invocations get
+    /// [`Error::ShuttingDown`]), answer every queued invocation with
+    /// `ShuttingDown`, and wait up to `grace` for running ones to finish.
+    /// Dropping the last `Host` handle does the same with 30 s of grace.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.events.begin_stop();
+        let report = self.inner.core.shutdown(grace);
+        self.inner.events.finish_stop();
+        report
+    }
+
+    /// The event system: event invocations, retries, dead letters,
+    /// queues, topics, schedules and file triggers (see [`events`](crate::events)).
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+}

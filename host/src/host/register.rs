@@ -1,0 +1,167 @@
+//! Registration and the table, delegated to deployment.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{Host, HostStats};
+use crate::error::{Error, Result};
+use crate::function::registry::{Alias, Entry};
+use crate::function::{FunctionConfig, FunctionInfo};
+
+impl Host {
+    /// Registers a function: reads and size-checks the module, loads it from
+    /// the artifact cache or compiles it, checks it against ABI v1, links
+    /// it, reserves its concurrency and prepares its provisioned instances.
+    /// Nothing is registered if any step fails.
+    ///
+    /// Registering a name that exists publishes its next version: versions
+    /// are immutable and numbered from 1; `$LATEST` is the newest. With a
+    /// data dir the table and the module bytes are persisted.
+    pub fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        self.inner.deploy.register(cfg)
+    }
+
+    /// Removes a function and all its versions and aliases: new
+    /// invocations get `NotFound`; running ones finish; idle instances and
+    /// reserved concurrency are released.
+    pub fn unregister(&self, name: &str) -> Result<()> {
+        self.inner.deploy.unregister(name)
+    }
+
+    /// Removes version `version` of `name`. Refused (naming the alias) while
+    /// an alias points to it, and for the newest version (`$LATEST`).
+    pub fn remove_version(&self, name: &str, version: u32) -> Result<()> {
+        self.inner.deploy.remove_version(name, version)
+    }
+
+    /// Creates or moves alias `alias` of `name` atomically: invocations
+    /// already running finish on the version they started on; new ones use
+    /// the new target. Idle instances of versions nothing points to any
+    /// more are released.
+    pub fn set_alias(&self, name: &str, alias: &str, target: Alias) -> Result<()> {
+        self.inner.deploy.set_alias(name, alias, target)
+    }
+
+    /// Removes alias `alias` of `name`.
+    pub fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
+        self.inner.deploy.remove_alias(name, alias)
+    }
+
+    /// `name`'s table entry, portable to another host: every version
+    /// (module hash and configuration) and every alias, as JSON — the
+    /// same form the data dir's `registry.json` holds per function. A
+    /// cluster shares registries this way ([`apply_function`](Host::apply_function)
+    /// on the other side).
+    pub fn export_function(&self, name: &str) -> Result<serde_json::Value> {
+        self.inner.deploy.export_function(name)
+    }
+
+    /// Makes `name` here match `table` (what [`export_function`](Host::export_function)
+    /// gave on another host; `None`: the function is gone): publishes the
+    /// versions this host lacks under their numbers, moves and removes
+    /// aliases, removes versions the table no longer has. `module` supplies
+    /// a module's bytes by hash (they are checked against it). When this
+    /// host's history of `name` cannot be brought in line step by step (a
+    /// version with the same number but other code or settings, or newer
+    /// versions here), the function is unregistered and rebuilt from the
+    /// table. Returns whether anything changed.
+    pub fn apply_function(
+        &self,
+        name: &str,
+        table: Option<&serde_json::Value>,
+        module: &mut dyn FnMut(&str) -> std::result::Result<Bytes, String>,
+    ) -> Result<bool> {
+        self.inner.deploy.apply_function(name, table, module)
+    }
+
+    /// The compiled form of the module whose hash is `module_hash`, as this
+    /// host's artifact cache holds it: `(key, bytes)`, where `key` names
+    /// the module hash and the engine fingerprint (only hosts of the same
+    /// build and settings can load it). `None` without a cache or an entry.
+    pub fn artifact(&self, module_hash: &str) -> Option<(String, Vec<u8>)> {
+        let cache = self.inner.deploy.cache.as_ref()?;
+        Some((cache.stem(module_hash), cache.read(module_hash)?))
+    }
+
+    /// The key [`artifact`](Host::artifact) would give `module_hash` here
+    /// (`None` without an artifact cache).
+    pub fn artifact_key(&self, module_hash: &str) -> Option<String> {
+        Some(self.inner.deploy.cache.as_ref()?.stem(module_hash))
+    }
+
+    /// Puts a compiled artifact another host of the same build made into
+    /// this host's cache, so registering the module does not compile it.
+    /// The bytes are native code: install only what comes from a host you
+    /// trust (a cluster authenticates them first). Wasmtime still refuses
+    /// artifacts of another version or configuration at load, and such an
+    /// entry is then compiled again.
+    pub fn install_artifact(&self, module_hash: &str, bytes: &[u8]) -> Result<()> {
+        let Some(cache) = &self.inner.deploy.cache else {
+            return Ok(());
+        };
+        cache
+            .install(module_hash, bytes)
+            .map_err(|e| Error::io(cache.dir(), e))
+    }
+
+    /// Removes every artifact-cache entry (no-op without a cache).
+    pub fn clear_artifact_cache(&self) -> Result<()> {
+        match &self.inner.deploy.cache {
+            Some(c) => c.clear().map_err(|e| Error::io(c.dir(), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Published versions of `name`, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
+        let e = self.entry(name)?;
+        Ok(e.versions.keys().copied().collect())
+    }
+
+    /// Aliases of `name`.
+    pub fn aliases(&self, name: &str) -> Result<BTreeMap<String, Alias>> {
+        Ok(self.entry(name)?.aliases.clone())
+    }
+
+    pub(super) fn entry(&self, name: &str) -> Result<Arc<Entry>> {
+        self.inner
+            .core
+            .registry
+            .get(name)
+            .ok_or_else(|| Error::NotFound { name: name.into() })
+    }
+
+    /// What `name` (or `name:version`, `name:alias`) resolves to now.
+    pub fn function_info(&self, name: &str) -> Result<FunctionInfo> {
+        self.inner
+            .core
+            .registry
+            .resolve(name)
+            .map(|(f, _)| f.info())
+    }
+
+    /// Every registered function ($LATEST of each), sorted by name.
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        let core = &self.inner.core;
+        core.registry
+            .names()
+            .iter()
+            .filter_map(|n| core.registry.resolve(n).ok().map(|(f, _)| f.info()))
+            .collect()
+    }
+
+    /// Registry counters.
+    pub fn stats(&self) -> HostStats {
+        let c = &self.inner.deploy.counters;
+        HostStats {
+            compiles: c.compiles.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_rejected: c.cache_rejected.load(Ordering::Relaxed),
+            snapshots_created: c.snapshots_created.load(Ordering::Relaxed),
+            snapshots_reused: c.snapshots_reused.load(Ordering::Relaxed),
+        }
+    }
+}
