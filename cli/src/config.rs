@@ -160,7 +160,7 @@ impl Config {
                 bail!("key `function[{i}].name`: {:?} appears twice", f.name);
             }
             for r in &f.routes {
-                crate::gateway::Route::parse(r, &f.name)
+                crate::http::Route::parse(r, &f.name)
                     .with_context(|| format!("key `function[{i}].routes`"))?;
             }
         }

@@ -5,6 +5,5 @@
 
 pub mod cluster;
 pub mod config;
-pub mod control;
-pub mod gateway;
+pub mod http;
 pub mod scaffold;

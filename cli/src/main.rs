@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use fnhost::{FunctionConfig, Host};
 use fnhost_cli::cluster::{Cluster, ClusterOptions};
 use fnhost_cli::config::{Config, parse_duration, parse_size};
-use fnhost_cli::gateway::{self, Gateway, Route};
+use fnhost_cli::http::{self, Gateway, Route};
 use fnhost_cli::scaffold;
 
 #[derive(Parser)]
@@ -316,7 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     cluster,
                     admin_token,
                 };
-                gateway::serve(listener, gw, shutdown_signal(), grace).await
+                http::serve(listener, gw, shutdown_signal(), grace).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

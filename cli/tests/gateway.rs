@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use fnhost::{FunctionConfig, Host};
-use fnhost_cli::gateway::{Gateway, Route, serve};
+use fnhost_cli::http::{Gateway, Route, serve};
 use fnhost_test_guests as guests;
 use serde_json::{Value, json};
 

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use fnhost_abi::host_call;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -60,15 +61,15 @@ pub fn call_raw(name: &str, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
     let (status, result) = ffi::host_call(name, request);
     let text = || String::from_utf8_lossy(&result).into_owned();
     match status {
-        0 => Ok(result),
-        1 => {
+        host_call::OK => Ok(result),
+        host_call::ERROR => {
             let v: serde_json::Value = serde_json::from_slice(&result).unwrap_or_default();
             Err(HostCallError::Failed {
                 kind: v["kind"].as_str().unwrap_or("Error").to_string(),
                 message: v["message"].as_str().unwrap_or_default().to_string(),
             })
         }
-        3 => Err(HostCallError::Limit(text())),
+        host_call::LIMIT => Err(HostCallError::Limit(text())),
         _ => Err(HostCallError::Denied(text())),
     }
 }
@@ -88,7 +89,8 @@ mod ffi {
     pub(super) fn host_call(name: &str, req: &[u8]) -> (i64, Vec<u8>) {
         // SAFETY: the host reads `name_len`/`req_len` bytes during the call.
         let r = unsafe { raw_host_call(name.as_ptr(), name.len(), req.as_ptr(), req.len()) };
-        let (status, len) = (r >> 32, (r & 0xFFFF_FFFF) as usize);
+        let (status, len) = fnhost_abi::host_call::unpack(r);
+        let len = len as usize;
         let mut buf = vec![0u8; len];
         if len > 0 {
             // SAFETY: the host writes at most `len` bytes into `buf`.
@@ -101,7 +103,7 @@ mod ffi {
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn host_call(name: &str, _req: &[u8]) -> (i64, Vec<u8>) {
         (
-            2,
+            fnhost_abi::host_call::DENIED,
             format!("no host to call `{name}` outside wasm").into_bytes(),
         )
     }

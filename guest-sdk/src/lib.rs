@@ -57,6 +57,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use fnhost_abi::{context_str, context_u64};
+
 pub use fnhost_guest_macros::{handler, init, restore};
 
 pub mod host;
@@ -104,44 +106,44 @@ impl Context {
 
     /// The invocation's request id (a UUID string).
     pub fn request_id(&self) -> String {
-        ffi::context_string(0)
+        ffi::context_string(context_str::REQUEST_ID)
     }
 
     /// The function's name as registered.
     pub fn function_name(&self) -> String {
-        ffi::context_string(1)
+        ffi::context_string(context_str::FUNCTION_NAME)
     }
 
     /// The version invoked: a number such as `"3"`, or `$LATEST`.
     pub fn function_version(&self) -> String {
-        ffi::context_string(2)
+        ffi::context_string(context_str::FUNCTION_VERSION)
     }
 
     /// For an event invocation, the event's id: stable across retries and
     /// redeliveries, so a handler can make its effects idempotent (event
     /// delivery is at-least-once). `None` for a synchronous invocation.
     pub fn event_id(&self) -> Option<String> {
-        ffi::context_opt_string(3)
+        ffi::context_opt_string(context_str::EVENT_ID)
     }
 
     /// For an event invocation, which delivery attempt this is (from 1).
     pub fn event_attempt(&self) -> Option<u32> {
-        ffi::context_opt_i64(3).map(|n| n as u32)
+        ffi::context_opt_i64(context_u64::EVENT_ATTEMPT).map(|n| n as u32)
     }
 
     /// The function's linear-memory limit in bytes.
     pub fn memory_limit(&self) -> u64 {
-        ffi::context_u64(0)
+        ffi::context_u64(context_u64::MEMORY_LIMIT)
     }
 
     /// Time left before the deadline.
     pub fn remaining_time(&self) -> Duration {
-        Duration::from_nanos(ffi::context_u64(1))
+        Duration::from_nanos(ffi::context_u64(context_u64::REMAINING_NS))
     }
 
     /// The function's configured timeout.
     pub fn timeout(&self) -> Duration {
-        Duration::from_nanos(ffi::context_u64(2))
+        Duration::from_nanos(ffi::context_u64(context_u64::TIMEOUT_NS))
     }
 }
 
@@ -170,6 +172,8 @@ fn message_of<E: fmt::Display + 'static>(e: &E) -> String {
 }
 
 mod ffi {
+    // The attribute needs literals: these are fnhost_abi::IMPORT_MODULE and
+    // fnhost_abi::imports::* (a test below checks they agree).
     #[cfg(target_arch = "wasm32")]
     #[link(wasm_import_module = "fnhost_v1")]
     unsafe extern "C" {
@@ -238,10 +242,11 @@ mod ffi {
     pub(crate) fn error(_kind: &str, _message: &str) {}
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn context_string(key: i32) -> String {
+        use fnhost_abi::context_str::*;
         match key {
-            0 => "00000000-0000-0000-0000-000000000000".into(),
-            1 => "native".into(),
-            2 => "$LATEST".into(),
+            REQUEST_ID => "00000000-0000-0000-0000-000000000000".into(),
+            FUNCTION_NAME => "native".into(),
+            FUNCTION_VERSION => "$LATEST".into(),
             _ => String::new(),
         }
     }
@@ -255,9 +260,10 @@ mod ffi {
     }
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn context_u64(key: i32) -> u64 {
+        use fnhost_abi::context_u64::*;
         match key {
-            0 => 4 << 30,
-            1 | 2 => u64::MAX,
+            MEMORY_LIMIT => 4 << 30,
+            REMAINING_NS | TIMEOUT_NS => u64::MAX,
             _ => 0,
         }
     }
@@ -268,8 +274,7 @@ mod ffi {
 pub mod __private {
     use super::*;
 
-    const STATUS_OK: i32 = 0;
-    const STATUS_ERROR: i32 = 1;
+    use fnhost_abi::{STATUS_ERROR, STATUS_OK};
 
     /// `fnhost_alloc`: a buffer of `len` bytes the host fills with the
     /// payload; ownership passes to `fnhost_handle`.
@@ -396,6 +401,47 @@ pub mod __private {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_literals_are_the_abi_crates_names() {
+        // `#[link]` attributes need literals; every one of them must be a
+        // name fnhost-abi defines (so the host's checks and the SDK agree).
+        let known = [
+            fnhost_abi::imports::OUTPUT,
+            fnhost_abi::imports::ERROR,
+            fnhost_abi::imports::CONTEXT_STR,
+            fnhost_abi::imports::CONTEXT_U64,
+            fnhost_abi::imports::HOST_CALL,
+            fnhost_abi::imports::HOST_RESULT,
+        ];
+        let mut seen = Vec::new();
+        for src in [include_str!("lib.rs"), include_str!("host.rs")] {
+            for (attr, want) in [
+                ("wasm_import_module = \"", None),
+                ("link_name = \"", Some(&known)),
+            ] {
+                for part in src.split(attr).skip(1) {
+                    let lit = &part[..part.find('"').unwrap()];
+                    match want {
+                        None => assert_eq!(lit, fnhost_abi::IMPORT_MODULE),
+                        Some(k) => assert!(k.contains(&lit), "{lit} is not an fnhost_abi import"),
+                    }
+                    seen.push(lit.to_string());
+                }
+            }
+        }
+        // Both extern blocks and all six imports were found.
+        assert_eq!(
+            seen.iter()
+                .filter(|l| *l == fnhost_abi::IMPORT_MODULE)
+                .count(),
+            2,
+            "{seen:?}"
+        );
+        for k in known {
+            assert!(seen.iter().any(|l| l == k), "{k} never imported");
+        }
+    }
 
     #[test]
     fn error_kinds() {

@@ -23,7 +23,7 @@ use fnhost::{Error, Invocation, wire};
 use futures::StreamExt as _;
 
 use super::{Cluster, INVOKE_GROUP};
-use crate::cluster::events::{TARGET, function_of};
+use crate::cluster::stream::{TARGET, function_of};
 
 /// Header: the node that asked.
 pub const ORIGIN: &str = "Fnhost-Origin";

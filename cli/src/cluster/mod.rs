@@ -21,8 +21,9 @@
 mod events;
 mod forward;
 mod registry;
+mod stream;
 
-pub(crate) use events::function_of;
+pub(crate) use stream::function_of;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -183,7 +184,7 @@ impl Cluster {
         let artifacts = open_objects(&js, ARTIFACTS_BUCKET)
             .await
             .context("opening the artifact store")?;
-        events::open_streams(&js)
+        stream::open_streams(&js)
             .await
             .context("opening the event streams (is JetStream enabled on the server?)")?;
         let (stop, _) = watch::channel(false);

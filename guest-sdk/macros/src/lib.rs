@@ -38,7 +38,7 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
-    match expand_hook(attr.into(), &func, "init", "fnhost_init") {
+    match expand_hook(attr.into(), &func, "init", fnhost_abi::exports::INIT) {
         Ok(ts) => ts.into(),
         Err(e) => {
             let err = e.to_compile_error();
@@ -54,7 +54,7 @@ pub fn init(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn restore(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
-    match expand_hook(attr.into(), &func, "restore", "fnhost_restore") {
+    match expand_hook(attr.into(), &func, "restore", fnhost_abi::exports::RESTORE) {
         Ok(ts) => ts.into(),
         Err(e) => {
             let err = e.to_compile_error();
@@ -203,6 +203,9 @@ fn expand_handler(
         }))
     };
     let module = syn::Ident::new(&format!("__fnhost_handler_{name}"), Span::call_site());
+    // The export names come from fnhost-abi, the contract the host checks.
+    let marker = fnhost_abi::exports::version_marker(fnhost_abi::ABI_VERSION);
+    let (alloc, handle) = (fnhost_abi::exports::ALLOC, fnhost_abi::exports::HANDLE);
     Ok(quote! {
         #func
 
@@ -216,15 +219,15 @@ fn expand_handler(
             use super::*;
 
             /// Declares fnhost ABI version 1.
-            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_abi_v1"))]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = #marker))]
             pub extern "C" fn __fnhost_abi_v1() {}
 
-            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_alloc"))]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = #alloc))]
             pub extern "C" fn __fnhost_alloc(len: i32) -> i32 {
                 ::fnhost_guest::__private::alloc(len)
             }
 
-            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = "fnhost_handle"))]
+            #[cfg_attr(target_arch = "wasm32", unsafe(export_name = #handle))]
             pub extern "C" fn __fnhost_handle(ptr: i32, len: i32) -> i32 {
                 #call
             }

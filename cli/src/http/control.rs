@@ -21,9 +21,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use fnhost::{Alias, Error, ErrorKind, FunctionConfig, Host};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, Shared, aws_error, configuration, read_body};
+use super::aws::{aws_error, function_and_qualifier, read_body, refusal};
+use super::state::{Gateway, Shared};
 
 /// Largest control request (a base64 module in JSON: Lambda's 50 MB zip
 /// upload, base64-encoded).
@@ -52,25 +53,6 @@ fn refuse_unauthorized(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
             "missing or wrong admin token (Authorization: Bearer <token>)",
         )
     })
-}
-
-/// A registry change failed: Lambda's error shapes.
-fn change_error(e: &Error) -> Response {
-    let (status, kind) = match e.kind() {
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
-        ErrorKind::AlreadyExists | ErrorKind::InUse => {
-            (StatusCode::CONFLICT, "ResourceConflictException")
-        }
-        ErrorKind::InvalidConfig
-        | ErrorKind::InvalidModule
-        | ErrorKind::UnsupportedImport
-        | ErrorKind::BadExport
-        | ErrorKind::UnsupportedAbiVersion
-        | ErrorKind::ModuleTooLarge => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
-        ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceException"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
-    };
-    aws_error(status, kind, &e.to_string())
 }
 
 fn bad_request(message: &str) -> Response {
@@ -188,7 +170,7 @@ pub(crate) async fn create_function(
             c["Version"] = json!(info.version.to_string());
             (StatusCode::CREATED, axum::Json(c)).into_response()
         }
-        Err(e) => change_error(&e),
+        Err(e) => refusal(&e),
     }
 }
 
@@ -204,7 +186,7 @@ pub(crate) async fn delete_function(
     let n = name.clone();
     match change(&gw, &name, None, move |h| h.unregister(&n)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => change_error(&e),
+        Err(e) => refusal(&e),
     }
 }
 
@@ -326,7 +308,7 @@ async fn set_alias(
             };
             (status, axum::Json(alias_json(&name, &alias, &target))).into_response()
         }
-        Err(e) => change_error(&e),
+        Err(e) => refusal(&e),
     }
 }
 
@@ -342,6 +324,47 @@ pub(crate) async fn delete_alias(
     let (n, a) = (name.clone(), alias.clone());
     match change(&gw, &name, None, move |h| h.remove_alias(&n, &a)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => change_error(&e),
+        Err(e) => refusal(&e),
+    }
+}
+
+pub(crate) fn configuration(info: &fnhost::FunctionInfo) -> Value {
+    json!({
+        "FunctionName": info.name,
+        "FunctionArn": format!("arn:aws:lambda:local:000000000000:function:{}", info.name),
+        "Runtime": "provided.wasm32-wasip1",
+        "Handler": "fnhost_handle",
+        "CodeSha256": info.module_hash,
+        "MemorySize": info.memory_limit >> 20,
+        "Timeout": info.timeout.as_secs_f64().ceil() as u64,
+        "Version": "$LATEST",
+        "PackageType": "Zip",
+        "State": "Active",
+        "Architectures": ["wasm32"],
+        "EphemeralStorage": {"Size": info.tmp_quota >> 20},
+    })
+}
+
+/// `GET /2015-03-31/functions/`.
+pub(super) async fn list_functions(State(gw): State<Shared>) -> Response {
+    let functions: Vec<Value> = gw.host.functions().iter().map(configuration).collect();
+    axum::Json(json!({"Functions": functions})).into_response()
+}
+
+/// `GET /2015-03-31/functions/{name}`.
+pub(super) async fn get_function(State(gw): State<Shared>, Path(raw): Path<String>) -> Response {
+    let (name, _) = function_and_qualifier(&raw);
+    match gw.host.function_info(&name) {
+        Ok(info) => {
+            let mut r = json!({
+                "Configuration": configuration(&info),
+                "Code": {"RepositoryType": "fnhost", "Location": ""},
+            });
+            if let Some(c) = info.reserved_concurrency {
+                r["Concurrency"] = json!({"ReservedConcurrentExecutions": c});
+            }
+            axum::Json(r).into_response()
+        }
+        Err(e) => refusal(&e),
     }
 }

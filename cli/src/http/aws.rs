@@ -1,0 +1,109 @@
+//! AWS's error shapes and request plumbing shared by every Lambda API
+//! handler: one mapping from a host error to status and `x-amzn-ErrorType`,
+//! body limits, and function names as paths carry them (names, qualifiers,
+//! ARNs).
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fnhost::{Error, ErrorKind, FunctionRef};
+use serde_json::json;
+
+/// An AWS-shaped error: `x-amzn-ErrorType` header, `{"Type","Message"}`.
+pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let mut r = (
+        status,
+        axum::Json(json!({"Type": "User", "Message": message, "message": message})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        r.headers_mut().insert("x-amzn-ErrorType", v);
+    }
+    r
+}
+
+/// A non-Lambda JSON error (`{"message": ..}`, as API Gateway answers).
+pub(crate) fn plain_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"message": message}))).into_response()
+}
+
+/// The Lambda API's status and error type for a host error: the one
+/// mapping every handler uses, for invocations that were refused (no guest
+/// ran) and for control-plane changes alike.
+pub fn status_and_type(e: &Error) -> (StatusCode, &'static str) {
+    match e.kind() {
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+        ErrorKind::Throttled => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
+        ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException"),
+        ErrorKind::AlreadyExists | ErrorKind::InUse => {
+            (StatusCode::CONFLICT, "ResourceConflictException")
+        }
+        ErrorKind::InvalidConfig
+        | ErrorKind::InvalidModule
+        | ErrorKind::UnsupportedImport
+        | ErrorKind::BadExport
+        | ErrorKind::UnsupportedAbiVersion
+        | ErrorKind::ModuleTooLarge => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+        ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceException"),
+        // Internal (a host panic) included: 500 ServiceException, which
+        // SDKs retry.
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
+    }
+}
+
+/// A host error as the Lambda API answers it (a throttle with
+/// `Retry-After: 1`).
+pub(crate) fn refusal(e: &Error) -> Response {
+    let (status, error_type) = status_and_type(e);
+    let mut r = aws_error(status, error_type, &e.to_string());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert("Retry-After", HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Splits `name`, `name:qualifier` or a function ARN.
+pub(crate) fn function_and_qualifier(raw: &str) -> (String, Option<String>) {
+    let rest = raw
+        .strip_prefix("arn:")
+        .map_or(raw, |arn| arn.split(":function:").nth(1).unwrap_or(arn));
+    let target = FunctionRef::parse(rest);
+    let qualifier = rest.split_once(':').map(|(_, q)| q.to_string());
+    (target.name.to_string(), qualifier)
+}
+
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            &format!("the request body is over the limit of {max} bytes"),
+        )
+    };
+    // A declared Content-Length over the limit is refused before reading.
+    if http_body::Body::size_hint(&body).lower() > max as u64 {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_qualifiers_and_arns() {
+        assert_eq!(function_and_qualifier("hello"), ("hello".into(), None));
+        assert_eq!(
+            function_and_qualifier("hello:prod"),
+            ("hello".into(), Some("prod".into()))
+        );
+        assert_eq!(
+            function_and_qualifier("arn:aws:lambda:us-east-1:123:function:hello:$LATEST"),
+            ("hello".into(), Some("$LATEST".into()))
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! `Invoke`: the Lambda API's invocation call (`RequestResponse`, `Event`,
+//! `DryRun`) and the Lambda-shaped response.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use fnhost::{Error, ErrorKind, Invocation};
+use serde_json::json;
+
+use super::LOG_TAIL;
+use super::aws::{aws_error, function_and_qualifier, read_body, refusal};
+use super::state::Shared;
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub(super) async fn invoke(
+    State(gw): State<Shared>,
+    Path(raw_name): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (name, path_qualifier) = function_and_qualifier(&raw_name);
+    let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
+    // `name`, `name:version` or `name:alias`, resolved by the host.
+    let target = match &qualifier {
+        Some(q) => format!("{name}:{q}"),
+        None => name.clone(),
+    };
+    let header = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let invocation_type = header("x-amz-invocation-type")
+        .unwrap_or("RequestResponse")
+        .to_string();
+    let tail = match header("x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("X-Amz-Log-Type must be None or Tail, not {other:?}"),
+            );
+        }
+    };
+    let payload = match read_body(body, gw.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if !payload.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: the payload must be JSON",
+        );
+    }
+    match invocation_type.as_str() {
+        "RequestResponse" => {}
+        "DryRun" => {
+            return match gw.host.function_info(&target) {
+                Ok(_) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => refusal(&e),
+            };
+        }
+        "Event" => {
+            // Committed to the event store (the host's, or the cluster's
+            // stream) before the 202: retried and dead-lettered there.
+            let events = gw.event_backend();
+            let sent = tokio::task::spawn_blocking(move || events.send_event(&target, payload));
+            return match sent.await {
+                Ok(Ok(id)) => {
+                    let mut r = StatusCode::ACCEPTED.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        r.headers_mut().insert("x-amzn-RequestId", v);
+                    }
+                    r
+                }
+                Ok(Err(e)) => refusal(&e),
+                Err(e) => aws_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    &format!("event invocation failed: {e}"),
+                ),
+            };
+        }
+        other => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!(
+                    "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun, not {other:?}"
+                ),
+            );
+        }
+    }
+    let inv = match gw.run(&target, payload).await {
+        Ok(inv) => inv,
+        Err(e) => return refusal(&e),
+    };
+    lambda_response(inv, tail)
+}
+
+fn lambda_response(inv: Invocation, tail: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_str(&inv.report.version).unwrap_or(HeaderValue::from_static("$LATEST")),
+    );
+    headers.insert(
+        "x-amzn-requestid",
+        HeaderValue::from_str(&inv.report.request_id.to_string())
+            .unwrap_or(HeaderValue::from_static("-")),
+    );
+    if tail {
+        let mut text = inv.logs.to_display_string();
+        text.push_str(&format!(
+            "{}\n{}\n",
+            inv.report.end_line(),
+            inv.report.report_line()
+        ));
+        let start = text.len().saturating_sub(LOG_TAIL);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
+        if let Ok(v) = HeaderValue::from_str(&b64) {
+            headers.insert("x-amz-log-result", v);
+        }
+    }
+    match inv.outcome {
+        Ok(out) => {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            (StatusCode::OK, headers, out).into_response()
+        }
+        // A host bug is the service's failure, not the function's (Lambda's
+        // ServiceException), so SDKs retry it.
+        Err(e @ Error::Internal { .. }) => {
+            let mut r = aws_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &e.to_string(),
+            );
+            r.headers_mut().extend(headers);
+            r
+        }
+        Err(e) => {
+            headers.insert(
+                "x-amz-function-error",
+                HeaderValue::from_static("Unhandled"),
+            );
+            let body = json!({"errorMessage": error_message(&e), "errorType": error_type(&e)});
+            (StatusCode::OK, headers, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// Lambda's `errorType` for a function error.
+fn error_type(e: &Error) -> String {
+    match e {
+        Error::Guest { kind, .. } => kind.clone(),
+        other => match other.kind() {
+            ErrorKind::Timeout => "Sandbox.Timedout".into(),
+            ErrorKind::OutOfMemory => "Runtime.OutOfMemory".into(),
+            ErrorKind::OutputTooLarge => "Function.ResponseSizeTooLarge".into(),
+            ErrorKind::AbiViolation => "Runtime.AbiViolation".into(),
+            ErrorKind::Trap => "Runtime.Trap".into(),
+            k => format!("Runtime.{}", k.as_str()),
+        },
+    }
+}
+
+fn error_message(e: &Error) -> String {
+    match e {
+        Error::Guest { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

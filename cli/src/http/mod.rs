@@ -1,0 +1,144 @@
+//! The HTTP API of `fnhost serve`: the AWS Lambda Invoke API (so AWS SDKs
+//! and the AWS CLI work with `--endpoint-url`), the control API, API
+//! Gateway HTTP API-style routes (payload format 2.0), `/metrics` and
+//! `/healthz`.
+//!
+//! With a cluster ([`crate::cluster`]), `Event` invocations go on the
+//! shared stream, a sync invocation this node cannot serve is forwarded to
+//! another node, and the control API (create/delete functions, aliases;
+//! see [`control`]) changes the registry of every node.
+//!
+//! Every error is JSON. Lambda API errors carry AWS's shapes: the
+//! `x-amzn-ErrorType` header and a `{"Type","Message"}` body ([`aws`]).
+//!
+//! Inside, `state` (the [`Gateway`]) and `aws` (error shapes, bodies,
+//! names) are used by the handlers (`invoke`, `control`, `routes`,
+//! `ops`), and this module only wires them into the router.
+
+pub mod aws;
+pub mod control;
+mod invoke;
+mod ops;
+mod routes;
+mod state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+pub use routes::{Route, guest_may_set};
+pub use state::Gateway;
+
+use aws::plain_error;
+use state::Shared;
+
+/// Most header bytes accepted per request (names + values).
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Bytes of log tail returned by `X-Amz-Log-Type: Tail` (Lambda's 4 KB).
+pub const LOG_TAIL: usize = 4096;
+
+/// The router: Lambda API, health, metrics, then trigger routes.
+pub fn router(gw: Gateway) -> Router {
+    let gw: Shared = Arc::new(gw);
+    Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(invoke::invoke),
+        )
+        .route(
+            "/2015-03-31/functions",
+            axum::routing::get(control::list_functions).post(control::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            axum::routing::get(control::list_functions).post(control::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            axum::routing::get(control::get_function).delete(control::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            axum::routing::post(control::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            axum::routing::put(control::update_alias).delete(control::delete_alias),
+        )
+        .route("/healthz", axum::routing::get(ops::healthz))
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(routes::trigger)
+        .layer(axum::middleware::from_fn(guard_and_log))
+        .with_state(gw)
+}
+
+/// Header-size limit and one structured log line per request.
+async fn guard_and_log(req: Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let resp = if header_bytes > MAX_HEADER_BYTES {
+        plain_error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} allowed"
+            ),
+        )
+    } else {
+        next.run(req).await
+    };
+    tracing::info!(
+        target: "fnhost::http",
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains the
+/// host (running invocations finish within `grace`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<()> {
+    let host = gateway.host.clone();
+    let cluster = gateway.cluster.clone();
+    let stopping = cluster.clone();
+    let app = router(gateway);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Stop taking events and forwarded calls as soon as draining
+        // starts; what runs finishes below.
+        if let Some(c) = stopping {
+            c.begin_shutdown();
+        }
+    })
+    .await?;
+    let report = tokio::task::spawn_blocking(move || host.shutdown(grace)).await?;
+    // Running invocations are done (or cut off): acknowledge their events
+    // and flush the answers of forwarded calls.
+    if let Some(c) = cluster {
+        c.finish_shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    tracing::info!(target: "fnhost::http", rejected_queued = report.rejected_queued, still_running = report.still_running, "shut down");
+    Ok(())
+}
