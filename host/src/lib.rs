@@ -80,7 +80,13 @@
 //! `wasm32-wasip1`.
 //!
 //! ## Modules
-//! - [`abi`]: ABI v1 constants and register-time checks.
+//! The crate is layered (ARCHITECTURE.md): the vocabulary below, then the
+//! guest layer (one instance and its imports), functions and the registry,
+//! the runtime (admission, workers), deployment and events side by side,
+//! and [`Host`] on top as a thin facade.
+//! - [`abi`]: ABI v1 constants (from the `fnhost-abi` crate) and
+//!   register-time checks.
+//! - [`FunctionRef`]: how `name:qualifier` is read everywhere.
 //! - [`events`]: event invocations, retries, dead letters and triggers.
 //! - [`Error`], [`ErrorKind`]: every failure, typed.
 //! - [`Report`], [`Logs`]: what an invocation reports.

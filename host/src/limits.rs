@@ -16,23 +16,140 @@
 //! queues without a slot, so no queue grows without bound.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use self::sync::{AtomicU32, AtomicU64, Condvar, Mutex, Ordering};
+
+/// The primitives the gate is built on: atomics, parking_lot's mutex and
+/// condvar; loom's under `--cfg loom`, where `loom-tests/` model-checks
+/// this file (every interleaving of a few threads: no lost wake-up, never
+/// more holders than the limit).
+#[cfg(not(loom))]
+mod sync {
+    pub(super) use parking_lot::Mutex;
+    pub(super) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    /// A condvar whose waits take and give back the guard.
+    #[derive(Default)]
+    pub(super) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        /// Waits until notified or `until`; `true` if it timed out.
+        pub(super) fn wait_until<T>(
+            &self,
+            guard: &mut parking_lot::MutexGuard<'_, T>,
+            until: std::time::Instant,
+        ) -> bool {
+            self.0.wait_until(guard, until).timed_out()
+        }
+
+        pub(super) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(super) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod sync {
+    pub(super) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    /// loom's mutex with parking_lot's `lock()` (no poisoning).
+    pub(super) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(super) fn new(v: T) -> Mutex<T> {
+            Mutex(loom::sync::Mutex::new(v))
+        }
+
+        pub(super) fn lock(&self) -> Guard<'_, T> {
+            Guard(Some(self.0.lock().unwrap()))
+        }
+    }
+
+    /// A guard a condvar wait can take and give back through `&mut`.
+    pub(super) struct Guard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> std::ops::Deref for Guard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl<T> std::ops::DerefMut for Guard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().unwrap()
+        }
+    }
+
+    pub(super) struct Condvar(loom::sync::Condvar);
+
+    impl Default for Condvar {
+        fn default() -> Condvar {
+            Condvar(loom::sync::Condvar::new())
+        }
+    }
+
+    impl Condvar {
+        /// loom has no clock: a timed wait is a wait that only a notify
+        /// ends, so a lost wake-up is a deadlock loom reports.
+        pub(super) fn wait_until<T>(
+            &self,
+            guard: &mut Guard<'_, T>,
+            _until: std::time::Instant,
+        ) -> bool {
+            let g = guard.0.take().unwrap();
+            guard.0 = Some(self.0.wait(g).unwrap());
+            false
+        }
+
+        pub(super) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(super) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+/// The waiters bit of [`Gate::state`]; the low 32 bits count holders.
+const WAITERS: u64 = 1 << 32;
+const COUNT: u64 = WAITERS - 1;
 
 /// A counting gate: at most `limit` holders at once.
-#[derive(Debug)]
+///
+/// The holder count and the "someone waits" flag share one atomic word,
+/// so a release (`fetch_sub`) and a waiter announcing itself (`fetch_or`)
+/// are read-modify-writes of the same location and totally ordered:
+/// either the release sees the flag and wakes the waiter, or the waiter's
+/// announcement sees the freed slot and takes it. (With the flag in a
+/// separate atomic this was the store-buffer pattern, and a waiter could
+/// sleep through the release that freed its slot until its wait bound;
+/// the loom model in `loom-tests/` found it.)
 pub(crate) struct Gate {
-    in_flight: AtomicU32,
+    /// Holders (low 32 bits) and [`WAITERS`].
+    state: AtomicU64,
     limit: AtomicU32,
-    has_waiters: AtomicBool,
     waiters: Mutex<Waiters>,
     cond: Condvar,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("in_flight", &self.in_flight())
+            .field("limit", &self.limit())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Waiters {
     threads: usize,
     tasks: Vec<(Waker, Instant)>,
@@ -41,11 +158,10 @@ struct Waiters {
 impl Gate {
     pub(crate) fn new(limit: u32) -> Arc<Gate> {
         Arc::new(Gate {
-            in_flight: AtomicU32::new(0),
+            state: AtomicU64::new(0),
             limit: AtomicU32::new(limit),
-            has_waiters: AtomicBool::new(false),
             waiters: Mutex::new(Waiters::default()),
-            cond: Condvar::new(),
+            cond: Condvar::default(),
         })
     }
 
@@ -59,19 +175,31 @@ impl Gate {
         self.wake_all();
     }
 
-    #[cfg(test)]
+    /// Slots held now.
     pub(crate) fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        (self.state.load(Ordering::Relaxed) & COUNT) as u32
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & WAITERS != 0
     }
 
     /// Takes a slot if one is free.
     pub(crate) fn try_acquire(&self) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
-        self.in_flight
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
-                (n < limit).then_some(n + 1)
+        let limit = u64::from(self.limit.load(Ordering::Relaxed));
+        self.state
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
+                ((s & COUNT) < limit).then_some(s + 1)
             })
             .is_ok()
+    }
+
+    /// Sets the waiters flag (under the waiters lock), then tries for a
+    /// slot: the flag's read-modify-write comes after any release it
+    /// missed, so that release's slot is seen here.
+    fn announce_and_try(&self) -> bool {
+        self.state.fetch_or(WAITERS, Ordering::AcqRel);
+        self.try_acquire()
     }
 
     /// Takes a slot, parking the thread until `until` at the longest.
@@ -81,14 +209,13 @@ impl Gate {
         }
         let mut w = self.waiters.lock();
         w.threads += 1;
-        self.has_waiters.store(true, Ordering::SeqCst);
         let got = loop {
-            // Re-check under the lock: a release that ran before we
-            // registered would otherwise be missed.
-            if self.try_acquire() {
+            // Re-check under the lock, after announcing: a release that
+            // ran before would otherwise be missed.
+            if self.announce_and_try() {
                 break true;
             }
-            if self.cond.wait_until(&mut w, until).timed_out() {
+            if self.cond.wait_until(&mut w, until) {
                 break self.try_acquire();
             }
         };
@@ -105,18 +232,14 @@ impl Gate {
         }
         let mut w = self.waiters.lock();
         w.tasks.push((waker.clone(), until));
-        self.has_waiters.store(true, Ordering::SeqCst);
-        if self.try_acquire() {
-            // Our registration stays; the spurious wake it may cause later
-            // is harmless.
-            return true;
-        }
-        false
+        // Our registration stays even when this gets the slot; the
+        // spurious wake it may cause later is harmless.
+        self.announce_and_try()
     }
 
     pub(crate) fn release(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Release);
-        if self.has_waiters.load(Ordering::SeqCst) {
+        let before = self.state.fetch_sub(1, Ordering::AcqRel);
+        if before & WAITERS != 0 {
             let mut w = self.waiters.lock();
             if w.threads > 0 {
                 self.cond.notify_one();
@@ -141,7 +264,7 @@ impl Gate {
     /// Wakes async waiters whose wait bound has passed (called by the
     /// host's ticker), so they can give up with `Throttled`.
     pub(crate) fn expire_waiters(&self, now: Instant) {
-        if !self.has_waiters.load(Ordering::Relaxed) {
+        if !self.has_waiters() {
             return;
         }
         let mut w = self.waiters.lock();
@@ -157,9 +280,12 @@ impl Gate {
         self.update_has_waiters(&w);
     }
 
+    /// Clears the waiters flag when nobody waits any more (under the lock,
+    /// which every announcement holds).
     fn update_has_waiters(&self, w: &Waiters) {
-        self.has_waiters
-            .store(w.threads > 0 || !w.tasks.is_empty(), Ordering::SeqCst);
+        if w.threads == 0 && w.tasks.is_empty() {
+            self.state.fetch_and(!WAITERS, Ordering::AcqRel);
+        }
     }
 }
 
@@ -181,7 +307,7 @@ impl Drop for Permit {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -223,7 +349,7 @@ mod tests {
             let g = gate.clone();
             let waiter = s.spawn(move || g.acquire_until(Instant::now() + Duration::from_secs(30)));
             // Release only once the waiter is registered.
-            while !gate.has_waiters.load(Ordering::SeqCst) {
+            while !gate.has_waiters() {
                 std::thread::yield_now();
             }
             gate.release();

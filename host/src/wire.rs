@@ -18,56 +18,95 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 use crate::invocation::Invocation;
 use crate::logs::Logs;
 use crate::report::{Report, RequestId};
 
+/// An error on the wire: its kind and message, and the fields of the
+/// variants that cross exactly (absent for the others).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WireError {
+    kind: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
 /// `e` as JSON: `{"kind", "message", ..fields}`.
 pub fn error_to_json(e: &Error) -> Value {
-    let mut v = json!({"kind": e.kind().as_str(), "message": e.to_string()});
-    let fields = match e {
-        Error::NotFound { name } => json!({"name": name}),
+    let mut w = WireError {
+        kind: e.kind().as_str().to_string(),
+        message: e.to_string(),
+        ..WireError::default()
+    };
+    match e {
+        Error::NotFound { name } => w.name = Some(name.clone()),
         Error::PayloadTooLarge { size, max } | Error::ModuleTooLarge { size, max } => {
-            json!({"size": size, "max": max})
+            (w.size, w.max) = (Some(*size as u64), Some(*max as u64));
         }
-        Error::Throttled { function, limit } => json!({"function": function, "limit": limit}),
-        Error::Timeout { timeout } => json!({"timeout_ms": timeout.as_millis() as u64}),
-        Error::OutOfFuel { limit } | Error::OutOfMemory { limit } => json!({"limit": limit}),
-        Error::Trap { message, .. } => json!({"trap": message}),
-        Error::Guest { kind, message } => json!({"error_type": kind, "error_message": message}),
-        Error::OutputTooLarge { size, max } => json!({"size": size, "max": max}),
+        Error::Throttled { function, limit } => {
+            (w.function, w.limit) = (Some(function.clone()), Some((*limit).into()));
+        }
+        Error::Timeout { timeout } => w.timeout_ms = Some(timeout.as_millis() as u64),
+        Error::OutOfFuel { limit } | Error::OutOfMemory { limit } => w.limit = Some(*limit),
+        Error::Trap { message, .. } => w.trap = Some(message.clone()),
+        Error::Guest { kind, message } => {
+            (w.error_type, w.error_message) = (Some(kind.clone()), Some(message.clone()));
+        }
+        Error::OutputTooLarge { size, max } => {
+            (w.size, w.max) = (Some(*size), Some(*max as u64));
+        }
         Error::AbiViolation { reason }
         | Error::Instantiate { reason }
         | Error::Internal { message: reason }
         | Error::InvalidModule { reason }
-        | Error::Store { reason } => json!({"reason": reason}),
-        _ => json!({}),
-    };
-    if let (Some(out), Value::Object(f)) = (v.as_object_mut(), fields) {
-        out.extend(f);
+        | Error::Store { reason } => w.reason = Some(reason.clone()),
+        _ => {}
     }
-    v
+    serde_json::to_value(w).unwrap_or_default()
 }
 
 /// The error [`error_to_json`] wrote. Malformed input gives an
 /// [`Error::Remote`] of kind `Instantiate` naming what was wrong: a peer's
 /// bad answer is an error value, never a panic.
 pub fn error_from_json(v: &Value) -> Error {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let u = |k: &str| v.get(k).and_then(Value::as_u64);
-    let message = s("message").unwrap_or_default();
-    let Some(kind) = s("kind").as_deref().and_then(ErrorKind::from_name) else {
-        return Error::Remote {
-            kind: ErrorKind::Instantiate,
-            message: format!("a peer sent an unreadable error: {v}"),
-        };
+    let unreadable = || Error::Remote {
+        kind: ErrorKind::Instantiate,
+        message: format!("a peer sent an unreadable error: {v}"),
     };
-    let size_max = u("size").zip(u("max"));
+    let Ok(w) = WireError::deserialize(v) else {
+        return unreadable();
+    };
+    let Some(kind) = ErrorKind::from_name(&w.kind) else {
+        return unreadable();
+    };
+    let size_max = w.size.zip(w.max);
+    let reason = w.reason;
     let exact = match kind {
-        ErrorKind::NotFound => s("name").map(|name| Error::NotFound { name }),
+        ErrorKind::NotFound => w.name.map(|name| Error::NotFound { name }),
         ErrorKind::PayloadTooLarge => size_max.map(|(size, max)| Error::PayloadTooLarge {
             size: size as usize,
             max: max as usize,
@@ -76,39 +115,65 @@ pub fn error_from_json(v: &Value) -> Error {
             size: size as usize,
             max: max as usize,
         }),
-        ErrorKind::Throttled => {
-            s("function")
-                .zip(u("limit"))
-                .map(|(function, limit)| Error::Throttled {
-                    function,
-                    limit: limit.min(u32::MAX.into()) as u32,
-                })
-        }
+        ErrorKind::Throttled => w
+            .function
+            .zip(w.limit)
+            .map(|(function, limit)| Error::Throttled {
+                function,
+                limit: limit.min(u32::MAX.into()) as u32,
+            }),
         ErrorKind::ShuttingDown => Some(Error::ShuttingDown),
-        ErrorKind::Timeout => u("timeout_ms").map(|ms| Error::Timeout {
+        ErrorKind::Timeout => w.timeout_ms.map(|ms| Error::Timeout {
             timeout: Duration::from_millis(ms),
         }),
-        ErrorKind::OutOfFuel => u("limit").map(|limit| Error::OutOfFuel { limit }),
-        ErrorKind::OutOfMemory => u("limit").map(|limit| Error::OutOfMemory { limit }),
-        ErrorKind::Trap => s("trap").map(|message| Error::Trap {
+        ErrorKind::OutOfFuel => w.limit.map(|limit| Error::OutOfFuel { limit }),
+        ErrorKind::OutOfMemory => w.limit.map(|limit| Error::OutOfMemory { limit }),
+        ErrorKind::Trap => w.trap.map(|message| Error::Trap {
             message,
             code: None,
         }),
-        ErrorKind::Guest => s("error_type")
-            .zip(s("error_message"))
+        ErrorKind::Guest => w
+            .error_type
+            .zip(w.error_message)
             .map(|(kind, message)| Error::Guest { kind, message }),
         ErrorKind::OutputTooLarge => size_max.map(|(size, max)| Error::OutputTooLarge {
             size,
             max: max as usize,
         }),
-        ErrorKind::AbiViolation => s("reason").map(|reason| Error::AbiViolation { reason }),
-        ErrorKind::Instantiate => s("reason").map(|reason| Error::Instantiate { reason }),
-        ErrorKind::Internal => s("reason").map(|message| Error::Internal { message }),
-        ErrorKind::InvalidModule => s("reason").map(|reason| Error::InvalidModule { reason }),
-        ErrorKind::Store => s("reason").map(|reason| Error::Store { reason }),
+        ErrorKind::AbiViolation => reason.map(|reason| Error::AbiViolation { reason }),
+        ErrorKind::Instantiate => reason.map(|reason| Error::Instantiate { reason }),
+        ErrorKind::Internal => reason.map(|message| Error::Internal { message }),
+        ErrorKind::InvalidModule => reason.map(|reason| Error::InvalidModule { reason }),
+        ErrorKind::Store => reason.map(|reason| Error::Store { reason }),
         _ => None,
     };
-    exact.unwrap_or(Error::Remote { kind, message })
+    exact.unwrap_or(Error::Remote {
+        kind,
+        message: w.message,
+    })
+}
+
+/// An invocation's meta line: its report, error and sizes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    /// 32 hex digits.
+    request_id: String,
+    function: String,
+    version: String,
+    start_us: u64,
+    duration_ns: u64,
+    #[serde(default)]
+    init_ns: Option<u64>,
+    memory_limit: u64,
+    max_memory_used: u64,
+    #[serde(default)]
+    fuel_used: Option<u64>,
+    /// What [`error_to_json`] wrote (read by [`error_from_json`], so a bad
+    /// one is an error value, not a bad meta).
+    #[serde(default)]
+    error: Option<Value>,
+    output_len: usize,
+    logs_dropped: u64,
 }
 
 /// `inv` as (meta, body): see the module docs.
@@ -119,66 +184,58 @@ pub fn encode_invocation(inv: &Invocation) -> (String, Vec<u8>) {
         .start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let meta = json!({
-        "request_id": format!("{:032x}", r.request_id.0),
-        "function": &*r.function,
-        "version": &*r.version,
-        "start_us": since_epoch.as_micros() as u64,
-        "duration_ns": r.duration.as_nanos() as u64,
-        "init_ns": r.init_duration.map(|d| d.as_nanos() as u64),
-        "memory_limit": r.memory_limit,
-        "max_memory_used": r.max_memory_used,
-        "fuel_used": r.fuel_used,
-        "error": inv.outcome.as_ref().err().map(error_to_json),
-        "output_len": output.len(),
-        "logs_dropped": inv.logs.dropped(),
-    });
+    let meta = Meta {
+        request_id: format!("{:032x}", r.request_id.0),
+        function: r.function.to_string(),
+        version: r.version.to_string(),
+        start_us: since_epoch.as_micros() as u64,
+        duration_ns: r.duration.as_nanos() as u64,
+        init_ns: r.init_duration.map(|d| d.as_nanos() as u64),
+        memory_limit: r.memory_limit,
+        max_memory_used: r.max_memory_used,
+        fuel_used: r.fuel_used,
+        error: inv.outcome.as_ref().err().map(error_to_json),
+        output_len: output.len(),
+        logs_dropped: inv.logs.dropped(),
+    };
     let mut body = Vec::with_capacity(output.len() + inv.logs.bytes().len());
     body.extend_from_slice(output);
     body.extend_from_slice(inv.logs.bytes());
-    (meta.to_string(), body)
+    // A serde_json string escapes every control character: one line.
+    (serde_json::to_string(&meta).unwrap_or_default(), body)
 }
 
 /// The invocation [`encode_invocation`] wrote, or why `meta`/`body` are
 /// not one.
 pub fn decode_invocation(meta: &str, body: Bytes) -> Result<Invocation, String> {
-    let m: Value = serde_json::from_str(meta).map_err(|e| format!("invocation meta: {e}"))?;
-    let u = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("invocation meta: no `{k}`"))
-    };
-    let s = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("invocation meta: no `{k}`"))
-    };
-    let request_id = u128::from_str_radix(s("request_id")?, 16)
+    let m: Meta = serde_json::from_str(meta).map_err(|e| format!("invocation meta: {e}"))?;
+    let request_id = u128::from_str_radix(&m.request_id, 16)
         .map_err(|_| "invocation meta: bad `request_id`".to_string())?;
-    let output_len = u("output_len")? as usize;
+    let output_len = m.output_len;
     if output_len > body.len() {
         return Err(format!(
             "invocation body is {} bytes, shorter than its output ({output_len})",
             body.len()
         ));
     }
-    let error = m.get("error").filter(|e| !e.is_null()).map(error_from_json);
+    let error = m
+        .error
+        .as_ref()
+        .filter(|e| !e.is_null())
+        .map(error_from_json);
     let report = Report {
         request_id: RequestId(request_id),
-        function: s("function")?.into(),
-        version: s("version")?.into(),
-        start: SystemTime::UNIX_EPOCH + Duration::from_micros(u("start_us")?),
-        duration: Duration::from_nanos(u("duration_ns")?),
-        init_duration: m
-            .get("init_ns")
-            .and_then(Value::as_u64)
-            .map(Duration::from_nanos),
-        memory_limit: u("memory_limit")?,
-        max_memory_used: u("max_memory_used")?,
+        function: m.function.into(),
+        version: m.version.into(),
+        start: SystemTime::UNIX_EPOCH + Duration::from_micros(m.start_us),
+        duration: Duration::from_nanos(m.duration_ns),
+        init_duration: m.init_ns.map(Duration::from_nanos),
+        memory_limit: m.memory_limit,
+        max_memory_used: m.max_memory_used,
         error: error.as_ref().map(Error::kind),
-        fuel_used: m.get("fuel_used").and_then(Value::as_u64),
+        fuel_used: m.fuel_used,
     };
-    let logs = Logs::from_parts(body[output_len..].to_vec(), u("logs_dropped")?);
+    let logs = Logs::from_parts(body[output_len..].to_vec(), m.logs_dropped);
     Ok(Invocation {
         outcome: match error {
             Some(e) => Err(e),
@@ -192,6 +249,7 @@ pub fn decode_invocation(meta: &str, body: Bytes) -> Result<Invocation, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn invocation(outcome: Result<Bytes, Error>) -> Invocation {
         Invocation {

@@ -65,7 +65,9 @@ fn root() -> std::path::PathBuf {
 
 /// Every test, bench (run once each as a test, so they never rot),
 /// example and doctest, all in the release profile so wasmtime is built
-/// once. (`--all-targets` skips doctests, hence the second call.)
+/// once (`--all-targets` skips doctests, hence the second call); then the
+/// loom model checks of the admission gate, which need `--cfg loom` and so
+/// their own (small) target dir.
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_aws_cli();
     ensure_nats_server();
@@ -73,7 +75,34 @@ fn test(extra: &[String]) -> Result<(), String> {
         &["test", "--release", "--workspace", "--all-targets"],
         extra,
     )?;
-    cargo(&["test", "--release", "--workspace", "--doc"], extra)
+    cargo(&["test", "--release", "--workspace", "--doc"], extra)?;
+    loom()
+}
+
+/// `RUSTFLAGS="--cfg loom" cargo test -p fnhost-loom-tests` in
+/// `target/loom`: the gate in host/src/limits.rs under every interleaving.
+fn loom() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let args = [
+        "test",
+        "--release",
+        "-p",
+        "fnhost-loom-tests",
+        "--target-dir",
+        "target/loom",
+    ];
+    eprintln!("xtask: RUSTFLAGS=\"--cfg loom\" cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .env("RUSTFLAGS", "--cfg loom")
+        .current_dir(root())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the loom model checks failed ({status})"))
+    }
 }
 
 /// Builds the cargo-fuzz targets (on stable, without sanitizers: this

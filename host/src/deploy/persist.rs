@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -18,6 +19,7 @@ use crate::function::{FunctionConfig, ModuleSource, Reuse};
 use crate::util::fs::write_atomic;
 
 /// One persisted version: module hash and configuration.
+#[derive(Debug)]
 pub(crate) struct SavedVersion {
     pub version: u32,
     pub module_hash: String,
@@ -25,6 +27,7 @@ pub(crate) struct SavedVersion {
 }
 
 /// One persisted function.
+#[derive(Debug)]
 pub(crate) struct SavedFunction {
     pub name: String,
     pub versions: Vec<SavedVersion>,
@@ -35,76 +38,131 @@ pub(crate) struct DataDir {
     dir: PathBuf,
 }
 
-fn config_json(c: &FunctionConfig) -> Value {
-    json!({
-        "memory_limit": c.memory_limit,
-        "timeout_ms": c.timeout.as_millis() as u64,
-        "env": c.env,
-        "tmp_quota": c.tmp_quota,
-        "max_input": c.max_input,
-        "max_output": c.max_output,
-        "max_log_bytes": c.max_log_bytes,
-        "reserved_concurrency": c.reserved_concurrency,
-        "provisioned_concurrency": c.provisioned_concurrency,
-        "reuse": c.reuse.map(|r| json!({"max_uses": r.max_uses, "idle_ttl_ms": r.idle_ttl.as_millis() as u64})),
-        "max_wait_ms": c.max_wait.as_millis() as u64,
-        "grants": c.grants,
-        "tenant": c.tenant,
-        "max_host_calls": c.max_host_calls,
-        "max_host_call_bytes": c.max_host_call_bytes,
-        "max_fuel": c.max_fuel,
-        "snapshot": c.snapshot,
-    })
+/// A version's configuration as the table stores it (its module is the
+/// version's `module` hash). Fields added after the first release are
+/// optional, so older tables still load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredConfig {
+    memory_limit: u64,
+    timeout_ms: u64,
+    env: Vec<(String, String)>,
+    tmp_quota: u64,
+    max_input: usize,
+    max_output: usize,
+    max_log_bytes: usize,
+    #[serde(default)]
+    reserved_concurrency: Option<u32>,
+    provisioned_concurrency: u32,
+    #[serde(default)]
+    reuse: Option<StoredReuse>,
+    max_wait_ms: u64,
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    max_host_calls: Option<u32>,
+    #[serde(default)]
+    max_host_call_bytes: Option<usize>,
+    #[serde(default)]
+    max_fuel: Option<u64>,
+    #[serde(default)]
+    snapshot: bool,
 }
 
-fn config_from(name: &str, module: PathBuf, v: &Value) -> Option<FunctionConfig> {
-    let u = |k: &str| v.get(k)?.as_u64();
-    let mut c = FunctionConfig::from_file(name, module)
-        .memory_limit(u("memory_limit")?)
-        .timeout(Duration::from_millis(u("timeout_ms")?))
-        .tmp_quota(u("tmp_quota")?)
-        .max_input(u("max_input")? as usize)
-        .max_output(u("max_output")? as usize)
-        .max_log_bytes(u("max_log_bytes")? as usize)
-        .provisioned_concurrency(u("provisioned_concurrency")? as u32)
-        .max_wait(Duration::from_millis(u("max_wait_ms")?));
-    for pair in v.get("env")?.as_array()? {
-        c = c.env(pair.get(0)?.as_str()?, pair.get(1)?.as_str()?);
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct StoredReuse {
+    max_uses: u32,
+    idle_ttl_ms: u64,
+}
+
+impl StoredConfig {
+    fn of(c: &FunctionConfig) -> StoredConfig {
+        StoredConfig {
+            memory_limit: c.memory_limit,
+            timeout_ms: c.timeout.as_millis() as u64,
+            env: c.env.clone(),
+            tmp_quota: c.tmp_quota,
+            max_input: c.max_input,
+            max_output: c.max_output,
+            max_log_bytes: c.max_log_bytes,
+            reserved_concurrency: c.reserved_concurrency,
+            provisioned_concurrency: c.provisioned_concurrency,
+            reuse: c.reuse.map(|r| StoredReuse {
+                max_uses: r.max_uses,
+                idle_ttl_ms: r.idle_ttl.as_millis() as u64,
+            }),
+            max_wait_ms: c.max_wait.as_millis() as u64,
+            grants: c.grants.clone(),
+            tenant: c.tenant.clone(),
+            max_host_calls: Some(c.max_host_calls),
+            max_host_call_bytes: Some(c.max_host_call_bytes),
+            max_fuel: c.max_fuel,
+            snapshot: c.snapshot,
+        }
     }
-    // Fields added later: absent in older tables.
-    for g in v
-        .get("grants")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        c = c.grant(g.as_str()?);
-    }
-    if let Some(t) = v.get("tenant").and_then(Value::as_str) {
-        c = c.tenant(t);
-    }
-    if let Some(n) = u("max_host_calls") {
-        c = c.max_host_calls(n as u32);
-    }
-    if v.get("snapshot").and_then(Value::as_bool) == Some(true) {
-        c = c.snapshot(true);
-    }
-    if let Some(n) = u("max_fuel") {
-        c = c.max_fuel(n);
-    }
-    if let Some(n) = u("max_host_call_bytes") {
-        c = c.max_host_call_bytes(n as usize);
-    }
-    if let Some(r) = u("reserved_concurrency") {
-        c = c.reserved_concurrency(r as u32);
-    }
-    if let Some(r) = v.get("reuse").filter(|r| !r.is_null()) {
-        c.reuse = Some(Reuse {
-            max_uses: r.get("max_uses")?.as_u64()? as u32,
-            idle_ttl: Duration::from_millis(r.get("idle_ttl_ms")?.as_u64()?),
+
+    fn into_config(self, name: &str, module: PathBuf) -> FunctionConfig {
+        let mut c = FunctionConfig::from_file(name, module)
+            .memory_limit(self.memory_limit)
+            .timeout(Duration::from_millis(self.timeout_ms))
+            .tmp_quota(self.tmp_quota)
+            .max_input(self.max_input)
+            .max_output(self.max_output)
+            .max_log_bytes(self.max_log_bytes)
+            .provisioned_concurrency(self.provisioned_concurrency)
+            .max_wait(Duration::from_millis(self.max_wait_ms))
+            .snapshot(self.snapshot);
+        for (k, v) in self.env {
+            c = c.env(k, v);
+        }
+        for g in self.grants {
+            c = c.grant(g);
+        }
+        if let Some(t) = self.tenant {
+            c = c.tenant(t);
+        }
+        if let Some(n) = self.max_host_calls {
+            c = c.max_host_calls(n);
+        }
+        if let Some(n) = self.max_fuel {
+            c = c.max_fuel(n);
+        }
+        if let Some(n) = self.max_host_call_bytes {
+            c = c.max_host_call_bytes(n);
+        }
+        if let Some(r) = self.reserved_concurrency {
+            c = c.reserved_concurrency(r);
+        }
+        c.reuse = self.reuse.map(|r| Reuse {
+            max_uses: r.max_uses,
+            idle_ttl: Duration::from_millis(r.idle_ttl_ms),
         });
+        c
     }
-    Some(c)
+}
+
+/// One function's entry of the table.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFunction {
+    /// By version number (as a string: JSON keys).
+    versions: BTreeMap<String, StoredVersion>,
+    #[serde(default)]
+    aliases: BTreeMap<String, StoredAlias>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredVersion {
+    /// BLAKE3 of the module bytes, hex.
+    module: String,
+    config: StoredConfig,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredAlias {
+    version: u32,
+    #[serde(default)]
+    additional: Option<(u32, f64)>,
 }
 
 impl DataDir {
@@ -167,27 +225,31 @@ impl DataDir {
 /// One function's entry of the table: `{"versions": {"1": {"module",
 /// "config"}}, "aliases": {"live": {"version", "additional"}}}`.
 pub(crate) fn function_json(f: &SavedFunction) -> Value {
-    let versions: serde_json::Map<String, Value> = f
-        .versions
-        .iter()
-        .map(|v| {
-            (
-                v.version.to_string(),
-                json!({"module": v.module_hash, "config": config_json(&v.config)}),
-            )
-        })
-        .collect();
-    let aliases: serde_json::Map<String, Value> = f
-        .aliases
-        .iter()
-        .map(|(n, a)| {
-            (
-                n.clone(),
-                json!({"version": a.version, "additional": a.additional}),
-            )
-        })
-        .collect();
-    json!({"versions": versions, "aliases": aliases})
+    let stored = StoredFunction {
+        versions: f
+            .versions
+            .iter()
+            .map(|v| {
+                let version = StoredVersion {
+                    module: v.module_hash.clone(),
+                    config: StoredConfig::of(&v.config),
+                };
+                (v.version.to_string(), version)
+            })
+            .collect(),
+        aliases: f
+            .aliases
+            .iter()
+            .map(|(n, a)| {
+                let alias = StoredAlias {
+                    version: a.version,
+                    additional: a.additional,
+                };
+                (n.clone(), alias)
+            })
+            .collect(),
+    };
+    serde_json::to_value(stored).unwrap_or_default()
 }
 
 /// Reads what [`function_json`] wrote; each version's module is
@@ -197,52 +259,37 @@ pub(crate) fn function_from_json(
     f: &Value,
     module_path: &dyn Fn(&str) -> PathBuf,
 ) -> std::result::Result<SavedFunction, String> {
+    let stored = StoredFunction::deserialize(f).map_err(|e| e.to_string())?;
     let mut versions = Vec::new();
-    for (num, ver) in f
-        .get("versions")
-        .and_then(Value::as_object)
-        .ok_or("no `versions`")?
-    {
-        let version: u32 = num.parse().map_err(|_| "a version is not a number")?;
-        let hash = ver
-            .get("module")
-            .and_then(Value::as_str)
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or("a version has no module hash")?;
-        let config = ver
-            .get("config")
-            .and_then(|c| config_from(name, module_path(hash), c))
-            .ok_or_else(|| format!("`{name}:{version}` has a bad config"))?;
+    for (num, ver) in stored.versions {
+        let version: u32 = num
+            .parse()
+            .ok()
+            .filter(|v: &u32| v.to_string() == num)
+            .ok_or_else(|| format!("version {num:?} is not a number"))?;
+        let hash = ver.module;
+        if !(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(format!("`{name}:{version}` has no valid module hash"));
+        }
+        let config = ver.config.into_config(name, module_path(&hash));
         versions.push(SavedVersion {
             version,
-            module_hash: hash.to_string(),
+            module_hash: hash,
             config,
         });
     }
     versions.sort_by_key(|v| v.version);
-    let mut aliases = BTreeMap::new();
-    if let Some(a) = f.get("aliases").and_then(Value::as_object) {
-        for (alias, t) in a {
-            let version = t
-                .get("version")
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or("an alias has no version")?;
-            let additional = t.get("additional").and_then(Value::as_array).and_then(|p| {
-                Some((
-                    u32::try_from(p.first()?.as_u64()?).ok()?,
-                    p.get(1)?.as_f64()?,
-                ))
-            });
-            aliases.insert(
-                alias.clone(),
-                Alias {
-                    version,
-                    additional,
-                },
-            );
-        }
-    }
+    let aliases = stored
+        .aliases
+        .into_iter()
+        .map(|(alias, t)| {
+            let target = Alias {
+                version: t.version,
+                additional: t.additional,
+            };
+            (alias, target)
+        })
+        .collect();
     Ok(SavedFunction {
         name: name.to_string(),
         versions,
@@ -252,7 +299,7 @@ pub(crate) fn function_from_json(
 
 /// Do two configs set the same quotas and environment (modules aside)?
 pub(crate) fn same_settings(a: &FunctionConfig, b: &FunctionConfig) -> bool {
-    config_json(a) == config_json(b)
+    StoredConfig::of(a) == StoredConfig::of(b)
 }
 
 /// A config with its module moved to `path` (what is kept per version).
@@ -260,4 +307,87 @@ pub(crate) fn with_module_file(cfg: &FunctionConfig, path: PathBuf) -> FunctionC
     let mut c = cfg.clone();
     c.source = ModuleSource::File(path);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table entry as the first releases wrote it: no grants, tenant,
+    /// host-call limits, fuel or snapshot fields, nulls for unset options.
+    const OLD_ENTRY: &str = r#"{
+        "versions": {"2": {"module": "ab00000000000000000000000000000000000000000000000000000000000000",
+            "config": {"memory_limit": 67108864, "timeout_ms": 1500, "env": [["A", "1"], ["B", "two"]],
+                "tmp_quota": 1048576, "max_input": 1000, "max_output": 2000, "max_log_bytes": 3000,
+                "reserved_concurrency": null, "provisioned_concurrency": 1, "reuse": {"max_uses": 5, "idle_ttl_ms": 60000},
+                "max_wait_ms": 250}}},
+        "aliases": {"live": {"version": 2, "additional": null}, "canary": {"version": 2, "additional": [3, 0.25]}}
+    }"#;
+
+    #[test]
+    fn old_tables_load_and_round_trip() {
+        let v: Value = serde_json::from_str(OLD_ENTRY).unwrap();
+        let f = function_from_json("f", &v, &|h| PathBuf::from(format!("/m/{h}.wasm"))).unwrap();
+        assert_eq!(f.versions.len(), 1);
+        let c = &f.versions[0].config;
+        assert_eq!(f.versions[0].version, 2);
+        assert_eq!(c.memory_limit, 64 << 20);
+        assert_eq!(c.timeout, Duration::from_millis(1500));
+        assert_eq!(
+            c.env,
+            vec![("A".into(), "1".into()), ("B".into(), "two".into())]
+        );
+        assert_eq!(
+            (c.max_input, c.max_output, c.max_log_bytes),
+            (1000, 2000, 3000)
+        );
+        assert_eq!(c.provisioned_concurrency, 1);
+        assert_eq!(c.reserved_concurrency, None);
+        assert_eq!(
+            c.reuse,
+            Some(Reuse {
+                max_uses: 5,
+                idle_ttl: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(c.max_wait, Duration::from_millis(250));
+        // Absent later fields keep FunctionConfig's defaults.
+        let d = FunctionConfig::from_bytes("f", &b""[..]);
+        assert_eq!(
+            (c.max_host_calls, c.max_host_call_bytes),
+            (d.max_host_calls, d.max_host_call_bytes)
+        );
+        assert!(c.grants.is_empty() && c.tenant.is_none() && c.max_fuel.is_none() && !c.snapshot);
+        assert_eq!(f.aliases["live"], Alias::to(2));
+        assert_eq!(f.aliases["canary"], Alias::weighted(2, 3, 0.25));
+        // What is written now reads back the same.
+        let again = function_from_json("f", &function_json(&f), &|h| {
+            PathBuf::from(format!("/m/{h}.wasm"))
+        })
+        .unwrap();
+        assert!(same_settings(c, &again.versions[0].config));
+        assert_eq!(again.aliases, f.aliases);
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        let read = |s: &str| {
+            function_from_json("f", &serde_json::from_str(s).unwrap(), &|h| {
+                PathBuf::from(h)
+            })
+        };
+        assert!(read(r#"{"aliases": {}}"#).unwrap_err().contains("versions"));
+        let bad_hash = OLD_ENTRY.replace("ab0000", "zz0000");
+        assert_eq!(
+            read(&bad_hash).unwrap_err(),
+            "`f:2` has no valid module hash"
+        );
+        let bad_number = OLD_ENTRY.replace(r#""2": {"module""#, r#""02": {"module""#);
+        assert_eq!(
+            read(&bad_number).unwrap_err(),
+            r#"version "02" is not a number"#
+        );
+        let no_timeout = OLD_ENTRY.replace(r#""timeout_ms": 1500, "#, "");
+        assert!(read(&no_timeout).unwrap_err().contains("timeout_ms"));
+    }
 }

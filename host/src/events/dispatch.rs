@@ -4,6 +4,29 @@
 
 use super::*;
 
+/// Why an event leaves the store without succeeding (Lambda's
+/// `condition` in the invocation record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GiveUp {
+    /// Every retry failed.
+    RetriesExhausted,
+    /// Older than the function's maximum event age.
+    EventAgeExceeded,
+    /// Bigger than the function accepts (it can never run).
+    PayloadTooLarge,
+}
+
+impl GiveUp {
+    /// The condition as Lambda writes it.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            GiveUp::RetriesExhausted => "RetriesExhausted",
+            GiveUp::EventAgeExceeded => "EventAgeExceeded",
+            GiveUp::PayloadTooLarge => "PayloadTooLarge",
+        }
+    }
+}
+
 pub(super) fn dead_letter(d: DeadRecord, payload: Bytes) -> DeadLetter {
     DeadLetter {
         id: d.event.id,
@@ -78,7 +101,9 @@ impl Shared {
                     in_flight.remove(&d.rec.id);
                 }
                 if crate::fault::catch("recording event outcomes", || self.settle(done)).is_err() {
-                    let _ = self.store.apply(vec![Op::Count("internal_errors", 1)]);
+                    let _ = self
+                        .store
+                        .apply(vec![Op::Count(Counter::InternalErrors, 1)]);
                 }
                 // Only once the outcomes are stored: waiters never see an
                 // idle system before its results.
@@ -164,7 +189,7 @@ impl Shared {
         let now_ms = ms(now);
         let expires = cfg.expiry(rec.accepted_ms);
         let ops = if now_ms > expires {
-            self.give_up(rec, &payload, "EventAgeExceeded", &cfg, None, now_ms)
+            self.give_up(rec, &payload, GiveUp::EventAgeExceeded, &cfg, None, now_ms)
         } else {
             match self.core.registry.resolve(&rec.target) {
                 Err(_) => self.wait_again(rec, &cfg, now_ms, expires, &payload),
@@ -185,7 +210,7 @@ impl Shared {
                                     ..rec
                                 },
                                 &payload,
-                                "PayloadTooLarge",
+                                GiveUp::PayloadTooLarge,
                                 &cfg,
                                 None,
                                 now_ms,
@@ -268,7 +293,7 @@ impl Shared {
     ) -> Vec<Op> {
         let due = now_ms.saturating_add(cfg.wait_after(rec.waits).as_millis() as u64);
         if due > expires {
-            return self.give_up(rec, payload, "EventAgeExceeded", cfg, None, now_ms);
+            return self.give_up(rec, payload, GiveUp::EventAgeExceeded, cfg, None, now_ms);
         }
         let old_due_ms = rec.due_ms;
         vec![
@@ -280,7 +305,7 @@ impl Shared {
                     ..rec
                 },
             },
-            Op::Count("waited", 1),
+            Op::Count(Counter::Waited, 1),
         ]
     }
 
@@ -311,7 +336,7 @@ impl Shared {
                         id: rec.id.clone(),
                         due_ms: rec.due_ms,
                     });
-                    ops.push(Op::Count("succeeded", 1));
+                    ops.push(Op::Count(Counter::Succeeded, 1));
                     if let Some(dest) = &cfg.on_success {
                         let record = shapes::invocation_record(
                             &rec,
@@ -334,9 +359,9 @@ impl Shared {
                     let due =
                         now_ms.saturating_add(cfg.retry_after(rec.attempts).as_millis() as u64);
                     let condition = if rec.attempts > cfg.max_retries {
-                        Some("RetriesExhausted")
+                        Some(GiveUp::RetriesExhausted)
                     } else if due > expires {
-                        Some("EventAgeExceeded")
+                        Some(GiveUp::EventAgeExceeded)
                     } else {
                         None
                     };
@@ -355,7 +380,7 @@ impl Shared {
                             old_due_ms,
                             rec: EventRecord { due_ms: due, ..rec },
                         });
-                        ops.push(Op::Count("retried", 1));
+                        ops.push(Op::Count(Counter::Retried, 1));
                     }
                 }
                 // A host-side refusal after admission: wait and retry.
@@ -373,7 +398,7 @@ impl Shared {
         &self,
         rec: EventRecord,
         payload: &Bytes,
-        condition: &str,
+        condition: GiveUp,
         cfg: &EventConfig,
         version: Option<&str>,
         now_ms: u64,
@@ -382,12 +407,12 @@ impl Shared {
         let record = shapes::invocation_record(
             &rec,
             payload,
-            condition,
+            condition.as_str(),
             Err(err.as_ref()),
-            version.unwrap_or("$LATEST"),
+            version.unwrap_or(crate::target::LATEST),
             now_ms,
         );
-        let mut ops = vec![Op::Count("dead_lettered", 1)];
+        let mut ops = vec![Op::Count(Counter::DeadLettered, 1)];
         // A destination that is gone (a topic not re-created after a
         // restart) falls back to the dead letters: nothing is lost.
         match self.deliver(&cfg.on_failure, &record, &rec) {
@@ -402,7 +427,7 @@ impl Shared {
                 due_ms: rec.due_ms,
                 dead: DeadRecord {
                     event: rec,
-                    condition: condition.to_string(),
+                    condition: condition.as_str().to_string(),
                     dead_ms: now_ms,
                     record,
                 },

@@ -91,7 +91,7 @@ impl EventBackend for Events {
 }
 
 use clock::{from_ms, ms};
-use store::{DeadRecord, EventRecord, Op, Store};
+use store::{Counter, DeadRecord, EventRecord, Op, Store};
 
 /// A finished attempt, on its way to the dispatcher.
 struct Done {
@@ -336,23 +336,22 @@ impl Events {
     /// Counters (see [`EventStats`]).
     pub fn stats(&self) -> Result<EventStats> {
         let (c, pending) = self.sh.store.counters()?;
-        let get = |k: &str| c.get(k).copied().unwrap_or(0);
         Ok(EventStats {
-            accepted: get("accepted"),
-            succeeded: get("succeeded"),
-            dead_lettered: get("dead_lettered"),
-            retried: get("retried"),
-            waited: get("waited"),
-            redriven: get("redriven"),
+            accepted: c.get(Counter::Accepted),
+            succeeded: c.get(Counter::Succeeded),
+            dead_lettered: c.get(Counter::DeadLettered),
+            retried: c.get(Counter::Retried),
+            waited: c.get(Counter::Waited),
+            redriven: c.get(Counter::Redriven),
             pending,
             in_flight: self.sh.in_flight.load(Ordering::Relaxed) as u64,
-            messages_sent: get("messages_sent"),
-            messages_deleted: get("messages_deleted"),
-            messages_dead_lettered: get("messages_dead_lettered"),
-            published: get("published"),
-            deliveries: get("deliveries"),
-            filtered: get("filtered"),
-            internal_errors: get("internal_errors"),
+            messages_sent: c.get(Counter::MessagesSent),
+            messages_deleted: c.get(Counter::MessagesDeleted),
+            messages_dead_lettered: c.get(Counter::MessagesDeadLettered),
+            published: c.get(Counter::Published),
+            deliveries: c.get(Counter::Deliveries),
+            filtered: c.get(Counter::Filtered),
+            internal_errors: c.get(Counter::InternalErrors),
         })
     }
 
@@ -383,7 +382,7 @@ impl Events {
         self.sh.store.apply(vec![
             Op::DeleteDead(id.to_string()),
             Op::InsertEvent(rec, payload),
-            Op::Count("redriven", 1),
+            Op::Count(Counter::Redriven, 1),
         ])?;
         self.sh.signal.bump();
         Ok(())

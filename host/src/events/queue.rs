@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::clock::{from_ms, ms};
 use super::shapes::{self, SqsRecord};
-use super::store::{Op, StoredMessage};
+use super::store::{Counter, Messages, Op, StoredMessage};
 use super::{EventSource, Events, Shared, SourceContext, SourceId};
 use crate::error::{Error, Result};
 
@@ -222,7 +222,7 @@ impl Events {
         };
         self.sh
             .store
-            .apply(vec![op, Op::Count("messages_sent", 1)])?;
+            .apply(vec![op, Op::Count(Counter::MessagesSent, 1)])?;
         self.sh.signal.bump();
         Ok(id)
     }
@@ -251,19 +251,19 @@ impl Events {
 
     /// Every message in `queue`, visible or not, without receiving it.
     pub fn queue_messages(&self, queue: &str) -> Result<Vec<Message>> {
-        self.listed(queue, false)
+        self.listed(queue, Messages::Live)
     }
 
     /// The messages `queue` gave up on (received too often).
     pub fn queue_dead_letters(&self, queue: &str) -> Result<Vec<Message>> {
-        self.listed(queue, true)
+        self.listed(queue, Messages::Dead)
     }
 
-    fn listed(&self, queue: &str, dead: bool) -> Result<Vec<Message>> {
+    fn listed(&self, queue: &str, which: Messages) -> Result<Vec<Message>> {
         Ok(self
             .sh
             .store
-            .messages(queue, dead)?
+            .messages(queue, which)?
             .into_iter()
             .map(|(seq, m)| message(seq, m))
             .collect())
@@ -300,7 +300,7 @@ impl Events {
         mapped.iter().any(|q| {
             self.sh
                 .store
-                .messages(q, false)
+                .messages(q, Messages::Live)
                 .is_ok_and(|m| m.iter().any(|(_, m)| m.visible_ms <= now_ms))
         })
     }
@@ -318,7 +318,7 @@ fn receive(
     let now = ms(sh.clock.now());
     let mut ops = Vec::new();
     let mut out = Vec::new();
-    for (seq, mut m) in sh.store.messages(queue, false)? {
+    for (seq, mut m) in sh.store.messages(queue, Messages::Live)? {
         if out.len() >= max {
             break;
         }
@@ -331,7 +331,7 @@ fn receive(
                 seq,
                 msg: m,
             });
-            ops.push(Op::Count("messages_dead_lettered", 1));
+            ops.push(Op::Count(Counter::MessagesDeadLettered, 1));
             continue;
         }
         m.receive_count += 1;
@@ -370,7 +370,7 @@ impl EventSource for QueuePoller {
             }
             let cfg = ctx.events().queue_config(&self.queue)?;
             let now = ms(sh.clock.now());
-            let msgs = sh.store.messages(&self.queue, false)?;
+            let msgs = sh.store.messages(&self.queue, Messages::Live)?;
             let visible = msgs.iter().filter(|(_, m)| m.visible_ms <= now).count();
             let next_visible = msgs
                 .iter()

@@ -131,10 +131,72 @@ pub(crate) enum Op {
         msg: StoredMessage,
     },
     /// Adds to a counter.
-    Count(&'static str, u64),
+    Count(Counter, u64),
     /// Stores a function's event config.
     PutConfig(String, Vec<u8>),
 }
+
+/// The event system's persisted counters (their keys in the counters
+/// table are [`Counter::key`], unchanged across versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Counter {
+    Accepted,
+    Succeeded,
+    DeadLettered,
+    Retried,
+    Waited,
+    Redriven,
+    MessagesSent,
+    MessagesDeleted,
+    MessagesDeadLettered,
+    Published,
+    Deliveries,
+    Filtered,
+    InternalErrors,
+}
+
+impl Counter {
+    /// Its key in the store.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Counter::Accepted => "accepted",
+            Counter::Succeeded => "succeeded",
+            Counter::DeadLettered => "dead_lettered",
+            Counter::Retried => "retried",
+            Counter::Waited => "waited",
+            Counter::Redriven => "redriven",
+            Counter::MessagesSent => "messages_sent",
+            Counter::MessagesDeleted => "messages_deleted",
+            Counter::MessagesDeadLettered => "messages_dead_lettered",
+            Counter::Published => "published",
+            Counter::Deliveries => "deliveries",
+            Counter::Filtered => "filtered",
+            Counter::InternalErrors => "internal_errors",
+        }
+    }
+}
+
+/// The counters read back from the store.
+#[derive(Debug, Default)]
+pub(crate) struct Counts(BTreeMap<String, u64>);
+
+impl Counts {
+    pub(crate) fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.key()).copied().unwrap_or(0)
+    }
+}
+
+/// Which of a queue's messages [`Store::messages`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Messages {
+    /// Messages still in the queue, visible or not.
+    Live,
+    /// Messages the queue gave up on.
+    Dead,
+}
+
+/// The key of the queue-message sequence number in the counters table.
+const SEQ: &str = "seq";
 
 /// Opens, reads and writes the event database.
 pub(crate) struct Store {
@@ -238,7 +300,7 @@ impl Store {
                                 .map_err(err)?;
                             due.insert((rec.due_ms, rec.id.as_str()), rec.target.as_str())
                                 .map_err(err)?;
-                            count(&mut counters, "accepted", 1)?;
+                            count(&mut counters, Counter::Accepted.key(), 1)?;
                         }
                     }
                     Op::UpdateEvent { old_due_ms, rec } => {
@@ -265,8 +327,8 @@ impl Store {
                         payloads.remove(id.as_str()).map_err(err)?;
                     }
                     Op::PushMessage { queue, msg } => {
-                        let seq = counters.get("seq").map_err(err)?.map_or(0, |v| v.value()) + 1;
-                        counters.insert("seq", seq).map_err(err)?;
+                        let seq = counters.get(SEQ).map_err(err)?.map_or(0, |v| v.value()) + 1;
+                        counters.insert(SEQ, seq).map_err(err)?;
                         messages
                             .insert((queue.as_str(), seq), to_json(&msg).as_slice())
                             .map_err(err)?;
@@ -282,7 +344,7 @@ impl Store {
                             .map_err(err)?
                             .is_some()
                         {
-                            count(&mut counters, "messages_deleted", 1)?;
+                            count(&mut counters, Counter::MessagesDeleted.key(), 1)?;
                         }
                     }
                     Op::KillMessage { queue, seq, msg } => {
@@ -291,7 +353,7 @@ impl Store {
                             .insert((queue.as_str(), seq), to_json(&msg).as_slice())
                             .map_err(err)?;
                     }
-                    Op::Count(name, n) => count(&mut counters, name, n)?,
+                    Op::Count(c, n) => count(&mut counters, c.key(), n)?,
                     Op::PutConfig(name, json) => {
                         configs
                             .insert(name.as_str(), json.as_slice())
@@ -387,11 +449,18 @@ impl Store {
         Ok(Some((rec, payload)))
     }
 
-    /// A queue's messages in order (`dead`: its dead letters instead).
-    pub(crate) fn messages(&self, queue: &str, dead: bool) -> Result<Vec<(u64, StoredMessage)>> {
+    /// A queue's live messages or its dead letters, in order.
+    pub(crate) fn messages(
+        &self,
+        queue: &str,
+        which: Messages,
+    ) -> Result<Vec<(u64, StoredMessage)>> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx
-            .open_table(if dead { QUEUE_DEAD } else { MESSAGES })
+            .open_table(match which {
+                Messages::Live => MESSAGES,
+                Messages::Dead => QUEUE_DEAD,
+            })
             .map_err(err)?;
         let mut out = Vec::new();
         for entry in table.range((queue, 0)..=(queue, u64::MAX)).map_err(err)? {
@@ -403,7 +472,7 @@ impl Store {
 
     /// Every counter, and the pending events, read in one transaction
     /// (so they add up).
-    pub(crate) fn counters(&self) -> Result<(BTreeMap<String, u64>, u64)> {
+    pub(crate) fn counters(&self) -> Result<(Counts, u64)> {
         let tx = self.db.begin_read().map_err(err)?;
         let pending =
             redb::ReadableTableMetadata::len(&tx.open_table(DUE).map_err(err)?).map_err(err)?;
@@ -413,7 +482,7 @@ impl Store {
             let (k, v) = entry.map_err(err)?;
             out.insert(k.value().to_string(), v.value());
         }
-        Ok((out, pending))
+        Ok((Counts(out), pending))
     }
 
     /// Every stored function event config (JSON).

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::clock::ms;
 use super::shapes;
-use super::store::{EventRecord, Op};
+use super::store::{Counter, EventRecord, Op};
 use super::{Events, Shared, queue};
 use crate::error::{Error, Result};
 
@@ -227,9 +227,9 @@ pub(crate) fn publish_ops(
             )),
         }
     }
-    ops.push(Op::Count("published", 1));
-    ops.push(Op::Count("deliveries", delivered as u64));
-    ops.push(Op::Count("filtered", filtered as u64));
+    ops.push(Op::Count(Counter::Published, 1));
+    ops.push(Op::Count(Counter::Deliveries, delivered as u64));
+    ops.push(Op::Count(Counter::Filtered, filtered as u64));
     Ok((
         ops,
         Published {
