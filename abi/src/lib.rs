@@ -82,6 +82,10 @@ pub mod imports {
     pub const HOST_RESULT: &str = "host_result";
 }
 
+/// The version label of the newest version: what `context_str`'s
+/// `FUNCTION_VERSION` gives when the caller did not name a version.
+pub const LATEST: &str = "$LATEST";
+
 /// `fnhost_v1.context_str` keys.
 pub mod context_str {
     /// The invocation's request id (a UUID).

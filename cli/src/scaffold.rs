@@ -16,12 +16,9 @@ pub fn sdk_path() -> PathBuf {
 
 /// Creates a guest crate named `name` in directory `dir`.
 pub fn new_guest(dir: &Path, name: &str) -> Result<()> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("{name:?}: use letters, digits, '-' and '_'");
+    // The crate name is the function's name: the host's rule.
+    if !fnhost::valid_name(name) {
+        bail!("{name:?}: use 1 to 64 letters, digits, '-' and '_'");
     }
     if dir.exists() {
         bail!("{} already exists", dir.display());

@@ -246,7 +246,7 @@ mod ffi {
         match key {
             REQUEST_ID => "00000000-0000-0000-0000-000000000000".into(),
             FUNCTION_NAME => "native".into(),
-            FUNCTION_VERSION => "$LATEST".into(),
+            FUNCTION_VERSION => fnhost_abi::LATEST.into(),
             _ => String::new(),
         }
     }

@@ -3,7 +3,7 @@
 //! such a string, in the host and in the CLI, parses it here.
 
 /// `$LATEST`: the newest published version.
-pub const LATEST: &str = "$LATEST";
+pub const LATEST: &str = fnhost_abi::LATEST;
 
 /// Longest function name.
 pub const MAX_NAME_LEN: usize = 64;

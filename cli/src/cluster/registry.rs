@@ -347,12 +347,7 @@ impl Cluster {
     /// invocation or event for a function it does not have yet).
     pub async fn refresh(&self, name: &str) {
         // Names the host would refuse are not looked up at all.
-        let plain = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !plain {
+        if !fnhost::valid_name(name) {
             return;
         }
         // Read without the lock: a miss (most refreshes of unknown names)

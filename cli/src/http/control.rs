@@ -337,7 +337,7 @@ pub(crate) fn configuration(info: &fnhost::FunctionInfo) -> Value {
         "CodeSha256": info.module_hash,
         "MemorySize": info.memory_limit >> 20,
         "Timeout": info.timeout.as_secs_f64().ceil() as u64,
-        "Version": "$LATEST",
+        "Version": fnhost::LATEST,
         "PackageType": "Zip",
         "State": "Active",
         "Architectures": ["wasm32"],

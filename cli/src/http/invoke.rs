@@ -104,7 +104,8 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-amz-executed-version",
-        HeaderValue::from_str(&inv.report.version).unwrap_or(HeaderValue::from_static("$LATEST")),
+        HeaderValue::from_str(&inv.report.version)
+            .unwrap_or(HeaderValue::from_static(fnhost::LATEST)),
     );
     headers.insert(
         "x-amzn-requestid",
