@@ -3,8 +3,9 @@
 #
 #   benches/ab.sh OLD_REV [NEW_REV] [ROUNDS] [N]
 #
-# Builds `benches/src/bin/ab.rs` (this checkout's copy, at both commits)
-# in a worktree per commit with its own target dir, then runs the two
+# Builds `benches/src/bin/ab.rs` (this checkout's copy, at both commits;
+# the old commit in a worktree under target/ab) in this checkout's target
+# dir, so wasmtime and the other dependencies are built once; then runs the two
 # binaries alternately (old, new, old, new, ...) for ROUNDS rounds (default
 # 6). Each run measures fnhost beside raw wasmtime in its own process and
 # reports ratios to raw; the summary gives, per path, the median of the
@@ -17,6 +18,7 @@ new=${2:-WORKTREE}
 rounds=${3:-6}
 n=${4:-10000}
 work=target/ab
+root=$(pwd)
 mkdir -p "$work"
 build() { # rev -> path of the ab binary
   local rev=$1 dir
@@ -27,10 +29,14 @@ build() { # rev -> path of the ab binary
     [ -d "$dir" ] || git worktree add --detach "$dir" "$rev" >&2
     cp benches/src/bin/ab.rs "$dir/benches/src/bin/ab.rs"
   fi
-  local tdir
-  tdir="$(pwd)/$work/target-$( [ "$rev" = WORKTREE ] && echo worktree || git rev-parse --short "$rev")"
-  (cd "$dir" && cargo build --release -q -p fnhost-benches --bin ab --target-dir "$tdir") >&2
-  echo "$tdir/release/ab"
+  # One target dir for both: the commits' own crates differ (their paths
+  # do), the registry dependencies are shared. The binary is copied out
+  # before the other build overwrites it.
+  (cd "$dir" && cargo build --release -q -p fnhost-benches --bin ab --target-dir "$root/target") >&2
+  local out
+  out="$work/ab-$( [ "$rev" = WORKTREE ] && echo worktree || git rev-parse --short "$rev")"
+  cp target/release/ab "$out"
+  echo "$out"
 }
 a=$(build "$old")
 b=$(build "$new")

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::Ordering;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Core;
 use crate::error::{Error, ErrorKind, Result};
@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 /// How [`Core::acquire`] may wait for a slot.
 pub(crate) enum Wait<'a> {
-    /// Park the thread until `until` at the longest.
-    Block { until: Instant },
+    /// Park the thread for `wait` at the longest (the clock is read only
+    /// when there is no slot at once).
+    Block { wait: Duration },
     /// Register `waker` to be woken when a slot may be free or `until`
     /// passes.
     Poll { waker: &'a Waker, until: Instant },
@@ -58,8 +59,8 @@ impl Core {
     pub(crate) fn acquire(&self, f: &Function, wait: Wait<'_>) -> Slot {
         let gate = &f.gate;
         let got = match wait {
-            Wait::Block { until } => {
-                gate.try_acquire() || (Instant::now() < until && gate.acquire_until(until))
+            Wait::Block { wait } => {
+                gate.try_acquire() || (!wait.is_zero() && gate.acquire_until(Instant::now() + wait))
             }
             Wait::Poll { waker, until } => {
                 if gate.poll_acquire(waker, until) {
@@ -107,8 +108,12 @@ impl Core {
     /// Blocking admission: a slot now, or within the function's wait bound.
     pub(crate) fn admit(&self, f: &Function, payload_len: usize) -> Result<Permit> {
         self.check(f, payload_len).map_err(|e| self.refused(f, e))?;
-        let until = Instant::now() + f.policy.max_wait;
-        match self.acquire(f, Wait::Block { until }) {
+        match self.acquire(
+            f,
+            Wait::Block {
+                wait: f.policy.max_wait,
+            },
+        ) {
             Slot::Got(permit) => {
                 self.admitted(f);
                 Ok(permit)
