@@ -56,7 +56,10 @@ print("| path | old (ratio to raw, median) | new | new/old per round: median (mi
 print("|---|---|---|---|")
 for key, label, lower_better in [("fresh_vs_raw", "fresh invoke 64 B p50 / raw-fresh p50", True),
                                   ("warm_vs_raw", "warm invoke 64 B p50 / raw-reuse p50", True),
-                                  ("queue_vs_raw_2t", "invoke_batch 2 workers / raw-fresh 2 threads (throughput)", False)]:
+                                  ("queue_vs_raw_2t", "invoke_batch 2 workers / raw-fresh 2 threads (throughput)", False),
+                                  ("async_vs_batch", "invoke_async / invoke_batch, 2 workers (throughput)", False)]:
+    if not all(key in x for x in old + new):
+        continue
     r = [n[key] / o[key] for o, n in zip(old, new)]
     print(f"| {label} | {statistics.median(o[key] for o in old):.3f} | {statistics.median(x[key] for x in new):.3f} | "
           f"{statistics.median(r):.3f} ({min(r):.3f}-{max(r):.3f}) |")

@@ -42,48 +42,88 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Stats {
     }
 }
 
-/// Medians of two cases measured in `rounds` interleaved rounds (a, b, a,
-/// b, ...), so that drift on a noisy machine hits both alike.
-#[derive(Debug, Clone, Copy)]
-pub struct Paired {
-    /// Median p50 of case a.
-    pub a_p50: Duration,
-    /// Median p50 of case b.
-    pub b_p50: Duration,
-    /// Median throughput of case a.
-    pub a_throughput: f64,
-    /// Median throughput of case b.
-    pub b_throughput: f64,
+/// A spread of per-round figures: median, min and max.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The median round's figure.
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
 }
 
-/// Measures `a` and `b` (each returning one round's [`Stats`]) in
-/// `rounds` interleaved rounds.
-pub fn interleaved(
-    rounds: usize,
-    mut a: impl FnMut() -> Stats,
-    mut b: impl FnMut() -> Stats,
-) -> Paired {
-    let (mut sa, mut sb) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        sa.push(a());
-        sb.push(b());
+impl Spread {
+    /// The spread of `values` (at least one).
+    pub fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_unstable_by(f64::total_cmp);
+        Spread {
+            median: values[values.len() / 2],
+            min: values[0],
+            max: values[values.len() - 1],
+        }
     }
-    let median_p50 = |s: &[Stats]| {
-        let mut v: Vec<Duration> = s.iter().map(|x| x.p50).collect();
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
-    let median_tput = |s: &[Stats]| {
-        let mut v: Vec<f64> = s.iter().map(|x| x.throughput).collect();
-        v.sort_unstable_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Paired {
-        a_p50: median_p50(&sa),
-        b_p50: median_p50(&sb),
-        a_throughput: median_tput(&sa),
-        b_throughput: median_tput(&sb),
+}
+
+impl std::fmt::Display for Spread {
+    /// `1.05× (0.98-1.12)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2}× ({:.2}-{:.2})", self.median, self.min, self.max)
     }
+}
+
+/// Two cases, a (the baseline) and b, measured in interleaved rounds
+/// (a, b, a, b, ...): every ratio is taken within a round, so drift on a
+/// noisy machine cancels, and reported as the median of the per-round
+/// ratios with their min-max.
+#[derive(Debug, Clone)]
+pub struct Rounds {
+    /// Each round's (a, b).
+    pub pairs: Vec<(Stats, Stats)>,
+}
+
+/// Measures `a` and `b` (each returning one round's [`Stats`]) in `rounds`
+/// interleaved rounds.
+pub fn rounds(rounds: usize, mut a: impl FnMut() -> Stats, mut b: impl FnMut() -> Stats) -> Rounds {
+    let pairs = (0..rounds.max(1)).map(|_| (a(), b())).collect();
+    Rounds { pairs }
+}
+
+impl Rounds {
+    /// A per-round figure of the pair, spread over the rounds.
+    pub fn spread(&self, f: impl Fn(&Stats, &Stats) -> f64) -> Spread {
+        Spread::of(self.pairs.iter().map(|(a, b)| f(a, b)).collect())
+    }
+
+    /// b's p50 over a's, per round (below 1: b is faster).
+    pub fn p50_ratio(&self) -> Spread {
+        self.spread(|a, b| b.p50.as_nanos() as f64 / a.p50.as_nanos().max(1) as f64)
+    }
+
+    /// b's throughput over a's, per round (above 1: b does more).
+    pub fn throughput_ratio(&self) -> Spread {
+        self.spread(|a, b| b.throughput / a.throughput)
+    }
+
+    /// b's p50 minus a's in µs, per round.
+    pub fn p50_diff_us(&self) -> Spread {
+        self.spread(|a, b| (b.p50.as_nanos() as f64 - a.p50.as_nanos() as f64) / 1e3)
+    }
+
+    /// The stats of a's median round (by p50).
+    pub fn a(&self) -> Stats {
+        median_round(self.pairs.iter().map(|p| p.0).collect())
+    }
+
+    /// The stats of b's median round (by p50).
+    pub fn b(&self) -> Stats {
+        median_round(self.pairs.iter().map(|p| p.1).collect())
+    }
+}
+
+fn median_round(mut v: Vec<Stats>) -> Stats {
+    v.sort_unstable_by_key(|s| s.p50);
+    v[v.len() / 2]
 }
 
 /// Runs `f` `n` times on each of `threads` threads at once; returns total

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use fnhost::{FunctionConfig, Host};
 use fnhost_benches::{
-    Raw, Stats, fmt_dur, interleaved, measure, measure_threads, process_echo, rss_bytes,
-    thread_echo,
+    Raw, Stats, fmt_dur, measure, measure_threads, process_echo, rounds, rss_bytes, thread_echo,
 };
 use fnhost_test_guests as guests;
 
@@ -40,10 +39,6 @@ impl Report {
     fn target(&mut self, what: impl Into<String>, measured: impl Into<String>, ok: bool) {
         self.targets.push((what.into(), measured.into(), ok));
     }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_nanos() as f64 / b.as_nanos().max(1) as f64
 }
 
 fn host(workers: usize, metrics: bool) -> Result<Host> {
@@ -92,87 +87,64 @@ fn main() -> Result<()> {
     let p64k = vec![b'x'; 64 << 10];
     let p1m = vec![b'x'; 1 << 20];
 
-    eprintln!("baselines");
-    let raw_fresh = measure(n, || assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64));
-    r.row("raw-fresh, 64 B (baseline)", raw_fresh, "1.00");
-    let raw_fresh_64k = measure(n / 4, || {
-        assert_eq!(raw.fresh_call(&p64k).unwrap().len(), 64 << 10)
-    });
-    r.row("raw-fresh, 64 KiB (baseline)", raw_fresh_64k, "1.00");
-    let raw_fresh_1m = measure(n / 40, || {
-        assert_eq!(raw.fresh_call(&p1m).unwrap().len(), 1 << 20)
-    });
-    r.row("raw-fresh, 1 MiB (baseline)", raw_fresh_1m, "1.00");
-    let mut raw_inst = raw.instance()?;
-    let raw_reuse = measure(n * 5, || assert_eq!(raw_inst.call(&p64).unwrap().len(), 64));
-    r.row("raw-reuse, 64 B (baseline)", raw_reuse, "1.00");
-    let raw_fresh_2t =
-        measure_threads(2, n, || assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64));
-    r.row(
-        "raw-fresh, 64 B, 2 threads (baseline)",
-        raw_fresh_2t,
-        "throughput baseline",
-    );
-    // What decommit batching (wasmtime's batch of 32, fnhost's setting
-    // before HOSTILE 32) would buy on this path: the same raw baseline with
-    // either setting, interleaved.
-    let batched = Raw::with_config(
-        &echo,
-        fnhost::wasmtime_config_with_decommit_batch(2000, 4 << 30, 512 << 10, 32),
-    )?;
-    let fresh = |raw: &Raw| assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64);
-    let one = interleaved(
-        7,
-        || measure(n / 5, || fresh(&raw)),
-        || measure(n / 5, || fresh(&batched)),
-    );
-    let two = interleaved(
-        5,
-        || measure_threads(2, n / 5, || fresh(&raw)),
-        || measure_threads(2, n / 5, || fresh(&batched)),
-    );
-    drop(batched);
-    r.notes.push(format!(
-        "decommit batch 1 (fnhost) vs 32 (before HOSTILE 32), raw-fresh 64 B, medians of interleaved rounds: 1 thread p50 {} vs {} (batching {:+.1} %), 2 threads {:.0}/s vs {:.0}/s (batching {:+.1} % throughput)",
-        fmt_dur(one.a_p50),
-        fmt_dur(one.b_p50),
-        (ratio(one.b_p50, one.a_p50) - 1.0) * 100.0,
-        two.a_throughput,
-        two.b_throughput,
-        (two.b_throughput / two.a_throughput - 1.0) * 100.0
-    ));
-    let thread = measure(n / 4, || assert_eq!(thread_echo(&p64).len(), 64));
-    r.row(
-        "thread spawn+join per call (baseline)",
-        thread,
-        format!("{:.2}× raw-fresh p50", ratio(thread.p50, raw_fresh.p50)),
-    );
-    let native_echo = std::env::current_exe()?.with_file_name("native_echo");
-    let process = measure(if quick { 50 } else { 500 }, || {
-        assert_eq!(process_echo(&native_echo, &p64).unwrap().len(), 64)
-    });
-    r.row(
-        "process spawn per call (baseline)",
-        process,
-        format!("{:.0}× raw-fresh p50", ratio(process.p50, raw_fresh.p50)),
-    );
+    // Every ratio below comes from interleaved rounds (baseline, subject,
+    // baseline, subject...): the median of the per-round ratios, with their
+    // min-max. Each side runs `n / R` iterations a round.
+    const R: usize = 5;
+    let per = n / R;
 
-    eprintln!("fnhost, caller's thread");
+    eprintln!("fresh path");
     let h = host(2, true)?;
     h.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let fresh = measure(n, || {
-        assert_eq!(h.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64)
-    });
-    let fr = ratio(fresh.p50, raw_fresh.p50);
+    let fn_call = |h: &Host, name: &str, p: &[u8]| {
+        assert_eq!(h.invoke(name, p).unwrap().outcome.unwrap().len(), p.len())
+    };
+    let fresh = rounds(
+        R,
+        || measure(per, || assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64)),
+        || measure(per, || fn_call(&h, "echo", &p64)),
+    );
+    r.row("raw-fresh, 64 B (baseline)", fresh.a(), "1.00");
     r.row(
         "fnhost invoke, fresh instance, 64 B",
-        fresh,
-        format!("{fr:.2}× raw-fresh"),
+        fresh.b(),
+        format!("{} raw-fresh", fresh.p50_ratio()),
     );
+    let fr = fresh.p50_ratio().median;
     r.target(
         "fresh invoke 64 B p50 ≤ 1.3× raw-fresh",
-        format!("{fr:.2}×"),
+        format!("{}", fresh.p50_ratio()),
         fr <= 1.3,
+    );
+    let fresh_64k = rounds(
+        R,
+        || {
+            measure(per / 4, || {
+                assert_eq!(raw.fresh_call(&p64k).unwrap().len(), 64 << 10)
+            })
+        },
+        || measure(per / 4, || fn_call(&h, "echo", &p64k)),
+    );
+    r.row("raw-fresh, 64 KiB (baseline)", fresh_64k.a(), "1.00");
+    r.row(
+        "fnhost invoke, fresh, 64 KiB",
+        fresh_64k.b(),
+        format!("{} raw-fresh 64 KiB", fresh_64k.p50_ratio()),
+    );
+    let fresh_1m = rounds(
+        R,
+        || {
+            measure(per / 40, || {
+                assert_eq!(raw.fresh_call(&p1m).unwrap().len(), 1 << 20)
+            })
+        },
+        || measure(per / 40, || fn_call(&h, "echo", &p1m)),
+    );
+    r.row("raw-fresh, 1 MiB (baseline)", fresh_1m.a(), "1.00");
+    r.row(
+        "fnhost invoke, fresh, 1 MiB",
+        fresh_1m.b(),
+        format!("{} raw-fresh 1 MiB", fresh_1m.p50_ratio()),
     );
     // Fuel metering (a deterministic CPU quota) is engine-wide: what it
     // costs on the same fresh path.
@@ -184,71 +156,108 @@ fn main() -> Result<()> {
         .fuel_metering(true)
         .build()?;
     hf.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let fuel = measure(n, || {
-        assert_eq!(hf.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64)
-    });
+    let fuel = rounds(
+        R,
+        || measure(per, || fn_call(&h, "echo", &p64)),
+        || measure(per, || fn_call(&hf, "echo", &p64)),
+    );
     r.row(
         "fnhost invoke, fresh instance, 64 B, fuel metering on",
-        fuel,
-        format!("{:.2}× fnhost fresh", ratio(fuel.p50, fresh.p50)),
+        fuel.b(),
+        format!("{} fnhost fresh", fuel.p50_ratio()),
     );
     drop(hf);
-    let fresh_64k = measure(n / 4, || {
-        assert_eq!(
-            h.invoke("echo", &p64k).unwrap().outcome.unwrap().len(),
-            64 << 10
-        )
-    });
-    r.row(
-        "fnhost invoke, fresh, 64 KiB",
-        fresh_64k,
-        format!(
-            "{:.2}× raw-fresh 64 KiB",
-            ratio(fresh_64k.p50, raw_fresh_64k.p50)
-        ),
-    );
-    let fresh_1m = measure(n / 40, || {
-        assert_eq!(
-            h.invoke("echo", &p1m).unwrap().outcome.unwrap().len(),
-            1 << 20
-        )
-    });
-    r.row(
-        "fnhost invoke, fresh, 1 MiB",
-        fresh_1m,
-        format!(
-            "{:.2}× raw-fresh 1 MiB",
-            ratio(fresh_1m.p50, raw_fresh_1m.p50)
-        ),
-    );
-    let vs_process = ratio(process.p50, fresh.p50);
-    r.target(
-        "fresh invoke ≥ 200× faster than process spawn",
-        format!("{vs_process:.0}×"),
-        vs_process >= 200.0,
-    );
 
+    eprintln!("warm path");
     h.register(
         FunctionConfig::from_bytes("echo_warm", echo.clone())
             .reuse(u32::MAX, Duration::from_secs(3600)),
     )?;
-    let warm = measure(n * 5, || {
-        assert_eq!(
-            h.invoke("echo_warm", &p64).unwrap().outcome.unwrap().len(),
-            64
-        )
-    });
-    let diff = warm.p50.as_nanos() as f64 / 1e3 - raw_reuse.p50.as_nanos() as f64 / 1e3;
+    let mut raw_inst = raw.instance()?;
+    let warm = rounds(
+        R,
+        || {
+            measure(per * 5, || {
+                assert_eq!(raw_inst.call(&p64).unwrap().len(), 64)
+            })
+        },
+        || measure(per * 5, || fn_call(&h, "echo_warm", &p64)),
+    );
+    r.row("raw-reuse, 64 B (baseline)", warm.a(), "1.00");
+    let diff = warm.p50_diff_us();
     r.row(
         "fnhost invoke, warm reuse, 64 B",
-        warm,
-        format!("+{diff:.2} µs vs raw-reuse"),
+        warm.b(),
+        format!(
+            "{:+.2} µs ({:+.2} to {:+.2}) vs raw-reuse",
+            diff.median, diff.min, diff.max
+        ),
     );
     r.target(
         "warm-reuse p50 within 1 µs of raw-reuse",
-        format!("+{diff:.2} µs"),
-        diff <= 1.0,
+        format!("{:+.2} µs", diff.median),
+        diff.median <= 1.0,
     );
+
+    eprintln!("isolation baselines");
+    let fresh_raw = || {
+        measure(per / 4, || {
+            assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64)
+        })
+    };
+    let thread = rounds(R, fresh_raw, || {
+        measure(per / 4, || assert_eq!(thread_echo(&p64).len(), 64))
+    });
+    r.row(
+        "thread spawn+join per call (baseline)",
+        thread.b(),
+        format!("{} raw-fresh p50", thread.p50_ratio()),
+    );
+    let native_echo = std::env::current_exe()?.with_file_name("native_echo");
+    let spawns = if quick { 20 } else { 100 };
+    let process = rounds(
+        R,
+        || measure(per / 4, || fn_call(&h, "echo", &p64)),
+        || {
+            measure(spawns, || {
+                assert_eq!(process_echo(&native_echo, &p64).unwrap().len(), 64)
+            })
+        },
+    );
+    r.row(
+        "process spawn per call (baseline)",
+        process.b(),
+        format!("{} fnhost fresh p50", process.p50_ratio()),
+    );
+    r.target(
+        "fresh invoke ≥ 200× faster than process spawn",
+        format!("{}", process.p50_ratio()),
+        process.p50_ratio().median >= 200.0,
+    );
+    // What decommit batching (wasmtime's batch of 32, fnhost's setting
+    // before HOSTILE 32) would buy on this path: the same raw baseline with
+    // either setting, interleaved.
+    let batched = Raw::with_config(
+        &echo,
+        fnhost::wasmtime_config_with_decommit_batch(2000, 4 << 30, 512 << 10, 32),
+    )?;
+    let fresh_of = |raw: &Raw| assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64);
+    let one = rounds(
+        7,
+        || measure(per, || fresh_of(&raw)),
+        || measure(per, || fresh_of(&batched)),
+    );
+    let two = rounds(
+        5,
+        || measure_threads(2, per, || fresh_of(&raw)),
+        || measure_threads(2, per, || fresh_of(&batched)),
+    );
+    drop(batched);
+    r.notes.push(format!(
+        "decommit batch 32 (before HOSTILE 32) against 1 (fnhost), raw-fresh 64 B, interleaved rounds: 1 thread p50 {} of batch 1's, 2 threads throughput {} of batch 1's",
+        one.p50_ratio(),
+        two.throughput_ratio(),
+    ));
 
     // Two hosts built alike, differing only in counting; interleaved
     // rounds so drift and pool history hit both equally.
@@ -256,60 +265,42 @@ fn main() -> Result<()> {
     h_on.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
     let h_off = host(2, false)?;
     h_off.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let echo_on = |h: &Host| assert_eq!(h.invoke("echo", &p64).unwrap().outcome.unwrap().len(), 64);
-    let paired = interleaved(
+    let metering = rounds(
         7,
-        || measure(n / 5, || echo_on(&h_off)),
-        || measure(n / 5, || echo_on(&h_on)),
+        || measure(per, || fn_call(&h_off, "echo", &p64)),
+        || measure(per, || fn_call(&h_on, "echo", &p64)),
     );
     drop((h_on, h_off));
-    let (on, off) = (paired.b_p50, paired.a_p50);
-    let cost = ratio(on, off) - 1.0;
+    let cost = metering.p50_ratio();
     r.notes.push(format!(
-        "metrics/metering on vs off, fresh 64 B, median of 7 interleaved rounds: on {} / off {} (cost {:+.1} %)",
-        fmt_dur(on),
-        fmt_dur(off),
-        cost * 100.0
+        "metrics/metering on vs off, fresh 64 B, 7 interleaved rounds: on/off p50 {cost}"
     ));
     r.target(
         "metering and metrics cost ≤ 3 %",
-        format!("{:+.1} %", cost * 100.0),
-        cost <= 0.03,
+        format!("{:+.1} %", (cost.median - 1.0) * 100.0),
+        cost.median <= 1.03,
     );
 
     eprintln!("queue path");
-    let mut batch_tput = Vec::new();
-    for workers in [1usize, 2] {
-        let hq = host(workers, true)?;
-        hq.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-        let batches = if quick { 10 } else { 100 };
-        let payloads: Vec<bytes::Bytes> =
-            (0..256).map(|_| bytes::Bytes::from(p64.clone())).collect();
-        // Batch: 256 in flight, one wake-up of the caller per batch.
+    let payloads: Vec<bytes::Bytes> = (0..256).map(|_| bytes::Bytes::from(p64.clone())).collect();
+    let batches = if quick { 4 } else { 20 };
+    // 256 in flight per batch, one wake-up of the caller per batch.
+    let batch = |hq: &Host| {
         let start = Instant::now();
         for _ in 0..batches {
-            for res in hq.invoke_batch("echo", payloads.clone())? {
+            for res in hq.invoke_batch("echo", payloads.clone()).unwrap() {
                 assert_eq!(res.unwrap().outcome.unwrap().len(), 64);
             }
         }
-        let tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
-        batch_tput.push(tput);
-        let base = if workers == 1 {
-            raw_fresh.throughput
-        } else {
-            raw_fresh_2t.throughput
-        };
         let m = hq.metrics();
-        r.row(
-            format!("fnhost invoke_batch via queue, {workers} worker(s), 256 in flight"),
-            Stats {
-                p50: m.duration().p50,
-                p99: m.duration().p99,
-                throughput: tput,
-            },
-            format!("{:.2}× raw-fresh {workers}-thread throughput", tput / base),
-        );
-        // Async: one future (and one wake-up) per invocation.
+        Stats {
+            p50: m.duration().p50,
+            p99: m.duration().p99,
+            throughput: (batches * 256) as f64 / start.elapsed().as_secs_f64(),
+        }
+    };
+    // One future (and one wake-up) per invocation.
+    let futures = |hq: &Host| {
         let start = Instant::now();
         for _ in 0..batches {
             let futs: Vec<_> = payloads
@@ -320,31 +311,70 @@ fn main() -> Result<()> {
                 assert_eq!(res.unwrap().outcome.unwrap().len(), 64);
             }
         }
-        let tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
         let m = hq.metrics();
+        Stats {
+            p50: m.duration().p50,
+            p99: m.duration().p99,
+            throughput: (batches * 256) as f64 / start.elapsed().as_secs_f64(),
+        }
+    };
+    let raw_threads = |t: usize| {
+        measure_threads(t, batches * 256 / t, || {
+            assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64)
+        })
+    };
+    let hq1 = host(1, true)?;
+    hq1.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let hq2 = host(2, true)?;
+    hq2.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    for (workers, hq) in [(1usize, &hq1), (2, &hq2)] {
+        let b = rounds(R, || raw_threads(workers), || batch(hq));
+        if workers == 2 {
+            r.row(
+                "raw-fresh, 64 B, 2 threads (baseline)",
+                b.a(),
+                "throughput baseline",
+            );
+        }
+        r.row(
+            format!("fnhost invoke_batch via queue, {workers} worker(s), 256 in flight"),
+            b.b(),
+            format!(
+                "{} raw-fresh {workers}-thread throughput",
+                b.throughput_ratio()
+            ),
+        );
+        if workers == 2 {
+            r.target(
+                "queue throughput, 2 workers ≥ 0.7× raw-fresh on 2 threads",
+                format!("{}", b.throughput_ratio()),
+                b.throughput_ratio().median >= 0.7,
+            );
+        }
+        let f = rounds(R, || raw_threads(workers), || futures(hq));
         r.row(
             format!("fnhost invoke_async via queue, {workers} worker(s), 256 futures"),
-            Stats {
-                p50: m.duration().p50,
-                p99: m.duration().p99,
-                throughput: tput,
-            },
-            format!("{:.2}× raw-fresh {workers}-thread throughput", tput / base),
+            f.b(),
+            format!(
+                "{} raw-fresh {workers}-thread throughput",
+                f.throughput_ratio()
+            ),
+        );
+        let vs = rounds(R, || batch(hq), || futures(hq)).throughput_ratio();
+        r.target(
+            format!("invoke_async ≥ 0.9× invoke_batch throughput, {workers} worker(s)"),
+            format!("{vs}"),
+            vs.median >= 0.9,
         );
     }
-    let scale = batch_tput[1] / batch_tput[0];
-    let raw_scale = raw_fresh_2t.throughput / raw_fresh.throughput;
+    let scale = rounds(R, || batch(&hq1), || batch(&hq2)).throughput_ratio();
+    let raw_scale = rounds(R, || raw_threads(1), || raw_threads(2)).throughput_ratio();
     r.target(
         "queue throughput, 2 workers ≥ 1.6× 1 worker",
-        format!("{scale:.2}× (raw wasmtime itself: {raw_scale:.2}× from 1 to 2 threads)"),
-        scale >= 1.6,
+        format!("{scale} (raw wasmtime itself: {raw_scale} from 1 to 2 threads)"),
+        scale.median >= 1.6,
     );
-    let vs_raw2 = batch_tput[1] / raw_fresh_2t.throughput;
-    r.target(
-        "queue throughput, 2 workers ≥ 0.7× raw-fresh on 2 threads",
-        format!("{vs_raw2:.2}×"),
-        vs_raw2 >= 0.7,
-    );
+    drop((hq1, hq2));
 
     eprintln!("realistic guests");
     let image = guests::sample_png(1024, 1024);
@@ -353,43 +383,51 @@ fn main() -> Result<()> {
             .memory_limit(512 << 20)
             .timeout(Duration::from_secs(30)),
     )?;
-    let k = if quick { 3 } else { 20 };
-    let thumb_wasm = measure(k, || {
-        assert!(h.invoke("thumbnail", &image).unwrap().outcome.is_ok())
-    });
-    let thumb_native = measure(k, || assert!(thumbnail::make_thumbnails(&image).is_ok()));
-    r.row(
-        "thumbnail 1 MP PNG, native (baseline)",
-        thumb_native,
-        "1.00",
+    let k = if quick { 1 } else { 4 };
+    let thumb = rounds(
+        R,
+        || measure(k, || assert!(thumbnail::make_thumbnails(&image).is_ok())),
+        || {
+            measure(k, || {
+                assert!(h.invoke("thumbnail", &image).unwrap().outcome.is_ok())
+            })
+        },
     );
+    r.row("thumbnail 1 MP PNG, native (baseline)", thumb.a(), "1.00");
     r.row(
         "thumbnail 1 MP PNG, fnhost fresh",
-        thumb_wasm,
-        format!("{:.2}× native", ratio(thumb_wasm.p50, thumb_native.p50)),
+        thumb.b(),
+        format!("{} native", thumb.p50_ratio()),
     );
     let article = serde_json::json!({"html": "<h1>Big match</h1><p>".to_string() + &"The team scored a late goal and the coach praised the league. ".repeat(200) + "</p>"});
     let article_bytes = article.to_string().into_bytes();
     // news has a heavy init (see the snapshot rows below): run it as
     // intended, from a snapshot.
     h.register(FunctionConfig::from_file("news", guests::NEWS).snapshot(true))?;
-    let news_wasm = measure(n / 20, || {
-        assert!(h.invoke("news", &article_bytes).unwrap().outcome.is_ok())
-    });
-    let news_native = measure(n / 20, || {
-        let a: news::Article = serde_json::from_slice(&article_bytes).unwrap();
-        let out = serde_json::to_vec(&news::analyse(&a)).unwrap();
-        assert!(!out.is_empty());
-    });
+    let news_rounds = rounds(
+        R,
+        || {
+            measure(per / 20, || {
+                let a: news::Article = serde_json::from_slice(&article_bytes).unwrap();
+                let out = serde_json::to_vec(&news::analyse(&a)).unwrap();
+                assert!(!out.is_empty());
+            })
+        },
+        || {
+            measure(per / 20, || {
+                assert!(h.invoke("news", &article_bytes).unwrap().outcome.is_ok())
+            })
+        },
+    );
     r.row(
         "news JSON event (13 KB), native (baseline)",
-        news_native,
+        news_rounds.a(),
         "1.00",
     );
     r.row(
         "news JSON event (13 KB), fnhost fresh (snapshot)",
-        news_wasm,
-        format!("{:.2}× native", ratio(news_wasm.p50, news_native.p50)),
+        news_rounds.b(),
+        format!("{} native", news_rounds.p50_ratio()),
     );
 
     eprintln!("cold start");
@@ -453,27 +491,33 @@ fn main() -> Result<()> {
         assert!(inv.output().is_ok(), "{name}: {:?}", inv.outcome);
         inv.report.init_duration
     };
-    let trivial = measure(m, || {
-        ok("hello", br#"{"name":"Ada"}"#);
-    });
-    r.row("trivial guest (hello), fresh instance", trivial, "1.00");
     let init = ok("news-init", article).unwrap_or_default();
-    let heavy = measure(m / 4, || {
-        ok("news-init", article);
+    let trivial_round = || {
+        measure(m / R, || {
+            ok("hello", br#"{"name":"Ada"}"#);
+        })
+    };
+    let heavy = rounds(R, trivial_round, || {
+        measure(m / R / 4, || {
+            ok("news-init", article);
+        })
     });
+    r.row("trivial guest (hello), fresh instance", heavy.a(), "1.00");
     r.row(
         "heavy-init guest (news), fresh instance, no snapshot",
-        heavy,
-        format!("{:.1}× trivial", ratio(heavy.p50, trivial.p50)),
+        heavy.b(),
+        format!("{} trivial", heavy.p50_ratio()),
     );
-    let snap = measure(m, || {
-        ok("news-snap", article);
+    let snap = rounds(R, trivial_round, || {
+        measure(m / R, || {
+            ok("news-snap", article);
+        })
     });
-    let sr = ratio(snap.p50, trivial.p50);
+    let sr = snap.p50_ratio();
     r.row(
         "heavy-init guest (news), fresh instance, snapshot",
-        snap,
-        format!("{sr:.2}× trivial"),
+        snap.b(),
+        format!("{sr} trivial"),
     );
     r.notes.push(format!(
         "snapshots: news's init alone takes {} per fresh instance without a snapshot",
@@ -481,8 +525,8 @@ fn main() -> Result<()> {
     ));
     r.target(
         "heavy-init guest with snapshot, fresh invoke ≤ 2× trivial guest's",
-        format!("{sr:.2}×"),
-        sr <= 2.0,
+        format!("{sr}"),
+        sr.median <= 2.0,
     );
     // A new process on a warm cache: the snapshot and its code are loaded,
     // init does not run, nothing compiles.

@@ -65,6 +65,18 @@ fn main() -> Result<()> {
         }
     }
     let queue_tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
+    // The async path on the same host: one future per invocation.
+    let start = Instant::now();
+    for _ in 0..batches {
+        let futs: Vec<_> = payloads
+            .iter()
+            .map(|p| hq.invoke_async("echo", p.clone()))
+            .collect();
+        for res in futures::executor::block_on(futures::future::join_all(futs)) {
+            assert_eq!(res?.outcome?.len(), 64);
+        }
+    }
+    let async_tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
 
     println!(
         "{}",
@@ -75,6 +87,8 @@ fn main() -> Result<()> {
             "warm_vs_raw": ns(warm.p50) / ns(raw_reuse.p50),
             "queue_per_s": queue_tput,
             "queue_vs_raw_2t": queue_tput / raw_2t.throughput,
+            "async_per_s": async_tput,
+            "async_vs_batch": async_tput / queue_tput,
         })
     );
     Ok(())
