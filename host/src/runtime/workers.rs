@@ -117,8 +117,26 @@ impl Core {
     }
 
     /// A worker: runs queued jobs until told to stop.
+    ///
+    /// Answers to futures are held back while more work is queued (a few
+    /// short invocations' worth, see [`Held`]), so a task awaiting many
+    /// futures is woken once per run of completions rather than once per
+    /// invocation: each wake of a sleeping executor thread is a futex
+    /// wake and a context switch that the workers' own cores pay for.
     fn work(self: Arc<Self>) {
-        while let Ok(msg) = self.queue.1.recv() {
+        let mut held = Held::default();
+        loop {
+            let msg = match self.queue.1.try_recv() {
+                Ok(msg) => msg,
+                Err(_) => {
+                    // Nothing queued: answer what is held before sleeping.
+                    held.flush();
+                    match self.queue.1.recv() {
+                        Ok(msg) => msg,
+                        Err(_) => break,
+                    }
+                }
+            };
             match msg {
                 Msg::Job(job) => {
                     if self.is_shutting_down() {
@@ -132,13 +150,68 @@ impl Core {
                         job.permit,
                         job.event,
                     );
+                    let reply = match job.reply {
+                        Reply::Future(tx) if !self.queue.1.is_empty() => match held.hold(tx, inv) {
+                            None => continue,
+                            Some((tx, inv)) => (Reply::Future(tx), inv),
+                        },
+                        other => (other, inv),
+                    };
+                    held.flush();
                     // The reply may run the embedder's or the event
                     // system's code: a panic there must not end the worker.
-                    let reply = job.reply;
+                    let (reply, inv) = reply;
                     let _ = fault::catch("an invocation's reply", || reply.send(Ok(inv)));
                 }
                 Msg::Stop => break,
             }
+        }
+        held.flush();
+    }
+}
+
+/// Future answers a worker holds back (see [`Core::work`]): at most
+/// [`Held::MAX`], of invocations that took at most [`Held::SHORT`], for at
+/// most [`Held::AGE`] since the first: enough to turn a run of short
+/// invocations into one wake, never enough to make an answer wait long.
+#[derive(Default)]
+struct Held {
+    answers: Vec<(
+        futures_channel::oneshot::Sender<Result<Invocation>>,
+        Invocation,
+    )>,
+    since: Option<std::time::Instant>,
+}
+
+impl Held {
+    const MAX: usize = 16;
+    const SHORT: Duration = Duration::from_micros(50);
+    const AGE: Duration = Duration::from_micros(200);
+
+    /// Holds `inv` for `tx`, or gives both back to be sent now.
+    fn hold(
+        &mut self,
+        tx: futures_channel::oneshot::Sender<Result<Invocation>>,
+        inv: Invocation,
+    ) -> Option<(
+        futures_channel::oneshot::Sender<Result<Invocation>>,
+        Invocation,
+    )> {
+        let now = std::time::Instant::now();
+        let fresh = self.since.is_none_or(|t| now - t < Self::AGE);
+        if inv.report.duration > Self::SHORT || self.answers.len() >= Self::MAX || !fresh {
+            return Some((tx, inv));
+        }
+        self.since.get_or_insert(now);
+        self.answers.push((tx, inv));
+        None
+    }
+
+    /// Sends every held answer.
+    fn flush(&mut self) {
+        self.since = None;
+        for (tx, inv) in self.answers.drain(..) {
+            let _ = fault::catch("an invocation's reply", || tx.send(Ok(inv)));
         }
     }
 }
