@@ -211,7 +211,10 @@ impl Held {
     fn flush(&mut self) {
         self.since = None;
         for (tx, inv) in self.answers.drain(..) {
-            let _ = fault::catch("an invocation's reply", || tx.send(Ok(inv)));
+            // A dropped receiver (the future was dropped) is no error.
+            let _ = fault::catch("an invocation's reply", || {
+                let _ = tx.send(Ok(inv));
+            });
         }
     }
 }
