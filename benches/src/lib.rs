@@ -126,6 +126,51 @@ fn median_round(mut v: Vec<Stats>) -> Stats {
     v[v.len() / 2]
 }
 
+/// How [`queue_round`] submits to the worker pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submit {
+    /// `invoke_batch`: one call, one wake-up of the caller per batch.
+    Batch,
+    /// `invoke_async`: one future per invocation, joined.
+    Async,
+}
+
+/// `batches` rounds of `payloads` through `host`'s worker pool to `name`
+/// (each output must echo its payload's length): p50/p99 from the host's
+/// own duration histogram, throughput over the whole run.
+pub fn queue_round(
+    host: &fnhost::Host,
+    name: &str,
+    payloads: &[bytes::Bytes],
+    batches: usize,
+    how: Submit,
+) -> Stats {
+    let start = Instant::now();
+    for _ in 0..batches {
+        let results = match how {
+            Submit::Batch => host
+                .invoke_batch(name, payloads.to_vec())
+                .expect("known function"),
+            Submit::Async => {
+                let futs: Vec<_> = payloads
+                    .iter()
+                    .map(|p| host.invoke_async(name, p.clone()))
+                    .collect();
+                futures::executor::block_on(futures::future::join_all(futs))
+            }
+        };
+        for (res, p) in results.into_iter().zip(payloads) {
+            assert_eq!(res.expect("admitted").outcome.expect("ran").len(), p.len());
+        }
+    }
+    let m = host.metrics();
+    Stats {
+        p50: m.duration().p50,
+        p99: m.duration().p99,
+        throughput: (batches * payloads.len()) as f64 / start.elapsed().as_secs_f64(),
+    }
+}
+
 /// Runs `f` `n` times on each of `threads` threads at once; returns total
 /// operations per second (p50/p99 are per-operation on thread 0).
 pub fn measure_threads(threads: usize, n: usize, f: impl Fn() + Sync) -> Stats {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use fnhost::{FunctionConfig, Host};
 use fnhost_benches::{
-    Raw, Stats, fmt_dur, measure, measure_threads, process_echo, rounds, rss_bytes, thread_echo,
+    Raw, Stats, Submit, fmt_dur, measure, measure_threads, process_echo, queue_round, rounds,
+    rss_bytes, thread_echo,
 };
 use fnhost_test_guests as guests;
 
@@ -284,40 +285,8 @@ fn main() -> Result<()> {
     eprintln!("queue path");
     let payloads: Vec<bytes::Bytes> = (0..256).map(|_| bytes::Bytes::from(p64.clone())).collect();
     let batches = if quick { 4 } else { 20 };
-    // 256 in flight per batch, one wake-up of the caller per batch.
-    let batch = |hq: &Host| {
-        let start = Instant::now();
-        for _ in 0..batches {
-            for res in hq.invoke_batch("echo", payloads.clone()).unwrap() {
-                assert_eq!(res.unwrap().outcome.unwrap().len(), 64);
-            }
-        }
-        let m = hq.metrics();
-        Stats {
-            p50: m.duration().p50,
-            p99: m.duration().p99,
-            throughput: (batches * 256) as f64 / start.elapsed().as_secs_f64(),
-        }
-    };
-    // One future (and one wake-up) per invocation.
-    let futures = |hq: &Host| {
-        let start = Instant::now();
-        for _ in 0..batches {
-            let futs: Vec<_> = payloads
-                .iter()
-                .map(|p| hq.invoke_async("echo", p.clone()))
-                .collect();
-            for res in futures::executor::block_on(futures::future::join_all(futs)) {
-                assert_eq!(res.unwrap().outcome.unwrap().len(), 64);
-            }
-        }
-        let m = hq.metrics();
-        Stats {
-            p50: m.duration().p50,
-            p99: m.duration().p99,
-            throughput: (batches * 256) as f64 / start.elapsed().as_secs_f64(),
-        }
-    };
+    let batch = |hq: &Host| queue_round(hq, "echo", &payloads, batches, Submit::Batch);
+    let futures = |hq: &Host| queue_round(hq, "echo", &payloads, batches, Submit::Async);
     let raw_threads = |t: usize| {
         measure_threads(t, batches * 256 / t, || {
             assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64)

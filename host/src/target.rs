@@ -83,15 +83,6 @@ impl<'a> FunctionRef<'a> {
         };
         FunctionRef { name, qualifier }
     }
-
-    /// The qualifier as text, `None` for `$LATEST` (what [`parse`](FunctionRef::parse) read).
-    pub fn qualifier_text(&self) -> Option<std::borrow::Cow<'a, str>> {
-        match self.qualifier {
-            Qualifier::Latest => None,
-            Qualifier::Version(v) => Some(v.to_string().into()),
-            Qualifier::Alias(a) => Some(a.into()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,9 @@
 //! Uses only fnhost's public API and the raw baseline, so the same file
 //! builds against any commit since the baseline existed.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use fnhost::{FunctionConfig, Host};
-use fnhost_benches::{Raw, measure, measure_threads};
+use fnhost_benches::{Raw, Submit, measure, measure_threads, queue_round};
 use fnhost_test_guests as guests;
 
 fn host(workers: usize) -> Result<Host> {
@@ -55,28 +53,10 @@ fn main() -> Result<()> {
     hq.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
     let payloads: Vec<bytes::Bytes> = (0..256).map(|_| bytes::Bytes::from(p64.clone())).collect();
     let batches = (n / 256).max(4);
-    for res in hq.invoke_batch("echo", payloads.clone())? {
-        res?.outcome?;
-    }
-    let start = Instant::now();
-    for _ in 0..batches {
-        for res in hq.invoke_batch("echo", payloads.clone())? {
-            assert_eq!(res?.outcome?.len(), 64);
-        }
-    }
-    let queue_tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
+    queue_round(&hq, "echo", &payloads, 1, Submit::Batch);
+    let queue_tput = queue_round(&hq, "echo", &payloads, batches, Submit::Batch).throughput;
     // The async path on the same host: one future per invocation.
-    let start = Instant::now();
-    for _ in 0..batches {
-        let futs: Vec<_> = payloads
-            .iter()
-            .map(|p| hq.invoke_async("echo", p.clone()))
-            .collect();
-        for res in futures::executor::block_on(futures::future::join_all(futs)) {
-            assert_eq!(res?.outcome?.len(), 64);
-        }
-    }
-    let async_tput = (batches * 256) as f64 / start.elapsed().as_secs_f64();
+    let async_tput = queue_round(&hq, "echo", &payloads, batches, Submit::Async).throughput;
 
     println!(
         "{}",
