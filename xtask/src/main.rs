@@ -196,8 +196,12 @@ fn ensure_nats_server() {
     }
 }
 
+/// The guest targets `rust-toolchain.toml` lists: core modules and
+/// components.
+const WASM_TARGETS: &[&str] = &["wasm32-wasip1", "wasm32-wasip2"];
+
 /// Installs what `rust-toolchain.toml` lists (toolchain, components and
-/// the wasm32-wasip1 target). Idempotent and quick when all is there.
+/// the wasm targets). Idempotent and quick when all is there.
 fn setup() -> Result<(), String> {
     let root = root();
     let installed = Command::new("rustup")
@@ -221,14 +225,17 @@ fn setup() -> Result<(), String> {
         .current_dir(&root)
         .output()
         .map_err(|e| e.to_string())?;
-    if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-wasip1") {
-        let s = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip1"])
-            .current_dir(&root)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !s.success() {
-            return Err("`rustup target add wasm32-wasip1` failed".into());
+    let installed = String::from_utf8_lossy(&targets.stdout).into_owned();
+    for target in WASM_TARGETS {
+        if !installed.lines().any(|l| l.trim() == *target) {
+            let s = Command::new("rustup")
+                .args(["target", "add", target])
+                .current_dir(&root)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !s.success() {
+                return Err(format!("`rustup target add {target}` failed"));
+            }
         }
     }
     Ok(())

@@ -19,6 +19,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::util::fs::{self, Check};
@@ -37,9 +38,33 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("fnhost").join("artifacts")
 }
 
+/// A compiled guest: a core module or a component.
+pub(crate) enum Artifact {
+    Module(Module),
+    Component(Component),
+}
+
+impl Artifact {
+    /// Compiles `bytes`, a component or a module by its header.
+    pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Artifact> {
+        Ok(if crate::guest::component::is_component(bytes) {
+            Artifact::Component(Component::new(engine, bytes)?)
+        } else {
+            Artifact::Module(Module::new(engine, bytes)?)
+        })
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Artifact::Module(m) => m.serialize(),
+            Artifact::Component(c) => c.serialize(),
+        }
+    }
+}
+
 /// What a lookup found.
 pub(crate) enum Lookup {
-    Hit(Module),
+    Hit(Artifact),
     Miss,
     /// An entry existed but was corrupt or stale; it was removed.
     Rejected(String),
@@ -96,8 +121,9 @@ impl ArtifactCache {
         self.dir.join(format!("{}.cwasm", self.stem(key)))
     }
 
-    /// Looks up the compiled form of the module whose hash is `key`.
-    pub(crate) fn load(&self, engine: &Engine, key: &str) -> Lookup {
+    /// Looks up the compiled form of the module (or, with `component`,
+    /// the component) whose hash is `key`.
+    pub(crate) fn load(&self, engine: &Engine, key: &str, component: bool) -> Lookup {
         let cwasm = self.path(key);
         let reject = |why: String| {
             fs::remove_sealed(&cwasm);
@@ -111,16 +137,23 @@ impl ArtifactCache {
         // SAFETY: the file is a wasmtime artifact this cache wrote (its
         // checksum matches what we recorded), in a directory only the host's
         // user may write; wasmtime checks version and settings itself.
-        match unsafe { Module::deserialize_file(engine, &cwasm) } {
+        let loaded = unsafe {
+            if component {
+                Component::deserialize_file(engine, &cwasm).map(Artifact::Component)
+            } else {
+                Module::deserialize_file(engine, &cwasm).map(Artifact::Module)
+            }
+        };
+        match loaded {
             Ok(m) => Lookup::Hit(m),
             Err(e) => reject(format!("{}: {e}", cwasm.display())),
         }
     }
 
-    /// Stores `module` under `key`. Failures are reported, not fatal: the
-    /// module is already compiled.
-    pub(crate) fn store(&self, key: &str, module: &Module) -> std::io::Result<()> {
-        let bytes = module.serialize().map_err(std::io::Error::other)?;
+    /// Stores `artifact` under `key`. Failures are reported, not fatal: it
+    /// is already compiled.
+    pub(crate) fn store(&self, key: &str, artifact: &Artifact) -> std::io::Result<()> {
+        let bytes = artifact.serialize().map_err(std::io::Error::other)?;
         fs::write_sealed(&self.path(key), b"", &bytes)
     }
 

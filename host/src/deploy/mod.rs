@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use wasmtime::{Linker, Module};
+use wasmtime::Linker;
 
 use crate::capability::{Capability, Grants};
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ use crate::function::{Function, FunctionConfig, FunctionInfo, ModuleSource};
 use crate::guest::{self, Linked, Provided, State};
 use crate::metrics::Metrics;
 use crate::runtime::Core;
-use cache::{ArtifactCache, Lookup};
+use cache::{Artifact, ArtifactCache, Lookup};
 use persist::DataDir;
 
 /// What deployment reads of the host's settings.
@@ -60,6 +60,7 @@ pub(crate) struct Counters {
 pub(crate) struct Deployer {
     core: Arc<Core>,
     linker: Linker<State>,
+    component_linker: wasmtime::component::Linker<State>,
     provided: Provided,
     pub cache: Option<ArtifactCache>,
     data: Option<DataDir>,
@@ -86,8 +87,9 @@ impl Deployer {
         settings: Settings,
         data_dir: Option<PathBuf>,
     ) -> Result<Deployer> {
-        let (linker, provided) =
-            guest::linker(&core.engine).map_err(|e| Error::config("engine", format!("{e:#}")))?;
+        let engine_err = |e: wasmtime::Error| Error::config("engine", format!("{e:#}"));
+        let (linker, provided) = guest::linker(&core.engine).map_err(engine_err)?;
+        let component_linker = guest::component::linker(&core.engine).map_err(engine_err)?;
         let cache = match &settings.cache_dir {
             Some(dir) => {
                 Some(ArtifactCache::new(dir.clone(), &core.engine).map_err(|e| Error::io(dir, e))?)
@@ -101,6 +103,7 @@ impl Deployer {
         Ok(Deployer {
             core,
             linker,
+            component_linker,
             provided,
             cache,
             data,
@@ -195,7 +198,16 @@ impl Deployer {
             grants,
             s.fuel_metering.then(|| cfg.max_fuel.unwrap_or(u64::MAX)),
         ));
-        let module = if cfg.snapshot {
+        let is_component = guest::component::is_component(&bytes);
+        if cfg.snapshot && is_component {
+            return Err(Error::config(
+                "snapshot",
+                "snapshots are of core modules; a component is pre-initialised by the \
+                 toolchain that built it (componentize-js and componentize-py already \
+                 snapshot their runtime)",
+            ));
+        }
+        let artifact = if cfg.snapshot {
             let snap = self.snapshot_of(&bytes, &module_hash, &cfg, &spec)?;
             self.load_or_compile(&snap, &blake3::hash(&snap).to_hex())?
         } else {
@@ -212,13 +224,7 @@ impl Deployer {
                 c
             }
         };
-        let exports = guest::abi::check(&module, &self.provided)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| Error::InvalidModule {
-                reason: format!("{e:#}"),
-            })?;
+        let linked = self.link(&artifact)?;
         let prev_fn = prev_latest.as_ref().map(|(_, f)| &**f);
         let prev_reserved = prev_fn.and_then(|f| f.reserved);
         let gate = core.gate_for(cfg.reserved_concurrency, prev_fn);
@@ -231,7 +237,7 @@ impl Deployer {
         let function = Arc::new(Function {
             spec,
             policy: cfg.policy(),
-            linked: Linked { pre, exports },
+            linked,
             module_hash,
             gate,
             reserved: cfg.reserved_concurrency,
@@ -264,11 +270,32 @@ impl Deployer {
         Ok(info)
     }
 
-    fn load_or_compile(&self, bytes: &[u8], hash: &str) -> Result<Module> {
+    /// Checks a compiled guest against what fnhost provides and pre-links
+    /// it.
+    fn link(&self, artifact: &Artifact) -> Result<Linked> {
+        match artifact {
+            Artifact::Module(module) => {
+                let exports = guest::abi::check(module, &self.provided)?;
+                let pre =
+                    self.linker
+                        .instantiate_pre(module)
+                        .map_err(|e| Error::InvalidModule {
+                            reason: format!("{e:#}"),
+                        })?;
+                Ok(Linked::Core { pre, exports })
+            }
+            Artifact::Component(c) => {
+                guest::component::link(&self.component_linker, c).map(Linked::Component)
+            }
+        }
+    }
+
+    fn load_or_compile(&self, bytes: &[u8], hash: &str) -> Result<Artifact> {
         let engine = &self.core.engine;
         let n = &self.counters;
+        let component = guest::component::is_component(bytes);
         if let Some(cache) = &self.cache {
-            match cache.load(engine, hash) {
+            match cache.load(engine, hash, component) {
                 Lookup::Hit(m) => {
                     n.cache_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(m);
@@ -282,15 +309,15 @@ impl Deployer {
         }
         let span = tracing::info_span!("compile", bytes = bytes.len());
         let _enter = span.enter();
-        let module = Module::new(engine, bytes).map_err(|e| Error::InvalidModule {
+        let artifact = Artifact::compile(engine, bytes).map_err(|e| Error::InvalidModule {
             reason: format!("{e:#}"),
         })?;
         n.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.cache
-            && let Err(e) = cache.store(hash, &module)
+            && let Err(e) = cache.store(hash, &artifact)
         {
             tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write artifact cache");
         }
-        Ok(module)
+        Ok(artifact)
     }
 }

@@ -142,95 +142,9 @@ pub(crate) fn add_to_linker(
                     return Err(st.fault(Error::abi(format!("fnhost_v1.host_call: {oob}"))));
                 }
             };
-            let call = &mut st.call;
-            call.host_calls = call.host_calls.saturating_add(1);
-            let name = capped_text(name, host_call::MAX_NAME as usize);
-            let refuse = |call: &mut Call, status: i64, msg: String| {
-                call.host_calls_denied = call.host_calls_denied.saturating_add(1);
-                call.host_result = msg.into_bytes();
-                Ok(host_call::pack(status, call.host_result.len() as u32))
-            };
-            if name_len > host_call::MAX_NAME {
-                return refuse(
-                    call,
-                    host_call::DENIED,
-                    format!("capability names are at most {} bytes", host_call::MAX_NAME),
-                );
-            }
-            if call.host_calls > st.spec.max_host_calls {
-                return refuse(
-                    call,
-                    host_call::LIMIT,
-                    format!(
-                        "more than {} host calls in one invocation",
-                        st.spec.max_host_calls
-                    ),
-                );
-            }
-            let max = st.spec.max_host_call_bytes;
-            if req_len as usize > max {
-                return refuse(
-                    call,
-                    host_call::LIMIT,
-                    format!("request of {req_len} bytes is over the limit of {max}"),
-                );
-            }
-            let Some(cap) = st.spec.grants.get(&*name) else {
-                return refuse(
-                    call,
-                    host_call::DENIED,
-                    format!("capability `{name}` is not granted to this function"),
-                );
-            };
-            let version = call.version.as_deref().unwrap_or(crate::target::LATEST);
-            let ctx = crate::capability::CallContext {
-                function: &st.spec.name,
-                version,
-                request_id: call.request_id,
-                tenant: st.spec.tenant.as_deref(),
-                deadline: call.deadline,
-                call_index: call.host_calls.saturating_sub(1),
-            };
-            // A panicking host function (embedder code) must not take the
-            // worker down: the guest gets an error value.
-            let result = crate::fault::catch("a capability", || cap.call(&ctx, req))
-                .unwrap_or_else(|_| {
-                    tracing::error!(target: "fnhost::capability", capability = %name, "host function panicked");
-                    Err(crate::capability::HostError::new("HostPanic", format!("capability `{name}` failed")))
-                });
-            // Time in the host function counts: past the deadline, the
-            // invocation ends here.
-            if std::time::Instant::now() >= call.deadline {
-                let timeout = st.spec.timeout;
-                return Err(st.fault(Error::Timeout { timeout }));
-            }
-            let call = &mut st.call;
-            let status = match result {
-                Ok(resp) if resp.len() > max => {
-                    return refuse(
-                        call,
-                        host_call::LIMIT,
-                        format!(
-                            "response of {} bytes is over the limit of {max}",
-                            resp.len()
-                        ),
-                    );
-                }
-                Ok(resp) => {
-                    call.host_result = resp;
-                    host_call::OK
-                }
-                Err(e) => {
-                    // Bounded like a guest's own error record.
-                    call.host_result = serde_json::to_vec(&serde_json::json!({
-                        "kind": capped_text(e.kind.as_bytes(), MAX_ERROR_KIND),
-                        "message": capped_text(e.message.as_bytes(), MAX_ERROR_MESSAGE.min(max / 2)),
-                    }))
-                    .unwrap_or_default();
-                    host_call::ERROR
-                }
-            };
-            Ok(host_call::pack(status, call.host_result.len() as u32))
+            let (status, bytes) = call_capability(st, name, req)?.into_v1();
+            st.call.host_result = bytes;
+            Ok(host_call::pack(status, st.call.host_result.len() as u32))
         },
     )?;
 
@@ -277,4 +191,107 @@ pub(crate) fn add_to_linker(
         },
     )?;
     Ok(())
+}
+
+/// What a capability call answered, before either ABI encodes it.
+pub(crate) enum Answer {
+    /// The capability's response (status 0).
+    Ok(Vec<u8>),
+    /// The capability's error, capped like a guest's own error record
+    /// (status 1).
+    Failed { kind: String, message: String },
+    /// Not granted, no such capability, or a name too long (status 2).
+    Denied(String),
+    /// Over a call-count or size limit (status 3).
+    Limit(String),
+}
+
+impl Answer {
+    /// ABI v1's status and result bytes.
+    fn into_v1(self) -> (i64, Vec<u8>) {
+        match self {
+            Answer::Ok(bytes) => (host_call::OK, bytes),
+            Answer::Failed { kind, message } => (
+                host_call::ERROR,
+                serde_json::to_vec(&serde_json::json!({"kind": kind, "message": message}))
+                    .unwrap_or_default(),
+            ),
+            Answer::Denied(msg) => (host_call::DENIED, msg.into_bytes()),
+            Answer::Limit(msg) => (host_call::LIMIT, msg.into_bytes()),
+        }
+    }
+}
+
+/// One capability call, as ABI v1's `host_call` and the component
+/// `capabilities.call` both make it: counted (refusals too), checked
+/// against the grants and limits, run behind an unwind boundary, bounded
+/// by the deadline. The error is a host-raised fault (the deadline passed
+/// during the call) that ends the invocation.
+pub(crate) fn call_capability(st: &mut State, name: &[u8], req: &[u8]) -> wasmtime::Result<Answer> {
+    let call = &mut st.call;
+    call.host_calls = call.host_calls.saturating_add(1);
+    let refuse = |call: &mut Call, answer: fn(String) -> Answer, msg: String| {
+        call.host_calls_denied = call.host_calls_denied.saturating_add(1);
+        Ok(answer(msg))
+    };
+    if name.len() > host_call::MAX_NAME as usize {
+        let msg = format!("capability names are at most {} bytes", host_call::MAX_NAME);
+        return refuse(call, Answer::Denied, msg);
+    }
+    let name = capped_text(name, host_call::MAX_NAME as usize);
+    if call.host_calls > st.spec.max_host_calls {
+        let msg = format!(
+            "more than {} host calls in one invocation",
+            st.spec.max_host_calls
+        );
+        return refuse(call, Answer::Limit, msg);
+    }
+    let max = st.spec.max_host_call_bytes;
+    if req.len() > max {
+        let msg = format!("request of {} bytes is over the limit of {max}", req.len());
+        return refuse(call, Answer::Limit, msg);
+    }
+    let Some(cap) = st.spec.grants.get(&*name) else {
+        let msg = format!("capability `{name}` is not granted to this function");
+        return refuse(call, Answer::Denied, msg);
+    };
+    let version = call.version.as_deref().unwrap_or(crate::target::LATEST);
+    let ctx = crate::capability::CallContext {
+        function: &st.spec.name,
+        version,
+        request_id: call.request_id,
+        tenant: st.spec.tenant.as_deref(),
+        deadline: call.deadline,
+        call_index: call.host_calls.saturating_sub(1),
+    };
+    // A panicking host function (embedder code) must not take the worker
+    // down: the guest gets an error value.
+    let result = crate::fault::catch("a capability", || cap.call(&ctx, req)).unwrap_or_else(|_| {
+        tracing::error!(target: "fnhost::capability", capability = %name, "host function panicked");
+        Err(crate::capability::HostError::new(
+            "HostPanic",
+            format!("capability `{name}` failed"),
+        ))
+    });
+    // Time in the host function counts: past the deadline, the invocation
+    // ends here.
+    if std::time::Instant::now() >= call.deadline {
+        let timeout = st.spec.timeout;
+        return Err(st.fault(Error::Timeout { timeout }));
+    }
+    Ok(match result {
+        Ok(resp) if resp.len() > max => {
+            let msg = format!(
+                "response of {} bytes is over the limit of {max}",
+                resp.len()
+            );
+            return refuse(&mut st.call, Answer::Limit, msg);
+        }
+        Ok(resp) => Answer::Ok(resp),
+        // Bounded like a guest's own error record.
+        Err(e) => Answer::Failed {
+            kind: capped_text(e.kind.as_bytes(), MAX_ERROR_KIND),
+            message: capped_text(e.message.as_bytes(), MAX_ERROR_MESSAGE.min(max / 2)),
+        },
+    })
 }

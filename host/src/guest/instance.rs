@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{InstancePre, Memory, Store, TypedFunc};
 
 use super::abi::{self, Exports};
+use super::component;
 use super::spec::Spec;
 use super::state::{Call, Limiter, State};
 use super::wasi::Wasi;
@@ -19,19 +20,41 @@ use crate::error::Error;
 use crate::guest_mem as gm;
 use crate::report::RequestId;
 
-/// A checked, pre-linked module: what instances are made from.
-pub(crate) struct Linked {
-    pub pre: InstancePre<State>,
-    /// Where its ABI exports live.
-    pub exports: Exports,
+/// A checked, pre-linked guest: what instances are made from.
+pub(crate) enum Linked {
+    /// A core module speaking ABI v1.
+    Core {
+        pre: InstancePre<State>,
+        /// Where its ABI exports live.
+        exports: Exports,
+    },
+    /// A component of the world `fnhost:function/handler`.
+    Component(component::Linked),
+}
+
+impl Linked {
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Linked::Core { pre, .. } => pre.module().engine(),
+            Linked::Component(c) => c.engine(),
+        }
+    }
+}
+
+/// How an invocation enters a live instance.
+enum Entry {
+    Core {
+        alloc: TypedFunc<i32, i32>,
+        handle: TypedFunc<(i32, i32), i32>,
+        memory: Memory,
+    },
+    Component(component::Entry),
 }
 
 /// A live instance: its store and typed entry points.
 pub(crate) struct Instance {
     pub store: Store<State>,
-    alloc: TypedFunc<i32, i32>,
-    handle: TypedFunc<(i32, i32), i32>,
-    memory: Memory,
+    entry: Entry,
     /// Instantiation and init time.
     pub init_duration: Duration,
     /// Set when an invocation trapped or broke the ABI: never reuse.
@@ -58,16 +81,18 @@ pub(crate) fn start(
     tick: Duration,
 ) -> Result<Instance, (Error, Store<State>)> {
     let started = call.started;
-    let mut store = new_store(linked.pre.module().engine(), spec.clone(), call, tick);
-    match init(&mut store, linked) {
-        Ok((alloc, handle, memory)) => Ok(Instance {
+    let mut store = new_store(linked.engine(), spec.clone(), call, tick);
+    let entry = match linked {
+        Linked::Core { pre, exports } => init(&mut store, pre, exports),
+        Linked::Component(c) => component::start(&mut store, c).map(Entry::Component),
+    };
+    match entry {
+        Ok(entry) => Ok(Instance {
             // The budget covers the handler alone, as on a warm instance
             // (init is bounded by the timeout): the same input stops at the
             // same point whatever the pool held.
             store: refuel(store),
-            alloc,
-            handle,
-            memory,
+            entry,
             // Set by the caller, which already reads the clock around this.
             init_duration: Duration::ZERO,
             poisoned: false,
@@ -93,6 +118,7 @@ pub(crate) fn new_store(
         State {
             limiter: Limiter {
                 memory_limit: spec.memory_limit as usize,
+                used: 0,
                 peak: 0,
                 hit: false,
             },
@@ -100,6 +126,7 @@ pub(crate) fn new_store(
             memory: None,
             call,
             wasi: Wasi::default(),
+            p2: None,
         },
     );
     store.limiter(|s| &mut s.limiter);
@@ -128,11 +155,12 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     Ok(unsafe { TypedFunc::new_unchecked(&*store, f) })
 }
 
-type EntryPoints = (TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Memory);
-
-fn init(store: &mut Store<State>, linked: &Linked) -> Result<EntryPoints, Failure> {
-    let instance = linked.pre.instantiate(&mut *store)?;
-    let ex = &linked.exports;
+fn init(
+    store: &mut Store<State>,
+    pre: &InstancePre<State>,
+    ex: &Exports,
+) -> Result<Entry, Failure> {
+    let instance = pre.instantiate(&mut *store)?;
     let memory = instance
         .get_module_export(&mut *store, &ex.memory)
         .and_then(|e| e.into_memory())
@@ -151,7 +179,11 @@ fn init(store: &mut Store<State>, linked: &Linked) -> Result<EntryPoints, Failur
     }
     let alloc = typed(store, &instance, &ex.alloc)?;
     let handle = typed(store, &instance, &ex.handle)?;
-    Ok((alloc, handle, memory))
+    Ok(Entry::Core {
+        alloc,
+        handle,
+        memory,
+    })
 }
 
 /// A step failed either inside wasm (a wasmtime error to classify) or in
@@ -248,13 +280,14 @@ impl Instance {
     /// Takes the finished invocation's context (logs and all) out.
     pub(crate) fn take_call(&mut self) -> Call {
         let st = self.store.data_mut();
+        st.gather_logs();
         let idle = Call::new(&st.spec, RequestId(0), Instant::now());
         std::mem::replace(&mut st.call, idle)
     }
 
     /// Ends the instance, keeping the finished invocation's context.
     pub(crate) fn into_call(self) -> Call {
-        self.store.into_data().call
+        self.store.into_data().into_call()
     }
 
     /// Peak linear memory of this instance so far.
@@ -279,23 +312,31 @@ impl Instance {
     }
 
     fn invoke_inner(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let (alloc, handle, memory) = match &self.entry {
+            Entry::Core {
+                alloc,
+                handle,
+                memory,
+            } => (alloc, handle, memory),
+            Entry::Component(c) => return c.invoke(&mut self.store, payload),
+        };
         let len = payload.len();
         let ptr = if len == 0 {
             0
         } else {
-            let ptr = self.alloc.call(&mut self.store, len as i32)?;
+            let ptr = alloc.call(&mut self.store, len as i32)?;
             if ptr == 0 {
                 return Err(
                     Error::abi(format!("fnhost_alloc({len}) returned a null pointer")).into(),
                 );
             }
-            let mem = self.memory.data_mut(&mut self.store);
+            let mem = memory.data_mut(&mut self.store);
             gm::slice_mut(mem, ptr as u32, len as u64)
                 .map_err(|oob| Error::abi(format!("fnhost_alloc({len}) returned {oob}")))?
                 .copy_from_slice(payload);
             ptr
         };
-        let status = self.handle.call(&mut self.store, (ptr, len as i32))?;
+        let status = handle.call(&mut self.store, (ptr, len as i32))?;
         let st = self.store.data_mut();
         check_status(st, status, abi::exports::HANDLE)?;
         Ok(st.call.output.take().unwrap_or_default())

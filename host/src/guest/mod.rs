@@ -11,6 +11,7 @@
 //! `fnhost_v1` functions) ← `instance` (start, invoke, classify).
 
 pub mod abi;
+pub(crate) mod component;
 mod hostcalls;
 mod instance;
 mod spec;

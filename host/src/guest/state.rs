@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use wasmtime::{Caller, Memory, ResourceLimiter};
 
+use super::component::P2;
 use super::spec::Spec;
 use super::wasi::{View, Wasi, WasiView, memory_of};
 use crate::error::Error;
@@ -16,10 +17,14 @@ use crate::report::RequestId;
 /// Most table elements an instance may grow to.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Memory and table quotas, and what the guest actually used.
+/// Memory and table quotas, and what the guest actually used. The limit
+/// covers all of an instance's memories together (a component has
+/// several).
 pub(crate) struct Limiter {
     pub memory_limit: usize,
-    /// Peak linear memory in bytes.
+    /// Linear memory of all memories now, in bytes.
+    pub used: usize,
+    /// Peak of `used`.
     pub peak: usize,
     /// A grow was refused because of the limit.
     pub hit: bool,
@@ -28,15 +33,18 @@ pub(crate) struct Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+        // A new memory is announced as a grow from 0.
+        let total = self.used - current.min(self.used) + desired;
+        if total > self.memory_limit {
             self.hit = true;
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.used = total;
+        self.peak = self.peak.max(total);
         Ok(true)
     }
 
@@ -108,6 +116,8 @@ pub(crate) struct State {
     pub memory: Option<Memory>,
     pub call: Call,
     pub wasi: Wasi,
+    /// WASI 0.2 state, for a component instance.
+    pub p2: Option<Box<P2>>,
 }
 
 impl State {
@@ -117,6 +127,36 @@ impl State {
         let msg = e.to_string();
         self.call.fault.get_or_insert(e);
         wasmtime::Error::msg(msg)
+    }
+}
+
+impl State {
+    /// Ends the store's life as an invocation's: its context, with every
+    /// log line the guest wrote (a component's go through WASI 0.2 pipes).
+    pub(crate) fn into_call(mut self) -> Call {
+        self.gather_logs();
+        self.call
+    }
+
+    /// Moves what a component wrote to stdout/stderr into the invocation's
+    /// logs.
+    pub(crate) fn gather_logs(&mut self) {
+        if let Some(p2) = &self.p2 {
+            self.call.logs = p2.take_logs(self.spec.max_log_bytes);
+        }
+    }
+}
+
+impl wasmtime_wasi::WasiView for State {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let (spec, nonce) = (&self.spec, self.call.request_id.0);
+        let p2 = self
+            .p2
+            .get_or_insert_with(|| Box::new(P2::new(spec, nonce)));
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut p2.ctx,
+            table: &mut p2.table,
+        }
     }
 }
 

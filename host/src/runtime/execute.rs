@@ -221,12 +221,13 @@ impl Core {
             Err((e, store)) => {
                 let fuel_used = guest::fuel_used(&store);
                 let st = store.into_data();
+                let peak = st.limiter.peak as u64;
                 (
                     Err(e),
-                    st.call,
+                    st.into_call(),
                     Some(t0.elapsed()),
                     Duration::ZERO,
-                    st.limiter.peak as u64,
+                    peak,
                     fuel_used,
                 )
             }

@@ -9,6 +9,7 @@
 
 mod cache;
 mod capabilities;
+mod components;
 mod engine;
 mod events;
 mod hostile;

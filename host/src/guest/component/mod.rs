@@ -1,0 +1,158 @@
+//! The second kind of guest: a WebAssembly component targeting the world
+//! `fnhost:function/handler` (`wit/function.wit`), with WASI 0.2.
+//!
+//! The same [`State`] backs its store as a core module's, so quotas,
+//! deadline, fuel, logs, context and capabilities are the same code; what
+//! differs is how the guest is linked (a component [`Linker`], WASI 0.2
+//! from wasmtime-wasi over fnhost's own stdio, random and network policy:
+//! [`wasi`]) and how an invocation crosses the boundary (the canonical ABI
+//! lifts and lowers `list<u8>`, so there is no `fnhost_alloc`).
+
+mod imports;
+mod wasi;
+
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, types::ComponentItem,
+};
+use wasmtime::{Engine, Store};
+
+use super::abi::{MAX_ERROR_KIND, MAX_ERROR_MESSAGE, capped_text};
+use super::instance::Failure;
+use super::state::State;
+use crate::error::Error;
+use imports::{GuestError, HandlerIndices};
+pub(crate) use wasi::P2;
+
+/// The handler export.
+const HANDLE: &str = "handle";
+/// The name of the optional init export (world `handler-with-init`).
+const INIT: &str = "init";
+
+/// Whether `bytes` is a component rather than a core module (the binary's
+/// header: magic, then the version/layer word, `0x0d 0x00 0x01 0x00` for
+/// a component, `0x01 0x00 0x00 0x00` for a module).
+pub(crate) fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
+}
+
+/// A component linker with WASI 0.2 (wasmtime-wasi's interfaces, fnhost's
+/// context for them) and the `fnhost:function` imports.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    imports::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// A checked, pre-linked component.
+pub(crate) struct Linked {
+    pre: InstancePre<State>,
+    handle: HandlerIndices,
+    init: Option<ComponentExportIndex>,
+}
+
+/// Checks `component`'s exports and links its imports; anything it
+/// imports that fnhost does not provide is an error naming it.
+pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Linked, Error> {
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| unsupported_import(component, &e))?;
+    let handle = HandlerIndices::new(&pre).map_err(|e| Error::BadExport {
+        name: HANDLE.into(),
+        reason: format!(
+            "a component must export `handle: func(event: list<u8>) -> \
+             result<list<u8>, error>` (world fnhost:function/handler): {e:#}"
+        ),
+    })?;
+    let init = component.get_export_index(None, INIT);
+    if init.is_some() {
+        let ty = component.component_type();
+        let engine = component.engine();
+        let ok = matches!(ty.get_export(engine, INIT).map(|e| e.ty), Some(ComponentItem::ComponentFunc(f))
+            if f.params().len() == 0 && f.results().len() == 1);
+        if !ok {
+            return Err(Error::BadExport {
+                name: INIT.into(),
+                reason: "must be `func() -> result<_, error>` \
+                         (world fnhost:function/handler-with-init)"
+                    .into(),
+            });
+        }
+    }
+    Ok(Linked { pre, handle, init })
+}
+
+/// The import wasmtime could not satisfy, named: the first of the
+/// component's imports its message names (wasmtime names the instance
+/// and, for a wrong type, the function).
+fn unsupported_import(component: &Component, e: &wasmtime::Error) -> Error {
+    let reason = format!("{e:#}");
+    let ty = component.component_type();
+    let named = ty
+        .imports(component.engine())
+        .map(|(name, _)| name)
+        .find(|name| reason.contains(&format!("`{name}`")));
+    match named {
+        Some(module) => Error::UnsupportedImport {
+            module: module.to_string(),
+            // The whole instance (or item) is missing or mistyped.
+            name: "*".into(),
+            reason,
+        },
+        None => Error::InvalidModule { reason },
+    }
+}
+
+impl Linked {
+    pub(crate) fn engine(&self) -> &Engine {
+        self.pre.engine()
+    }
+}
+
+/// A live component instance's entry point.
+pub(crate) struct Entry {
+    handler: imports::Handler,
+}
+
+/// Instantiates `linked` in `store` and runs its `init`, if it has one.
+pub(crate) fn start(store: &mut Store<State>, linked: &Linked) -> Result<Entry, Failure> {
+    let instance = linked.pre.instantiate(&mut *store)?;
+    if let Some(idx) = &linked.init {
+        let init = instance.get_typed_func::<(), (Result<(), GuestError>,)>(&mut *store, idx)?;
+        let (result,) = init.call(&mut *store, ())?;
+        result.map_err(guest_error)?;
+    }
+    let handler = linked.handle.load(&mut *store, &instance)?;
+    Ok(Entry { handler })
+}
+
+impl Entry {
+    /// One call of `handle`: the output, checked against the output cap.
+    pub(crate) fn invoke(
+        &self,
+        store: &mut Store<State>,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        let out = self
+            .handler
+            .call_handle(&mut *store, payload)?
+            .map_err(guest_error)?;
+        let max = store.data().spec.max_output;
+        if out.len() > max {
+            return Err(Error::OutputTooLarge {
+                size: out.len() as u64,
+                max,
+            }
+            .into());
+        }
+        Ok(out)
+    }
+}
+
+/// A handled guest failure, capped as ABI v1 caps `fnhost_v1.error`.
+fn guest_error(e: GuestError) -> Failure {
+    Failure::Host(Error::Guest {
+        kind: capped_text(e.kind.as_bytes(), MAX_ERROR_KIND),
+        message: capped_text(e.message.as_bytes(), MAX_ERROR_MESSAGE),
+    })
+}

@@ -1,0 +1,301 @@
+//! Components (world `fnhost:function/handler`, WASI 0.2): the same
+//! quotas, errors and isolation as core modules, with the Rust
+//! `component-probe` (wasm32-wasip2).
+
+use std::time::Duration;
+
+use fnhost::capability::{Capability, HostError};
+use fnhost::{Error, ErrorKind, FunctionConfig, Host};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn probe(host: &Host, name: &str, cfg: impl FnOnce(FunctionConfig) -> FunctionConfig) {
+    host.register(cfg(FunctionConfig::from_file(
+        name,
+        guests::COMPONENT_PROBE,
+    )))
+    .expect("component registers");
+}
+
+#[test]
+fn a_component_registers_and_answers_like_a_module() {
+    let host = host();
+    probe(&host, "c", |c| c);
+    let inv = call(&host, "c", json!({"op": "echo", "data": {"hi": [1, 2]}}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(inv.output().unwrap()).unwrap(),
+        json!({"hi": [1, 2]})
+    );
+    assert_eq!(inv.report.function.as_ref(), "c");
+    assert_eq!(inv.report.error, None);
+    assert!(inv.report.init_duration.is_some(), "fresh instance");
+    assert!(inv.report.max_memory_used > 0);
+}
+
+#[test]
+fn context_is_the_invocations() {
+    let host = host();
+    probe(&host, "ctx", |c| {
+        c.memory_limit(32 << 20).timeout(Duration::from_secs(3))
+    });
+    let inv = call(&host, "ctx", json!({"op": "context"}));
+    let v: Value = serde_json::from_slice(inv.output().unwrap()).unwrap();
+    assert_eq!(v["request_id"], json!(inv.report.request_id.to_string()));
+    assert_eq!(v["function_name"], json!("ctx"));
+    assert_eq!(v["function_version"], json!("$LATEST"));
+    assert_eq!(v["memory_limit"], json!(32u64 << 20));
+    assert_eq!(v["timeout_ns"], json!(3_000_000_000u64));
+    let left = v["remaining_ns"].as_u64().unwrap();
+    assert!(left > 0 && left <= 3_000_000_000, "{left}");
+    assert_eq!(v["event"], Value::Null);
+}
+
+#[test]
+fn env_is_the_functions_only() {
+    let host = host();
+    probe(&host, "a", |c| c.env("A_SECRET", "1").env("SHARED", "a=b"));
+    probe(&host, "b", |c| c);
+    assert_eq!(
+        call_ok(&host, "a", json!({"op": "env"})),
+        json!({"A_SECRET": "1", "SHARED": "a=b"})
+    );
+    assert_eq!(call_ok(&host, "b", json!({"op": "env"})), json!({}));
+}
+
+#[test]
+fn stdout_and_stderr_are_the_invocations_logs_capped() {
+    let host = host();
+    probe(&host, "p", |c| c.max_log_bytes(1000));
+    let inv = call(
+        &host,
+        "p",
+        json!({"op": "print", "text": "out line", "err_text": "err line"}),
+    );
+    assert_eq!(inv.logs.bytes(), b"out line\nerr line\n");
+    // A flood: 10,000 lines of 100 bytes; the cap keeps 1000 bytes, counts
+    // the rest.
+    let text = "x".repeat(99);
+    let inv = call(
+        &host,
+        "p",
+        json!({"op": "print", "text": text, "times": 10_000}),
+    );
+    assert_eq!(inv.output().unwrap(), b"\"printed\"");
+    assert_eq!(inv.logs.bytes().len(), 1000);
+    assert_eq!(inv.logs.dropped(), 10_000 * 100 - 1000);
+}
+
+#[test]
+fn a_handled_error_is_a_guest_error_and_a_panic_a_trap() {
+    let host = host();
+    probe(&host, "e", |c| c);
+    let inv = call(
+        &host,
+        "e",
+        json!({"op": "fail", "kind": "NotFound", "message": "no such user"}),
+    );
+    match inv.output() {
+        Err(Error::Guest { kind, message }) => {
+            assert_eq!(
+                (kind.as_str(), message.as_str()),
+                ("NotFound", "no such user")
+            );
+        }
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+    assert_eq!(inv.report.error, Some(ErrorKind::Guest));
+    let inv = call(&host, "e", json!({"op": "panic", "message": "boom"}));
+    assert!(
+        matches!(inv.output(), Err(Error::Trap { .. })),
+        "{:?}",
+        inv.output()
+    );
+    // The panic message went to stderr.
+    let logs = String::from_utf8_lossy(inv.logs.bytes()).into_owned();
+    assert!(logs.contains("boom"), "{logs}");
+}
+
+#[test]
+fn a_loop_times_out_and_a_memory_bomb_is_out_of_memory() {
+    let host = host();
+    probe(&host, "q", |c| {
+        c.timeout(Duration::from_millis(200)).memory_limit(16 << 20)
+    });
+    let inv = call(&host, "q", json!({"op": "spin"}));
+    assert!(
+        matches!(inv.output(), Err(Error::Timeout { timeout }) if *timeout == Duration::from_millis(200)),
+        "{:?}",
+        inv.output()
+    );
+    let inv = call(&host, "q", json!({"op": "alloc", "bytes": 64 << 20}));
+    assert!(
+        matches!(inv.output(), Err(Error::OutOfMemory { limit }) if *limit == 16 << 20),
+        "{:?}",
+        inv.output()
+    );
+    assert!(inv.report.max_memory_used <= 16 << 20);
+    // Within the limit works, and the host is fine afterwards.
+    assert_eq!(
+        call_ok(&host, "q", json!({"op": "alloc", "bytes": 4 << 20})),
+        json!({"touched": 4 << 20})
+    );
+}
+
+#[test]
+fn output_over_the_cap_is_refused() {
+    let host = host();
+    probe(&host, "o", |c| c.max_output(1000));
+    let inv = call(&host, "o", json!({"op": "output", "bytes": 1000}));
+    assert_eq!(inv.output().unwrap().len(), 1000);
+    let inv = call(&host, "o", json!({"op": "output", "bytes": 1001}));
+    assert!(
+        matches!(
+            inv.output(),
+            Err(Error::OutputTooLarge {
+                size: 1001,
+                max: 1000
+            })
+        ),
+        "{:?}",
+        inv.output()
+    );
+}
+
+#[test]
+fn fresh_instances_share_nothing_and_reuse_keeps_state() {
+    let host = host();
+    probe(&host, "fresh", |c| c);
+    for _ in 0..3 {
+        assert_eq!(
+            call_ok(&host, "fresh", json!({"op": "state"})),
+            json!({"counter": 1, "init_runs": 1})
+        );
+    }
+    let r1 = call_ok(&host, "fresh", json!({"op": "random"}));
+    let r2 = call_ok(&host, "fresh", json!({"op": "random"}));
+    assert_ne!(r1, r2, "each instance has its own random stream");
+    probe(&host, "warm", |c| c.reuse(10, Duration::from_secs(60)));
+    for n in 1..=3 {
+        assert_eq!(
+            call_ok(&host, "warm", json!({"op": "state"})),
+            json!({"counter": n, "init_runs": 1})
+        );
+    }
+}
+
+#[test]
+fn a_failing_init_fails_the_invocation_with_its_error_and_logs() {
+    let host = host();
+    probe(&host, "i", |c| c.env("PROBE_INIT_FAIL", "on purpose"));
+    let inv = call(&host, "i", json!({"op": "state"}));
+    match inv.output() {
+        Err(Error::Guest { kind, message }) => {
+            assert_eq!(
+                (kind.as_str(), message.as_str()),
+                ("InitFailed", "on purpose")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(inv.logs.bytes(), b"init is failing on purpose\n");
+}
+
+#[test]
+fn no_host_files_and_no_network() {
+    let host = host();
+    probe(&host, "n", |c| c);
+    let v = call_ok(&host, "n", json!({"op": "files", "path": "/etc/passwd"}));
+    assert!(v["read"].as_str().unwrap().starts_with("Err("), "{v}");
+    assert!(v["root"].as_str().unwrap().starts_with("Err("), "{v}");
+    let v = call_ok(&host, "n", json!({"op": "connect", "addr": "127.0.0.1:22"}));
+    assert!(v["connect"].as_str().unwrap().starts_with("Err("), "{v}");
+}
+
+#[test]
+fn capabilities_answer_a_component_as_host_call_does() {
+    let host = Host::builder()
+        .no_artifact_cache()
+        .epoch_tick(Duration::from_millis(2))
+        .capability(Capability::raw("echo.upper", |_, req| {
+            Ok(String::from_utf8_lossy(req).to_uppercase().into_bytes())
+        }))
+        .capability(Capability::raw("always.fails", |_, _| {
+            Err(HostError::new("Nope", "it never works"))
+        }))
+        .build()
+        .unwrap();
+    probe(&host, "h", |c| {
+        c.grant("echo.upper")
+            .grant("always.fails")
+            .max_host_calls(3)
+    });
+    let call_cap = |name: &str, times: u64| {
+        call_ok(
+            &host,
+            "h",
+            json!({"op": "host_call", "name": name, "request": "abc", "times": times}),
+        )
+    };
+    assert_eq!(call_cap("echo.upper", 1), json!({"ok": "ABC"}));
+    assert_eq!(
+        call_cap("always.fails", 1),
+        json!({"err": "failed", "kind": "Nope", "message": "it never works"})
+    );
+    assert_eq!(
+        call_cap("kv.get", 1),
+        json!({"err": "denied", "message": "capability `kv.get` is not granted to this function"})
+    );
+    assert_eq!(
+        call_cap("echo.upper", 4),
+        json!({"err": "limit", "message": "more than 3 host calls in one invocation"})
+    );
+    let m = host.function_metrics("h").unwrap();
+    assert_eq!(m.host_calls, 1 + 1 + 1 + 4);
+    assert_eq!(m.host_calls_denied, 1 + 1);
+}
+
+#[test]
+fn a_component_importing_what_fnhost_lacks_is_refused_naming_it() {
+    let host = host();
+    let wat = r#"(component
+        (import "acme:secret/door@1.0.0" (instance (export "open" (func))))
+    )"#;
+    let err = host
+        .register(FunctionConfig::from_bytes(
+            "x",
+            wat::parse_str(wat).unwrap(),
+        ))
+        .unwrap_err();
+    match &err {
+        Error::UnsupportedImport { module, .. } => assert_eq!(module, "acme:secret/door@1.0.0"),
+        other => panic!("{other:?}"),
+    }
+    // Without `handle`: named too.
+    let err = host
+        .register(FunctionConfig::from_bytes(
+            "y",
+            wat::parse_str("(component)").unwrap(),
+        ))
+        .unwrap_err();
+    match &err {
+        Error::BadExport { name, .. } => assert_eq!(name, "handle"),
+        other => panic!("{other:?}"),
+    }
+    assert!(host.function_metrics("x").is_err());
+}
+
+#[test]
+fn snapshots_of_components_are_refused_with_the_reason() {
+    let host = host();
+    let err = host
+        .register(FunctionConfig::from_file("s", guests::COMPONENT_PROBE).snapshot(true))
+        .unwrap_err();
+    match &err {
+        Error::InvalidConfig { field, reason } => {
+            assert_eq!(*field, "snapshot");
+            assert!(reason.contains("component"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
