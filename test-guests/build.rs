@@ -44,12 +44,26 @@ const TARGET: &str = "wasm32-wasip1";
 
 /// Rust components (world `fnhost:function/handler`): (constant, package,
 /// lib name, crate dir), built for [`COMPONENT_TARGET`].
-const COMPONENTS: &[(&str, &str, &str, &str)] = &[(
-    "COMPONENT_PROBE",
-    "component-probe",
-    "component_probe",
-    "test-guests/components/probe",
-)];
+const COMPONENTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "COMPONENT_PROBE",
+        "component-probe",
+        "component_probe",
+        "test-guests/components/probe",
+    ),
+    (
+        "HELLO_RUST",
+        "hello-rust",
+        "hello_rust",
+        "examples/components/hello-rust",
+    ),
+    (
+        "LOGS_RUST",
+        "logs-rust",
+        "logs_rust",
+        "examples/components/logs-rust",
+    ),
+];
 
 const COMPONENT_TARGET: &str = "wasm32-wasip2";
 
@@ -60,6 +74,7 @@ fn main() {
     for dir in [
         "guest-sdk",
         "examples/guests",
+        "examples/components",
         "test-guests/guests",
         "test-guests/components",
         "wit",
@@ -100,6 +115,11 @@ fn main() {
     }
     all.push_str("];\n");
     code.push_str(&all);
+    code.push_str(&format!(
+        "/// Where `cargo xtask` builds the JavaScript and Python components.\n\
+         pub const COMPONENTS_DIR: &str = {:?};\n",
+        target_dir(&root).join("components").display().to_string()
+    ));
     for (konst, _, lib, dir) in COMPONENTS {
         let built = components_dir.join(format!("{lib}.wasm"));
         let dest = out.join(format!("{lib}.component.wasm"));
@@ -112,15 +132,20 @@ fn main() {
     std::fs::write(out.join("guests.rs"), code).unwrap();
 }
 
+/// The outer build's target directory (`CARGO_TARGET_DIR`, else
+/// `target`).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// Builds `guests` for `target` with one nested cargo call; returns where
 /// the modules are.
 fn build_guests(root: &Path, target: &str, guests: &[(&str, &str, &str, &str)]) -> PathBuf {
     check_target_installed(target);
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"))
-        .join("guests");
+    let target_dir = target_dir(root).join("guests");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)

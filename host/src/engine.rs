@@ -19,8 +19,10 @@
 //! - epoch interruption for deadlines (cheaper than fuel); fuel only when
 //!   the host asks for fuel metering (`HostBuilder::fuel_metering`);
 //! - proposals that fnhost does not support are off: threads, GC,
-//!   memory64, stack switching, component model. A module needing one is
-//!   refused at register time with wasmtime's message naming the feature.
+//!   memory64, stack switching. A module needing one is refused at
+//!   register time with wasmtime's message naming the feature;
+//! - the component model is on: the pools are sized for components too
+//!   (several core instances per slot, see `wasmtime_config_with_decommit_batch`).
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,6 +31,13 @@ use crossbeam::channel::{RecvTimeoutError, Sender, bounded};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::{Error, Result};
+
+/// Core instances the pool holds per slot, on average.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+/// Most core instances one component may have.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Most tables one component may define.
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// Engine-level settings (chosen on the [`HostBuilder`](crate::HostBuilder)).
 #[derive(Debug, Clone)]
@@ -57,9 +66,19 @@ pub fn wasmtime_config_with_decommit_batch(
     decommit_batch: usize,
 ) -> Config {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(max_instances)
-        .total_memories(max_instances)
-        .total_tables(max_instances)
+    // A slot is one function instance: a core module (one core instance,
+    // memory and table) or a component, which has several core instances
+    // (componentize-py's: 14, componentize-js's: 4, a Rust wasip2
+    // component's: 3), one memory and two tables. The pools are shared, so
+    // these are averages; a component over the per-component maxima is
+    // refused when it is compiled.
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances.saturating_mul(CORE_INSTANCES_PER_SLOT))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(max_instances.saturating_mul(2))
+        .max_memories_per_component(2)
+        .total_tables(max_instances.saturating_mul(2))
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(max_memory as usize)
         .table_elements(100_000)
         .linear_memory_keep_resident(2 << 20)

@@ -1,6 +1,9 @@
 //! Paths of the guests compiled by this crate's build script: the example
 //! guests (`examples/guests/*`) and the test guests (`test-guests/guests/*`),
-//! all built for `wasm32-wasip1`.
+//! built for `wasm32-wasip1`; the Rust components (`test-guests/components/
+//! probe`, `examples/components/*-rust`), built for `wasm32-wasip2`; and,
+//! through [`component`], the JavaScript and Python components `cargo
+//! xtask` builds.
 //!
 //! ```
 //! assert!(std::path::Path::new(fnhost_test_guests::ECHO).exists());
@@ -9,6 +12,21 @@
 #![deny(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// The path of the JavaScript or Python component `name` (`probe-js`,
+/// `probe-py`, `hello-js`, `hello-python`, `slugs-js`, `csv-python`),
+/// which `cargo xtask test` builds with componentize-js/-py before the
+/// tests run. Panics, saying how to build them, when it is missing.
+pub fn component(name: &str) -> String {
+    let path = std::path::Path::new(COMPONENTS_DIR).join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: the JavaScript and Python components are built by \
+         `cargo xtask test` (or `cargo xtask components`)",
+        path.display()
+    );
+    path.display().to_string()
+}
 
 /// Reads a guest's bytes.
 pub fn bytes(path: &str) -> Vec<u8> {

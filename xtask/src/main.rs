@@ -9,6 +9,10 @@
 //!   `-- --quick` for a short run;
 //! - `cargo xtask soak [-- N]`: the long soak (1M mixed invocations by
 //!   default; RELIABILITY.md);
+//! - `cargo xtask components`: builds the JavaScript and Python components
+//!   (tests and examples) into `target/components`, installing
+//!   componentize-js and componentize-py first (test and quickstart do
+//!   this themselves);
 //! - `cargo xtask ci`: what `.ci/run` runs: test, fmt check, clippy.
 //!
 //! Set-up: `rustup toolchain install` in the repository installs the
@@ -21,13 +25,14 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <quickstart|test|bench|soak|ci> [extra args]");
+        eprintln!("usage: cargo xtask <quickstart|test|components|bench|soak|ci> [extra args]");
         return ExitCode::from(2);
     };
     let extra = &args[1..];
     let result = setup().and_then(|()| match task.as_str() {
-        "quickstart" => run_built("quickstart", extra),
+        "quickstart" => components().and_then(|()| run_built("quickstart", extra)),
         "test" => test(extra),
+        "components" => components(),
         "bench" => run_built("report", extra),
         "soak" => run_built("soak", extra),
         "ci" => test(extra)
@@ -47,7 +52,7 @@ fn main() -> ExitCode {
                 )
             }),
         other => Err(format!(
-            "unknown task `{other}`; expected quickstart, test or ci"
+            "unknown task `{other}`; expected quickstart, test, components, bench, soak or ci"
         )),
     });
     match result {
@@ -71,12 +76,80 @@ fn root() -> std::path::PathBuf {
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_aws_cli();
     ensure_nats_server();
+    components()?;
     cargo(
         &["test", "--release", "--workspace", "--all-targets"],
         extra,
     )?;
     cargo(&["test", "--release", "--workspace", "--doc"], extra)?;
     loom()
+}
+
+/// The JavaScript and Python component projects the tests and the
+/// quickstart run: (project directory, output name).
+const COMPONENT_PROJECTS: &[(&str, &str)] = &[
+    ("test-guests/components/probe-js", "probe-js"),
+    ("test-guests/components/probe-py", "probe-py"),
+    ("examples/components/hello-js", "hello-js"),
+    ("examples/components/hello-python", "hello-python"),
+    ("examples/components/slugs-js", "slugs-js"),
+    ("examples/components/csv-python", "csv-python"),
+];
+
+/// The target directory (`CARGO_TARGET_DIR`, else `target`), as
+/// test-guests' build script computes it.
+fn target_dir() -> std::path::PathBuf {
+    let root = root();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Builds the JavaScript and Python components into
+/// `<target>/components/` (installing componentize-js and componentize-py
+/// into `<target>/toolchains` unless `FNHOST_TOOLCHAINS` says where), two
+/// at a time; unchanged projects are not rebuilt.
+fn components() -> Result<(), String> {
+    use fnhost_guest_build::{Toolchains, build_component};
+    let root = root();
+    let out = target_dir().join("components");
+    let tools = match std::env::var_os("FNHOST_TOOLCHAINS") {
+        Some(d) => Toolchains::at(d),
+        None => Toolchains::at(target_dir().join("toolchains")),
+    };
+    // Install both first (one npm, one pip), then build in two lanes.
+    tools.componentize_js().map_err(|e| format!("{e:#}"))?;
+    tools.componentize_py().map_err(|e| format!("{e:#}"))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((dir, name)) = COMPONENT_PROJECTS.get(i) else {
+                        break;
+                    };
+                    let wasm = out.join(format!("{name}.wasm"));
+                    match build_component(&root.join(dir), &wasm, &tools) {
+                        Ok(b) if b.rebuilt => eprintln!("xtask: built {}", b.wasm.display()),
+                        Ok(_) => {}
+                        Err(e) => failures.lock().unwrap().push(format!("{dir}: {e:#}")),
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building components failed:\n{}",
+            failures.join("\n")
+        ))
+    }
 }
 
 /// `RUSTFLAGS="--cfg loom" cargo test -p fnhost-loom-tests` in
@@ -130,12 +203,6 @@ fn run_built(rel: &str, extra: &[String]) -> Result<(), String> {
     } else {
         Err(format!("{rel} failed ({status})"))
     }
-}
-
-fn target_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The gateway tests drive the real AWS CLI (`awscli` from PyPI).

@@ -220,11 +220,19 @@ pub(crate) fn check_status(st: &mut State, status: i32, what: &str) -> Result<()
 
 /// Turns a failure into the error a caller can act on.
 pub(crate) fn classify(store: &mut Store<State>, f: Failure) -> Error {
+    let st = store.data_mut();
     let e = match f {
+        // A guest that ran into the memory limit and then reported an
+        // error (JavaScript's "out of memory", Python's MemoryError) ran
+        // out of memory, whatever it called it.
+        Failure::Host(Error::Guest { .. }) if st.limiter.hit => {
+            return Error::OutOfMemory {
+                limit: st.spec.memory_limit,
+            };
+        }
         Failure::Host(e) => return e,
         Failure::Wasm(e) => e,
     };
-    let st = store.data_mut();
     if let Some(fault) = st.call.fault.take() {
         return fault;
     }
@@ -306,8 +314,12 @@ impl Instance {
     pub(crate) fn invoke(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
         self.uses += 1;
         self.invoke_inner(payload).map_err(|f| {
-            self.poisoned |= !matches!(f, Failure::Host(Error::Guest { .. }));
-            classify(&mut self.store, f)
+            // Only a handled error that stays one (not out of memory)
+            // leaves the instance fit for reuse.
+            let handled = matches!(f, Failure::Host(Error::Guest { .. }));
+            let e = classify(&mut self.store, f);
+            self.poisoned |= !(handled && matches!(e, Error::Guest { .. }));
+            e
         })
     }
 

@@ -138,6 +138,14 @@ impl State {
         self.call
     }
 
+    /// The component's WASI 0.2 state, made on first use (keyed by the
+    /// request id the instance started with).
+    fn p2(&mut self) -> &mut P2 {
+        let (spec, nonce) = (&self.spec, self.call.request_id.0);
+        self.p2
+            .get_or_insert_with(|| Box::new(P2::new(spec, nonce)))
+    }
+
     /// Moves what a component wrote to stdout/stderr into the invocation's
     /// logs.
     pub(crate) fn gather_logs(&mut self) {
@@ -156,6 +164,17 @@ impl wasmtime_wasi::WasiView for State {
         wasmtime_wasi::WasiCtxView {
             ctx: &mut p2.ctx,
             table: &mut p2.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        let p2 = self.p2();
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut p2.http,
+            table: &mut p2.table,
+            hooks: &mut p2.hooks,
         }
     }
 }

@@ -15,6 +15,7 @@ mod events;
 mod hostile;
 mod invoke;
 mod isolation;
+mod languages;
 mod observe;
 mod quotas;
 mod register;

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
 
 use super::super::spec::Spec;
 use crate::logs::LogBuffer;
@@ -23,6 +24,8 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 pub(crate) struct P2 {
     pub ctx: WasiCtx,
     pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub hooks: OutboundHttp,
     /// Where stdout and stderr go until the invocation takes them.
     logs: Arc<Mutex<LogBuffer>>,
 }
@@ -54,6 +57,8 @@ impl P2 {
         P2 {
             ctx: b.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHttp,
             logs,
         }
     }
@@ -61,6 +66,33 @@ impl P2 {
     /// The logs written so far, leaving an empty buffer of `max` bytes.
     pub(crate) fn take_logs(&self, max: usize) -> LogBuffer {
         std::mem::replace(&mut *self.logs.lock(), LogBuffer::new(max))
+    }
+}
+
+/// Outbound `wasi:http/outgoing-handler`: denied (a component reaches
+/// the network only through capabilities the embedder grants).
+pub(crate) struct OutboundHttp;
+
+/// What `send_request` gives back.
+type Sent = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Sent {
+        Box::new(std::future::ready(Err(
+            wasmtime_wasi_http::Error::HttpRequestDenied,
+        )))
     }
 }
 

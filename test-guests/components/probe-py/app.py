@@ -1,0 +1,68 @@
+"""probe-py: the Python twin of the `probe` test guests. Each command
+(`{"op": ...}`) exercises one rule the host must enforce on a
+componentize-py component, through the fnhost.py helper."""
+
+import os
+
+from fnhost import FunctionError, WitWorld, call, handler  # noqa: F401 (WitWorld)
+
+counter = 0
+hold = []
+
+
+@handler
+def probe(event, ctx):
+    global counter
+    op = event.get("op")
+    if op == "echo":
+        return event["data"]
+    if op == "hello":
+        print(f"hello, {event['name']}")
+        return {"greeting": f"Hello, {event['name']}!"}
+    if op == "raise":
+        raise KeyError(event["message"])
+    if op == "fail":
+        raise FunctionError(event["kind"], event["message"])
+    if op == "spin":
+        while True:
+            counter += 1
+    if op == "alloc":
+        for i in range(event["mib"]):
+            hold.append(bytearray(1 << 20))
+        return {"held": len(hold)}
+    if op == "state":
+        counter += 1
+        return {"counter": counter}
+    if op == "env":
+        return dict(os.environ)
+    if op == "print":
+        for _ in range(event.get("times", 1)):
+            print(event["text"])
+        return "printed"
+    if op == "output":
+        return "x" * event["bytes"]
+    if op == "context":
+        return {
+            "request_id": ctx.request_id,
+            "function_name": ctx.function_name,
+            "function_version": ctx.function_version,
+            "memory_limit": ctx.memory_limit,
+            "timeout_ms": ctx.timeout_ms,
+            "event": ctx.event,
+        }
+    if op == "random":
+        return os.urandom(16).hex()
+    if op == "files":
+        try:
+            with open(event["path"], "rb") as f:
+                return {"read": len(f.read())}
+        except OSError as e:
+            return {"error": type(e).__name__}
+    if op == "host_call":
+        from fnhost import CapabilityError
+
+        try:
+            return {"ok": call(event["name"], event.get("request"))}
+        except CapabilityError as e:
+            return {"err": e.kind, "message": e.message, "kind": e.error_kind}
+    raise FunctionError("BadRequest", f"unknown op {op}")
