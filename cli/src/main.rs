@@ -66,14 +66,18 @@ enum Command {
         #[arg(long, env = "FNHOST_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
     },
-    /// Create a new guest crate.
+    /// Create a new function project.
     New {
-        /// Crate name (and directory).
+        /// The function's name (and the project's directory).
         name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::NewLang,
     },
-    /// Build the guest crate in a directory for wasm32-wasip1.
+    /// Build the project in a directory; prints the function file's path.
+    /// JavaScript and Python toolchains are installed on first use.
     Build {
-        /// Crate directory.
+        /// Project directory.
         #[arg(default_value = ".")]
         path: PathBuf,
     },
@@ -329,13 +333,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { name } => {
-            scaffold::new_guest(&PathBuf::from(&name), &name)?;
+        Command::New { name, lang } => {
+            scaffold::new_project(&PathBuf::from(&name), &name, lang)?;
             println!("created {name}/ — build it with `fnhost build {name}`");
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { path } => {
-            let wasm = scaffold::build_guest(&path)?;
+            let wasm = scaffold::build(&path)?;
             println!("{}", wasm.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,7 @@
 //! `fnhost new` and `fnhost build`: the `cargo lambda new/build` experience
-//! for wasm32-wasip1 guests.
+//! for Rust guests (ABI v1, wasm32-wasip1) and for components in
+//! JavaScript, Python and Rust (wasm32-wasip2), the latter built by
+//! `fnhost-guest-build`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,15 +16,117 @@ pub fn sdk_path() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"))
 }
 
-/// Creates a guest crate named `name` in directory `dir`.
-pub fn new_guest(dir: &Path, name: &str) -> Result<()> {
-    // The crate name is the function's name: the host's rule.
+/// The languages `fnhost new --lang` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewLang {
+    /// Rust with the fnhost-guest SDK (ABI v1 module, wasm32-wasip1).
+    Rust,
+    /// Rust as a component (wasm32-wasip2, wit-bindgen).
+    RustWasip2,
+    /// JavaScript (componentize-js).
+    Js,
+    /// Python (componentize-py).
+    Python,
+}
+
+/// Creates a project named `name` in directory `dir`.
+pub fn new_project(dir: &Path, name: &str, lang: NewLang) -> Result<()> {
+    // The project's name is the function's name: the host's rule.
     if !fnhost::valid_name(name) {
         bail!("{name:?}: use 1 to 64 letters, digits, '-' and '_'");
     }
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    match lang {
+        NewLang::Rust => new_guest(dir, name),
+        NewLang::RustWasip2 => new_rust_component(dir, name),
+        NewLang::Js => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(
+                dir.join("package.json"),
+                format!(
+                    "{{\n  \"name\": {name:?},\n  \"private\": true,\n  \"type\": \"module\",\n  \"main\": \"handler.js\"\n}}\n"
+                ),
+            )?;
+            std::fs::write(dir.join("handler.js"), HELLO_JS)?;
+            std::fs::write(dir.join(".gitignore"), "/target\n/node_modules\n")?;
+            Ok(())
+        }
+        NewLang::Python => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(dir.join("app.py"), HELLO_PY)?;
+            std::fs::write(dir.join(".gitignore"), "/target\n__pycache__/\n")?;
+            Ok(())
+        }
+    }
+}
+
+/// The example handlers new projects start from.
+const HELLO_JS: &str = include_str!("../../examples/components/hello-js/handler.js");
+const HELLO_PY: &str = include_str!("../../examples/components/hello-python/app.py");
+const HELLO_RUST: &str = include_str!("../../examples/components/hello-rust/src/lib.rs");
+
+/// A Rust component crate: wit-bindgen over the WIT, written into the
+/// project (`wit/function.wit`).
+fn new_rust_component(dir: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("wit"))?;
+    let lib = name.replace('-', "_");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+name = "{lib}"
+crate-type = ["cdylib"]
+
+[dependencies]
+wit-bindgen = "0.51"
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[profile.release]
+strip = "debuginfo"
+
+# A crate of its own, not part of any enclosing workspace.
+[workspace]
+"#
+        ),
+    )?;
+    std::fs::write(dir.join("wit/function.wit"), fnhost_guest_build::WIT)?;
+    // The example's bindings path points at the repository's wit/.
+    let code = HELLO_RUST.replace("\"../../../wit\"", "\"wit\"");
+    std::fs::write(dir.join("src/lib.rs"), code)?;
+    std::fs::write(dir.join(".gitignore"), "/target\n")?;
+    Ok(())
+}
+
+/// Builds the project in `dir` and returns the function file's path: an
+/// ABI v1 crate with cargo for wasm32-wasip1, anything else as a component
+/// into `<dir>/target/<name>.wasm`.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    use fnhost_guest_build::{Lang, Toolchains, build_component};
+    if Lang::detect(dir)? == Lang::Rust {
+        return build_guest(dir);
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "function".into());
+    let out = dir.join("target").join(format!("{name}.wasm"));
+    Ok(build_component(&dir, &out, &Toolchains::default())?.wasm)
+}
+
+/// Creates a guest crate named `name` in directory `dir`.
+fn new_guest(dir: &Path, name: &str) -> Result<()> {
     let sdk = sdk_path()
         .canonicalize()
         .with_context(|| format!("guest SDK not found at {}", sdk_path().display()))?;

@@ -245,3 +245,72 @@ fn new_then_build_then_invoke() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `fnhost new --lang L && fnhost build && fnhost invoke` for each
+/// component language: the toolchains `cargo xtask` installed under the
+/// target dir are used (a fresh user's are installed on first build).
+#[test]
+fn new_then_build_then_invoke_components() {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, name, language) in [
+        ("js", "hello-js-fn", "javascript"),
+        ("python", "hello-py-fn", "python"),
+        ("rust-wasip2", "hello-rs-fn", "rust"),
+    ] {
+        let out = fnhost()
+            .current_dir(dir.path())
+            .args(["new", name, "--lang", lang])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = fnhost()
+            .current_dir(dir.path())
+            .env("FNHOST_TOOLCHAINS", target.join("toolchains"))
+            .env("CARGO_TARGET_DIR", target.join("scaffold-test"))
+            .args(["build", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{lang}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let wasm = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(
+            wasm.ends_with(&format!("{name}/target/{name}.wasm")),
+            "{wasm}"
+        );
+        let out = fnhost()
+            .args(["invoke", &wasm, "--payload", r#"{"name":"x"}"#])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{lang}: {stderr}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{{\"message\":\"Hello, x!\",\"language\":\"{language}\"}}\n"),
+            "{lang}"
+        );
+        assert!(
+            stderr.contains("greeting x") && stderr.contains("REPORT RequestId: "),
+            "{stderr}"
+        );
+        // A handled error: exit code 1, the typed error.
+        let out = fnhost()
+            .args(["invoke", &wasm, "--payload", r#"{"name":""}"#])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{lang}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("error (guest_error): InvalidRequest: name must be a non-empty string"),
+            "{lang}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -358,7 +358,9 @@ fn build_py(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
 
 fn build_rust(dir: &Path, out: &Path) -> Result<Built> {
     // cargo decides what is stale; the copy is the only step here.
-    let target_dir = dir.join("target");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(cargo)
         .args([
@@ -371,13 +373,18 @@ fn build_rust(dir: &Path, out: &Path) -> Result<Built> {
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
-        .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS"))?;
-    let release = target_dir.join("wasm32-wasip2/release");
-    let wasm = std::fs::read_dir(&release)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .with_context(|| format!("no .wasm in {}", release.display()))?;
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+    let lib = lib_name(&manifest).context("no [lib] name or package name in Cargo.toml")?;
+    let wasm = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{lib}.wasm"));
+    if !wasm.is_file() {
+        bail!(
+            "the build wrote no {} (is crate-type cdylib?)",
+            wasm.display()
+        );
+    }
     std::fs::copy(&wasm, out)?;
     Ok(Built {
         wasm: out.to_path_buf(),
@@ -385,8 +392,42 @@ fn build_rust(dir: &Path, out: &Path) -> Result<Built> {
     })
 }
 
+/// The crate's library name: `[lib] name`, else the package name, with
+/// `-` as `_` (read line by line: the scaffolds' manifests are simple).
+fn lib_name(manifest: &str) -> Option<String> {
+    let mut section = "";
+    let (mut lib, mut package) = (None, None);
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let Some(value) = line.strip_prefix("name").map(str::trim_start) else {
+            continue;
+        };
+        let Some(value) = value.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').replace('-', "_");
+        match section {
+            "[lib]" => lib = Some(value),
+            "[package]" => package = Some(value),
+            _ => {}
+        }
+    }
+    lib.or(package)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_lib_name_is_libs_else_the_packages() {
+        let m = "[package]\nname = \"my-fn\"\n\n[lib]\nname = \"other\"\n";
+        assert_eq!(super::lib_name(m).as_deref(), Some("other"));
+        let m = "[package]\nname = \"my-fn\"\n[dependencies]\nname = \"x\"\n";
+        assert_eq!(super::lib_name(m).as_deref(), Some("my_fn"));
+    }
+
     use super::*;
 
     #[test]

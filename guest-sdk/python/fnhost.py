@@ -120,7 +120,7 @@ class WitWorld(wit_world.WitWorld):
             raise _error("InvalidJson", f"the payload is not JSON: {e}") from None
         try:
             out = _handler(data, Context())
-            return json.dumps(out).encode()
+            return json.dumps(out, separators=(",", ":")).encode()
         except FunctionError as e:
             raise _error(e.kind, e.message) from None
         except MemoryError:
