@@ -140,7 +140,7 @@ impl State {
 
     /// The component's WASI 0.2 state, made on first use (keyed by the
     /// request id the instance started with).
-    fn p2(&mut self) -> &mut P2 {
+    pub(crate) fn p2(&mut self) -> &mut P2 {
         let (spec, nonce) = (&self.spec, self.call.request_id.0);
         self.p2
             .get_or_insert_with(|| Box::new(P2::new(spec, nonce)))

@@ -213,6 +213,71 @@ fn no_host_files_and_no_network() {
 }
 
 #[test]
+fn tmp_is_the_functions_own_memory_charged_to_its_quota() {
+    let host = host();
+    probe(&host, "fs", |c| {
+        c.tmp_quota(1 << 20).reuse(10, Duration::from_secs(60))
+    });
+    let w = |path: &str, bytes: usize| {
+        call_ok(
+            &host,
+            "fs",
+            json!({"op": "write", "path": path, "bytes": bytes}),
+        )
+    };
+    assert_eq!(
+        w("/tmp/a", 200_000),
+        json!({"written": 200_000, "ok": true, "error": null})
+    );
+    assert_eq!(
+        call_ok(&host, "fs", json!({"op": "read", "path": "/tmp/a"})),
+        json!({"len": 200_000, "all_w": true})
+    );
+    // Over the quota: the write fails, the host holds no more than 1 MiB.
+    let v = w("/tmp/big", 2 << 20);
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert!(v["written"].as_u64().unwrap() < 1 << 20, "{v}");
+    // Directories, rename, remove, listing.
+    assert_eq!(
+        call_ok(
+            &host,
+            "fs",
+            json!({"op": "shuffle", "mkdir": "/tmp/d", "from": "/tmp/a", "to": "/tmp/d/b", "remove": "/tmp/big"})
+        ),
+        json!({"mkdir": null, "rename": null, "remove": null})
+    );
+    assert_eq!(
+        call_ok(&host, "fs", json!({"op": "list", "path": "/tmp"})),
+        json!({"names": ["d"]})
+    );
+    assert_eq!(
+        call_ok(&host, "fs", json!({"op": "list", "path": "/tmp/d"})),
+        json!({"names": ["b"]})
+    );
+    // No way out: the host's files are not there, `..` stops at /tmp.
+    for path in [
+        "/etc/passwd",
+        "/tmp/../etc/passwd",
+        "/tmp/d/../../etc/passwd",
+    ] {
+        let v = call_ok(&host, "fs", json!({"op": "read", "path": path}));
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    assert!(call_ok(&host, "fs", json!({"op": "list", "path": "/"}))["error"].is_string());
+    // A fresh instance starts with an empty /tmp.
+    probe(&host, "fresh-fs", |c| c);
+    call_ok(
+        &host,
+        "fresh-fs",
+        json!({"op": "write", "path": "/tmp/x", "bytes": 10}),
+    );
+    assert_eq!(
+        call_ok(&host, "fresh-fs", json!({"op": "read", "path": "/tmp/x"})),
+        json!({"error": "entity not found"})
+    );
+}
+
+#[test]
 fn capabilities_answer_a_component_as_host_call_does() {
     let host = Host::builder()
         .no_artifact_cache()

@@ -8,6 +8,7 @@
 //! [`wasi`]) and how an invocation crosses the boundary (the canonical ABI
 //! lifts and lowers `list<u8>`, so there is no `fnhost_alloc`).
 
+mod fs;
 mod imports;
 mod wasi;
 
@@ -40,6 +41,7 @@ pub(crate) fn is_component(bytes: &[u8]) -> bool {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    fs::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     imports::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
     Ok(linker)

@@ -1,8 +1,8 @@
 //! WASI 0.2 for a component, under its function's quotas: stdout and
 //! stderr into the invocation's logs (the same cap as preview 1), the
 //! function's environment only, real clocks, random seeded per instance
-//! from the host secret, no stdin, no preopened host directory, and no
-//! network (sockets and name lookup refused).
+//! from the host secret, no stdin, no host directory (`/tmp` is fnhost's
+//! own, see `fs`), and no network (sockets and name lookup refused).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub(crate) struct P2 {
     pub table: ResourceTable,
     pub http: WasiHttpCtx,
     pub hooks: OutboundHttp,
+    /// `/tmp`, made on first use.
+    pub fs: Option<super::fs::SharedFs>,
     /// Where stdout and stderr go until the invocation takes them.
     logs: Arc<Mutex<LogBuffer>>,
 }
@@ -59,6 +61,7 @@ impl P2 {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: OutboundHttp,
+            fs: None,
             logs,
         }
     }

@@ -49,6 +49,19 @@ enum Op {
     Random,
     /// Tries to read a host file and list the preopened directories.
     Files { path: String },
+    /// Writes `bytes` bytes (in 64 KiB chunks) to `path`; reports how far it got.
+    Write { path: String, bytes: usize },
+    /// Reads `path`: its length, or the error.
+    Read { path: String },
+    /// Lists a directory (sorted names), or the error.
+    List { path: String },
+    /// Removes `remove`, makes a directory, renames `from` to `to`.
+    Shuffle {
+        mkdir: String,
+        from: String,
+        to: String,
+        remove: String,
+    },
     /// Tries to open a TCP connection.
     Connect { addr: String },
     /// Calls capability `name` with `request` `times` times (default 1).
@@ -162,6 +175,46 @@ fn run(op: Op) -> Result<Reply, Error> {
                 .map(|d| d.count())
                 .map_err(|e| e.to_string());
             json!({ "read": format!("{read:?}"), "root": format!("{dirs:?}") })
+        }
+        Op::Write { path, bytes } => {
+            use std::io::Write as _;
+            let mut written = 0usize;
+            let r = std::fs::File::create(&path).and_then(|mut f| {
+                let chunk = vec![b'w'; 64 << 10];
+                while written < bytes {
+                    let n = chunk.len().min(bytes - written);
+                    f.write_all(&chunk[..n])?;
+                    written += n;
+                }
+                f.flush()
+            });
+            json!({ "written": written, "ok": r.is_ok(), "error": r.err().map(|e| e.to_string()) })
+        }
+        Op::Read { path } => match std::fs::read(&path) {
+            Ok(b) => json!({ "len": b.len(), "all_w": b.iter().all(|&c| c == b'w') }),
+            Err(e) => json!({ "error": e.kind().to_string() }),
+        },
+        Op::List { path } => match std::fs::read_dir(&path) {
+            Ok(d) => {
+                let mut names: Vec<String> = d
+                    .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect();
+                names.sort();
+                json!({ "names": names })
+            }
+            Err(e) => json!({ "error": e.kind().to_string() }),
+        },
+        Op::Shuffle {
+            mkdir,
+            from,
+            to,
+            remove,
+        } => {
+            let show = |r: std::io::Result<()>| r.err().map(|e| e.kind().to_string());
+            let remove = show(std::fs::remove_file(&remove));
+            let mkdir = show(std::fs::create_dir(&mkdir));
+            let rename = show(std::fs::rename(&from, &to));
+            json!({ "mkdir": mkdir, "rename": rename, "remove": remove })
         }
         Op::Connect { addr } => {
             let r = std::net::TcpStream::connect(&addr)
