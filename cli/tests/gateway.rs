@@ -882,3 +882,37 @@ async fn control_api_needs_the_token_and_changes_the_registry() {
     assert!(s.host.function_info("fresh").is_err());
     s.stop().await;
 }
+
+/// A component behind the Lambda Invoke API: the same shapes as a module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_serves_through_the_invoke_api() {
+    let s = start().await;
+    s.host
+        .register(FunctionConfig::from_file("hello-rust", guests::HELLO_RUST))
+        .unwrap();
+    let path = "/2015-03-31/functions/hello-rust/invocations";
+    let r = post(&s, path, &[("X-Amz-Log-Type", "Tail")], r#"{"name":"Ada"}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-amz-executed-version"], "$LATEST");
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(r.headers()["x-amz-log-result"].to_str().unwrap())
+        .unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    assert!(tail.starts_with("request "), "{tail}");
+    assert!(
+        tail.contains(": greeting Ada\nREPORT RequestId: "),
+        "{tail}"
+    );
+    assert_eq!(
+        json_of(r).await,
+        json!({"message": "Hello, Ada!", "language": "rust"})
+    );
+    let r = post(&s, path, &[], r#"{"name":""}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-amz-function-error"], "Unhandled");
+    assert_eq!(
+        json_of(r).await,
+        json!({"errorMessage": "name must be a non-empty string", "errorType": "InvalidRequest"})
+    );
+    s.stop().await;
+}

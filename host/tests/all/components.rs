@@ -364,3 +364,89 @@ fn snapshots_of_components_are_refused_with_the_reason() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn component_events_retry_then_dead_letter_and_see_their_id() {
+    use fnhost::events::{Destination, EventConfig, ManualClock, QueueConfig};
+    let clock =
+        ManualClock::new(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600));
+    let host = Host::builder()
+        .no_artifact_cache()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    probe(&host, "ev", |c| c);
+    let ev = host.events();
+    ev.create_queue("done", QueueConfig::default()).unwrap();
+    ev.configure(
+        "ev",
+        EventConfig::default().on_success(Destination::Queue("done".into())),
+    )
+    .unwrap();
+    let ok = ev.send("ev", json!({"op": "context"}).to_string()).unwrap();
+    let bad = ev
+        .send(
+            "ev",
+            json!({"op": "fail", "kind": "Boom", "message": "no"}).to_string(),
+        )
+        .unwrap();
+    let settle = || assert!(ev.wait_idle(Duration::from_secs(20)), "{:?}", ev.stats());
+    settle();
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(120));
+        settle();
+    }
+    let s = ev.stats().unwrap();
+    assert_eq!(
+        (
+            s.accepted,
+            s.succeeded,
+            s.retried,
+            s.dead_lettered,
+            s.pending
+        ),
+        (2, 1, 2, 1, 0)
+    );
+    let done = ev.queue_messages("done").unwrap();
+    assert_eq!(done.len(), 1);
+    let record: Value = serde_json::from_str(&done[0].body).unwrap();
+    assert_eq!(
+        record["responsePayload"]["event"],
+        json!({"id": ok, "attempt": 1})
+    );
+    let dead = ev.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].id.as_str(), dead[0].attempts), (bad.as_str(), 3));
+    let err = dead[0].error.as_ref().unwrap();
+    assert_eq!((err.kind.as_str(), err.message.as_str()), ("Boom", "no"));
+}
+
+#[test]
+fn component_versions_aliases_and_async_invoke() {
+    use fnhost::Alias;
+    let host = host();
+    probe(&host, "v", |c| c.env("V", "1"));
+    probe(&host, "v", |c| c.env("V", "2"));
+    assert_eq!(host.versions("v").unwrap(), vec![1, 2]);
+    host.set_alias("v", "prod", Alias::to(1)).unwrap();
+    assert_eq!(
+        call_ok(&host, "v:prod", json!({"op": "env"})),
+        json!({"V": "1"})
+    );
+    assert_eq!(call_ok(&host, "v", json!({"op": "env"})), json!({"V": "2"}));
+    assert_eq!(
+        call_ok(&host, "v:prod", json!({"op": "context"}))["function_version"],
+        json!("1")
+    );
+    let futures: Vec<_> = (0..8)
+        .map(|i| host.invoke_async("v:1", json!({"op": "echo", "data": i}).to_string()))
+        .collect();
+    let outs: Vec<Value> = futures::executor::block_on(futures::future::join_all(futures))
+        .into_iter()
+        .map(|r| serde_json::from_slice(r.unwrap().output().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outs, (0..8).map(|i| json!(i)).collect::<Vec<_>>());
+    let m = host.function_metrics("v").unwrap();
+    assert_eq!(m.succeeded, 3 + 8);
+    assert_eq!(m.cold_starts, 3 + 8);
+}
