@@ -900,7 +900,7 @@ async fn a_component_serves_through_the_invoke_api() {
     let tail = String::from_utf8(tail).unwrap();
     assert!(tail.starts_with("request "), "{tail}");
     assert!(
-        tail.contains(": greeting Ada\nREPORT RequestId: "),
+        tail.contains(": greeting Ada\nEND RequestId: ") && tail.contains("\nREPORT RequestId: "),
         "{tail}"
     );
     assert_eq!(
