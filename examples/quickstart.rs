@@ -1,10 +1,11 @@
 //! The quickstart: registers the example guests (echo, hello, thumbnail,
-//! news, leaderboard), invokes each with a sample event, and prints the
+//! news, leaderboard as ABI v1 modules; hello in JavaScript, Python and
+//! Rust as components), invokes each with a sample event, and prints the
 //! results with Lambda-style START/END/REPORT lines; then sends two event
 //! invocations (one succeeds, one is dead-lettered) and prints the usage.
 //!
-//! Run with: `cargo xtask quickstart`
-//! (or, once the wasm32-wasip1 target is installed,
+//! Run with: `cargo xtask quickstart` (which builds the JavaScript and
+//! Python components first; or, once they and the wasm targets are there,
 //! `cargo run --release --bin quickstart`).
 //!
 //! Compiled modules are cached (see `fnhost::default_cache_dir`), so the
@@ -44,6 +45,14 @@ fn main() -> anyhow::Result<()> {
             .grant("kv.get")
             .grant("kv.put"),
     )?;
+    // The same function as components, in three languages.
+    for (name, path) in [
+        ("hello-js", guests::component("hello-js")),
+        ("hello-python", guests::component("hello-python")),
+        ("hello-rust", guests::HELLO_RUST.to_string()),
+    ] {
+        host.register(FunctionConfig::from_file(name, path))?;
+    }
     let stats = host.stats();
     println!(
         "registered {} functions in {:.1} ms ({} compiled, {} from the artifact cache at {})\n",
@@ -65,6 +74,12 @@ fn main() -> anyhow::Result<()> {
     // hello again, with a handled error.
     let inv = host.invoke("hello", json!({"name": ""}).to_string().as_bytes())?;
     print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+
+    // Components: JSON in and out through each language's helper.
+    for name in ["hello-js", "hello-python", "hello-rust"] {
+        let inv = host.invoke(name, json!({"name": "Lin"}).to_string().as_bytes())?;
+        print_invocation(&inv, |out| String::from_utf8_lossy(out).into_owned());
+    }
 
     // thumbnail: a 1024x768 PNG made here, resized in the sandbox.
     let png = guests::sample_png(1024, 768);

@@ -42,20 +42,23 @@ fn quickstart_prints_results_and_reports_and_restarts_without_compiling() {
         r#"succeeded: {"function":"hello","message":"Hello, Grace!"}"#,
         "dead-lettered (RetriesExhausted): InvalidName: name must not be empty",
         "event stats: accepted 2, succeeded 1, dead-lettered 1, pending 0",
-        "usage total: 10 requests, ",
+        r#"result: {"message":"Hello, Lin!","language":"javascript"}"#,
+        r#"result: {"message":"Hello, Lin!","language":"python"}"#,
+        r#"result: {"message":"Hello, Lin!","language":"rust"}"#,
+        "usage total: 13 requests, ",
     ] {
         assert!(first.contains(line), "missing {line:?} in:\n{first}");
     }
-    assert_eq!(first.matches("\nREPORT RequestId: ").count(), 8, "{first}");
-    assert_eq!(first.matches("\nSTART RequestId: ").count(), 8);
+    assert_eq!(first.matches("\nREPORT RequestId: ").count(), 11, "{first}");
+    assert_eq!(first.matches("\nSTART RequestId: ").count(), 11);
     assert!(
-        first.contains("(5 compiled, 0 from the artifact cache"),
+        first.contains("(8 compiled, 0 from the artifact cache"),
         "{first}"
     );
     // A new process on the same cache compiles nothing.
     let second = run("quickstart", cache.path());
     assert!(
-        second.contains("(0 compiled, 5 from the artifact cache"),
+        second.contains("(0 compiled, 8 from the artifact cache"),
         "{second}"
     );
 }
