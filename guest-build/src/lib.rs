@@ -299,9 +299,13 @@ fn staging(out: &Path) -> Result<PathBuf> {
     Ok(stage)
 }
 
+/// componentize-js flags: no wasi:http (fnhost does not link it; the
+/// network is reached through capabilities) and no fetch-event handler.
+const JS_FLAGS: &[&str] = &["--disable", "http", "--disable", "fetch-event"];
+
 fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
     let entry = js_entry(dir)?.context("no JavaScript entry module")?;
-    let key = inputs_hash(dir, &format!("{COMPONENTIZE_JS:?}"), JS_HELPER)?;
+    let key = inputs_hash(dir, &format!("{COMPONENTIZE_JS:?} {JS_FLAGS:?}"), JS_HELPER)?;
     cached(out, &key, || {
         let bin = tools.componentize_js()?;
         let stage = staging(out)?;
@@ -325,7 +329,9 @@ fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
             .arg(stage.join("src").join(rel))
             .arg("--wit")
             .arg(stage.join("wit"))
-            .args(["--world-name", WORLD, "--out"])
+            .args(["--world-name", WORLD])
+            .args(JS_FLAGS)
+            .arg("--out")
             .arg(out))
     })
 }

@@ -34,10 +34,11 @@ use crate::error::{Error, Result};
 
 /// Core instances the pool holds per slot, on average.
 const CORE_INSTANCES_PER_SLOT: u32 = 16;
-/// Most core instances one component may have.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
-/// Most tables one component may define.
-const MAX_TABLES_PER_COMPONENT: u32 = 8;
+/// Most core instances one component may have: its slot's share, so no
+/// function's instances can take others' part of the pool.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = CORE_INSTANCES_PER_SLOT;
+/// Most tables one component may define (its slot's share).
+const MAX_TABLES_PER_COMPONENT: u32 = 2;
 
 /// Engine-level settings (chosen on the [`HostBuilder`](crate::HostBuilder)).
 #[derive(Debug, Clone)]
@@ -69,8 +70,8 @@ pub fn wasmtime_config_with_decommit_batch(
     // A slot is one function instance: a core module (one core instance,
     // memory and table) or a component, which has several core instances
     // (componentize-py's: 14, componentize-js's: 4, a Rust wasip2
-    // component's: 3), one memory and two tables. The pools are shared, so
-    // these are averages; a component over the per-component maxima is
+    // component's: 3), one memory and two tables. A component may use at
+    // most its slot's share of each pool; one over the maxima is
     // refused when it is compiled.
     pool.total_component_instances(max_instances)
         .total_core_instances(max_instances.saturating_mul(CORE_INSTANCES_PER_SLOT))

@@ -168,17 +168,6 @@ impl wasmtime_wasi::WasiView for State {
     }
 }
 
-impl wasmtime_wasi_http::WasiHttpView for State {
-    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        let p2 = self.p2();
-        wasmtime_wasi_http::WasiHttpCtxView {
-            ctx: &mut p2.http,
-            table: &mut p2.table,
-            hooks: &mut p2.hooks,
-        }
-    }
-}
-
 impl WasiView for State {
     fn wasi_view(&mut self) -> View<'_> {
         View {

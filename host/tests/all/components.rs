@@ -143,6 +143,30 @@ fn a_loop_times_out_and_a_memory_bomb_is_out_of_memory() {
 }
 
 #[test]
+fn a_sleep_ends_at_the_deadline_not_when_the_guest_asked() {
+    // Epoch interruption cannot stop a host-side poll: the clock bounds
+    // its subscriptions by the deadline instead.
+    let host = host();
+    probe(&host, "zz", |c| c.timeout(Duration::from_millis(200)));
+    assert_eq!(
+        call_ok(&host, "zz", json!({"op": "sleep", "ms": 5})),
+        json!("slept")
+    );
+    let inv = call(&host, "zz", json!({"op": "sleep", "ms": 3_600_000}));
+    assert!(
+        matches!(inv.output(), Err(Error::Timeout { .. })),
+        "{:?}",
+        inv.output()
+    );
+    // Not an hour: the deadline plus scheduling slack.
+    assert!(
+        inv.report.duration < Duration::from_secs(30),
+        "{:?}",
+        inv.report.duration
+    );
+}
+
+#[test]
 fn output_over_the_cap_is_refused() {
     let host = host();
     probe(&host, "o", |c| c.max_output(1000));
@@ -336,6 +360,20 @@ fn a_component_importing_what_fnhost_lacks_is_refused_naming_it() {
         Error::UnsupportedImport { module, .. } => assert_eq!(module, "acme:secret/door@1.0.0"),
         other => panic!("{other:?}"),
     }
+    // wasi:http is not linked, and the refusal says what to do instead.
+    let wat = r#"(component
+        (import "wasi:http/types@0.2.10" (instance (export "x" (func))))
+    )"#;
+    match host.register(FunctionConfig::from_bytes(
+        "h",
+        wat::parse_str(wat).unwrap(),
+    )) {
+        Err(Error::UnsupportedImport { module, reason, .. }) => {
+            assert_eq!(module, "wasi:http/types@0.2.10");
+            assert!(reason.contains("--disable http"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Without `handle`: named too.
     let err = host
         .register(FunctionConfig::from_bytes(
@@ -449,4 +487,15 @@ fn component_versions_aliases_and_async_invoke() {
     let m = host.function_metrics("v").unwrap();
     assert_eq!(m.succeeded, 3 + 8);
     assert_eq!(m.cold_starts, 3 + 8);
+}
+
+/// wasmtime-wasi's blocking calls need a thread outside any tokio runtime;
+/// an embedder calling `invoke` from async code gets the same answer.
+#[tokio::test(flavor = "current_thread")]
+async fn invoke_from_inside_a_tokio_runtime_works_for_components() {
+    let host = host();
+    probe(&host, "rt", |c| c);
+    let inv = call(&host, "rt", json!({"op": "print", "text": "from async"}));
+    assert_eq!(inv.output().unwrap(), b"\"printed\"");
+    assert_eq!(inv.logs.bytes(), b"from async\n");
 }

@@ -14,12 +14,12 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use fnhost::function::capabilities::HostError;
-pub(crate) use fnhost::function::types::Error as GuestError;
+pub(crate) use self::fnhost::function::capabilities::HostError;
+pub(crate) use self::fnhost::function::types::Error as GuestError;
 
-impl fnhost::function::types::Host for State {}
+impl self::fnhost::function::types::Host for State {}
 
-impl fnhost::function::context::Host for State {
+impl self::fnhost::function::context::Host for State {
     fn request_id(&mut self) -> String {
         self.call.request_id.to_string()
     }
@@ -51,18 +51,18 @@ impl fnhost::function::context::Host for State {
             .as_nanos() as u64
     }
 
-    fn event(&mut self) -> Option<fnhost::function::context::EventInfo> {
+    fn event(&mut self) -> Option<self::fnhost::function::context::EventInfo> {
         self.call
             .event
             .as_ref()
-            .map(|e| fnhost::function::context::EventInfo {
+            .map(|e| self::fnhost::function::context::EventInfo {
                 id: e.id.to_string(),
                 attempt: e.attempt,
             })
     }
 }
 
-impl fnhost::function::capabilities::Host for State {
+impl self::fnhost::function::capabilities::Host for State {
     fn call(
         &mut self,
         name: String,

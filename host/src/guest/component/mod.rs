@@ -8,6 +8,7 @@
 //! [`wasi`]) and how an invocation crosses the boundary (the canonical ABI
 //! lifts and lowers `list<u8>`, so there is no `fnhost_alloc`).
 
+mod clock;
 mod fs;
 mod imports;
 mod wasi;
@@ -42,7 +43,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     fs::add_to_linker(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+    clock::add_to_linker(&mut linker)?;
     imports::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -60,6 +61,7 @@ pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Link
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| unsupported_import(component, &e))?;
+    // (wasi:http is not linked: see `unsupported_import`.)
     let handle = HandlerIndices::new(&pre).map_err(|e| Error::BadExport {
         name: HANDLE.into(),
         reason: format!(
@@ -100,7 +102,18 @@ fn unsupported_import(component: &Component, e: &wasmtime::Error) -> Error {
             module: module.to_string(),
             // The whole instance (or item) is missing or mistyped.
             name: "*".into(),
-            reason,
+            reason: if module.starts_with("wasi:http/") {
+                // Its resources copy guest-sized lists into the host before
+                // any limit applies, and an unsent request's body blocks
+                // the host forever: not for untrusted handlers.
+                format!(
+                    "wasi:http is not provided to function components; reach the network \
+                     through a granted capability (componentize-js: build with \
+                     `--disable http --disable fetch-event`, as `fnhost build` does): {reason}"
+                )
+            } else {
+                reason
+            },
         },
         None => Error::InvalidModule { reason },
     }
@@ -117,16 +130,53 @@ pub(crate) struct Entry {
     handler: imports::Handler,
 }
 
+/// Runs `f` where wasmtime-wasi may block: its blocking calls `block_on`
+/// the ambient tokio runtime, which panics on a thread that is already in
+/// one (an embedder calling `Host::invoke` from async code). There, `f`
+/// runs on a thread of its own; elsewhere (fnhost's workers) in place.
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// Instantiates `linked` in `store` and runs its `init`, if it has one.
 pub(crate) fn start(store: &mut Store<State>, linked: &Linked) -> Result<Entry, Failure> {
+    off_runtime(|| start_here(store, linked))
+}
+
+fn start_here(store: &mut Store<State>, linked: &Linked) -> Result<Entry, Failure> {
     let instance = linked.pre.instantiate(&mut *store)?;
     if let Some(idx) = &linked.init {
         let init = instance.get_typed_func::<(), (Result<(), GuestError>,)>(&mut *store, idx)?;
-        let (result,) = init.call(&mut *store, ())?;
+        let called = init.call(&mut *store, ());
+        timed_out(store)?;
+        let (result,) = called?;
         result.map_err(guest_error)?;
     }
     let handler = linked.handle.load(&mut *store, &instance)?;
+    timed_out(store)?;
     Ok(Entry { handler })
+}
+
+/// `Timeout` if a sleep of the guest's was cut short at the deadline.
+fn timed_out(store: &mut Store<State>) -> Result<(), Failure> {
+    let st = store.data_mut();
+    let hit = st.p2.as_ref().is_some_and(|p| {
+        p.deadline_hit
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    });
+    if hit {
+        return Err(Error::Timeout {
+            timeout: st.spec.timeout,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 impl Entry {
@@ -136,10 +186,9 @@ impl Entry {
         store: &mut Store<State>,
         payload: &[u8],
     ) -> Result<Vec<u8>, Failure> {
-        let out = self
-            .handler
-            .call_handle(&mut *store, payload)?
-            .map_err(guest_error)?;
+        let out = self.handler.call_handle(&mut *store, payload);
+        timed_out(store)?;
+        let out = out?.map_err(guest_error)?;
         let max = store.data().spec.max_output;
         if out.len() > max {
             return Err(Error::OutputTooLarge {

@@ -2,7 +2,8 @@
 //! stderr into the invocation's logs (the same cap as preview 1), the
 //! function's environment only, real clocks, random seeded per instance
 //! from the host secret, no stdin, no host directory (`/tmp` is fnhost's
-//! own, see `fs`), and no network (sockets and name lookup refused).
+//! own, see `fs`), and no network (sockets and name lookup refused;
+//! `wasi:http` is not linked at all).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,23 +12,29 @@ use parking_lot::Mutex;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder};
-use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
 
 use super::super::spec::Spec;
 use crate::logs::LogBuffer;
 
-/// Largest `get-random-bytes` answer (a guest asking for more gets an
-/// error, not a host allocation of its size).
+/// Most resources (descriptors, streams, pollables) one instance may hold
+/// at once: each costs host memory no other quota charges.
+const MAX_RESOURCES: usize = 4096;
+
+/// Largest `get-random-bytes` answer (a guest asking for more traps; the
+/// host never allocates what it asked for).
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// One component instance's WASI state.
 pub(crate) struct P2 {
     pub ctx: WasiCtx,
     pub table: ResourceTable,
-    pub http: WasiHttpCtx,
-    pub hooks: OutboundHttp,
     /// `/tmp`, made on first use.
     pub fs: Option<super::fs::SharedFs>,
+    /// Zero of the guest's monotonic clock.
+    pub clock_base: std::time::Instant,
+    /// Set when a clock subscription cut short at the deadline woke: the
+    /// invocation has run out of time, whatever the guest does next.
+    pub deadline_hit: Arc<std::sync::atomic::AtomicBool>,
     /// Where stdout and stderr go until the invocation takes them.
     logs: Arc<Mutex<LogBuffer>>,
 }
@@ -58,10 +65,14 @@ impl P2 {
         }
         P2 {
             ctx: b.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            hooks: OutboundHttp,
+            table: {
+                let mut t = ResourceTable::new();
+                t.set_max_capacity(MAX_RESOURCES);
+                t
+            },
             fs: None,
+            clock_base: std::time::Instant::now(),
+            deadline_hit: Arc::default(),
             logs,
         }
     }
@@ -69,33 +80,6 @@ impl P2 {
     /// The logs written so far, leaving an empty buffer of `max` bytes.
     pub(crate) fn take_logs(&self, max: usize) -> LogBuffer {
         std::mem::replace(&mut *self.logs.lock(), LogBuffer::new(max))
-    }
-}
-
-/// Outbound `wasi:http/outgoing-handler`: denied (a component reaches
-/// the network only through capabilities the embedder grants).
-pub(crate) struct OutboundHttp;
-
-/// What `send_request` gives back.
-type Sent = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-            )>,
-        > + Send,
->;
-
-impl WasiHttpHooks for OutboundHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Sent {
-        Box::new(std::future::ready(Err(
-            wasmtime_wasi_http::Error::HttpRequestDenied,
-        )))
     }
 }
 
@@ -172,8 +156,13 @@ impl tokio::io::AsyncWrite for LogWriter {
 }
 
 /// A random stream keyed by the host secret, the instance's nonce and a
-/// purpose label (BLAKE3 in XOF mode, as preview 1's `random_get`).
-struct Seeded(blake3::OutputReader);
+/// purpose label (BLAKE3 in XOF mode, as preview 1's `random_get`), read a
+/// block at a time (wasmtime-wasi asks for 4 bytes at a time).
+struct Seeded {
+    xof: blake3::OutputReader,
+    block: [u8; 64],
+    at: usize,
+}
 
 impl Seeded {
     fn new(secret: &[u8; 32], nonce: u128, purpose: &[u8]) -> Seeded {
@@ -181,12 +170,29 @@ impl Seeded {
         h.update(b"fnhost component random ");
         h.update(purpose);
         h.update(&nonce.to_le_bytes());
-        Seeded(h.finalize_xof())
+        Seeded {
+            xof: h.finalize_xof(),
+            block: [0; 64],
+            at: 64,
+        }
+    }
+
+    fn fill(&mut self, mut dst: &mut [u8]) {
+        while !dst.is_empty() {
+            if self.at == self.block.len() {
+                self.xof.fill(&mut self.block);
+                self.at = 0;
+            }
+            let n = dst.len().min(self.block.len() - self.at);
+            dst[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+            self.at += n;
+            dst = &mut dst[n..];
+        }
     }
 
     fn bytes<const N: usize>(mut self) -> [u8; N] {
         let mut b = [0; N];
-        self.0.fill(&mut b);
+        self.fill(&mut b);
         b
     }
 }
@@ -196,18 +202,18 @@ impl rand_core::TryRng for Seeded {
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0; 4];
-        self.0.fill(&mut b);
+        self.fill(&mut b);
         Ok(u32::from_le_bytes(b))
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0; 8];
-        self.0.fill(&mut b);
+        self.fill(&mut b);
         Ok(u64::from_le_bytes(b))
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.0.fill(dst);
+        self.fill(dst);
         Ok(())
     }
 }

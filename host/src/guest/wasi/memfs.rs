@@ -319,26 +319,32 @@ impl MemFs {
         if self.is_dir(ino) && self.is_within(to_dir, ino) {
             return Err(errno::INVAL);
         }
+        // What replacing the target takes, decided before anything changes.
+        let mut replace = None;
         if let Some(&existing) = self.entries_mut(to_dir)?.get(to) {
             if existing == ino {
                 return Ok(());
             }
-            match (self.is_dir(ino), self.node(existing)?) {
-                (true, Node::Dir { entries, .. }) if entries.is_empty() => {
-                    self.remove_dir(to_dir, to)?
-                }
+            replace = Some(match (self.is_dir(ino), self.node(existing)?) {
+                (true, Node::Dir { entries, .. }) if entries.is_empty() => true,
                 (true, Node::Dir { .. }) => return Err(errno::NOTEMPTY),
                 (true, Node::File { .. }) => return Err(errno::NOTDIR),
                 (false, Node::Dir { .. }) => return Err(errno::ISDIR),
-                (false, Node::File { .. }) => self.unlink_file(to_dir, to)?,
-            }
+                (false, Node::File { .. }) => false,
+            });
         }
-        // The new name may be longer than the old one.
+        // The new name may be longer than the old one: charged first, so a
+        // rename refused for space leaves the target in place.
         let (old_len, new_len) = (name_cost(from), name_cost(to));
         if new_len > old_len {
             self.charge(new_len - old_len)?;
         } else {
             self.refund(old_len - new_len);
+        }
+        match replace {
+            Some(true) => self.remove_dir(to_dir, to)?,
+            Some(false) => self.unlink_file(to_dir, to)?,
+            None => {}
         }
         self.entries_mut(from_dir)?.remove(from);
         self.entries_mut(to_dir)?.insert(to.into(), ino);

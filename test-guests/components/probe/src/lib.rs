@@ -25,6 +25,8 @@ enum Op {
     Env,
     /// Loops forever.
     Spin,
+    /// Sleeps for `ms` milliseconds (a clock subscription and a poll).
+    Sleep { ms: u64 },
     /// Allocates and touches `bytes` bytes.
     Alloc { bytes: usize },
     /// Panics with `message` (a trap).
@@ -122,6 +124,10 @@ fn run(op: Op) -> Result<Reply, Error> {
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
+        }
+        Op::Sleep { ms } => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            json!("slept")
         }
         Op::Alloc { bytes } => {
             let mut v = vec![0u8; bytes];
