@@ -186,6 +186,10 @@ impl Entry {
         store: &mut Store<State>,
         payload: &[u8],
     ) -> Result<Vec<u8>, Failure> {
+        off_runtime(|| self.invoke_here(store, payload))
+    }
+
+    fn invoke_here(&self, store: &mut Store<State>, payload: &[u8]) -> Result<Vec<u8>, Failure> {
         let out = self.handler.call_handle(&mut *store, payload);
         timed_out(store)?;
         let out = out?.map_err(guest_error)?;
