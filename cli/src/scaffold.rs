@@ -67,16 +67,12 @@ const HELLO_JS: &str = include_str!("../../examples/components/hello-js/handler.
 const HELLO_PY: &str = include_str!("../../examples/components/hello-python/app.py");
 const HELLO_RUST: &str = include_str!("../../examples/components/hello-rust/src/lib.rs");
 
-/// A Rust component crate: wit-bindgen over the WIT, written into the
-/// project (`wit/function.wit`).
-fn new_rust_component(dir: &Path, name: &str) -> Result<()> {
-    std::fs::create_dir_all(dir.join("src"))?;
-    std::fs::create_dir_all(dir.join("wit"))?;
+/// A guest crate's manifest: a cdylib of its own (outside any enclosing
+/// workspace) with `dep` and serde.
+fn cargo_toml(name: &str, dep: &str) -> String {
     let lib = name.replace('-', "_");
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            r#"[package]
+    format!(
+        r#"[package]
 name = "{name}"
 version = "0.1.0"
 edition = "2024"
@@ -86,7 +82,7 @@ name = "{lib}"
 crate-type = ["cdylib"]
 
 [dependencies]
-wit-bindgen = "0.51"
+{dep}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -96,7 +92,17 @@ strip = "debuginfo"
 # A crate of its own, not part of any enclosing workspace.
 [workspace]
 "#
-        ),
+    )
+}
+
+/// A Rust component crate: wit-bindgen over the WIT, written into the
+/// project (`wit/function.wit`).
+fn new_rust_component(dir: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("wit"))?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        cargo_toml(name, "wit-bindgen = \"0.51\""),
     )?;
     std::fs::write(dir.join("wit/function.wit"), fnhost_guest_build::WIT)?;
     // The example's bindings path points at the repository's wit/.
@@ -132,31 +138,9 @@ fn new_guest(dir: &Path, name: &str) -> Result<()> {
         .with_context(|| format!("guest SDK not found at {}", sdk_path().display()))?;
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::create_dir_all(dir.join(".cargo"))?;
-    let lib = name.replace('-', "_");
     std::fs::write(
         dir.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-name = "{lib}"
-crate-type = ["cdylib"]
-
-[dependencies]
-fnhost-guest = {{ path = {sdk:?} }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-
-[profile.release]
-strip = "debuginfo"
-
-# A crate of its own, not part of any enclosing workspace.
-[workspace]
-"#
-        ),
+        cargo_toml(name, &format!("fnhost-guest = {{ path = {sdk:?} }}")),
     )?;
     std::fs::write(
         dir.join(".cargo/config.toml"),

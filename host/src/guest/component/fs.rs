@@ -119,6 +119,31 @@ impl State {
         }
     }
 
+    /// The file `d` names, if it was opened for reading.
+    fn readable(&mut self, d: &Resource<Descriptor>) -> R<Ino> {
+        let ino = self.file_of(d)?;
+        if !self.desc(d)?.2 {
+            return Err(ErrorCode::BadDescriptor);
+        }
+        Ok(ino)
+    }
+
+    /// The file `d` names, if it was opened for writing.
+    fn writable(&mut self, d: &Resource<Descriptor>) -> R<Ino> {
+        let ino = self.file_of(d)?;
+        if !self.desc(d)?.3 {
+            return Err(ErrorCode::BadDescriptor);
+        }
+        Ok(ino)
+    }
+
+    /// A stream over `ino` that keeps the file open.
+    fn file_stream(&mut self, ino: Ino, offset: u64, append: bool) -> FileStream {
+        let fs = self.tmp();
+        fs.lock().open_file(ino);
+        FileStream::new(fs, ino, offset, append)
+    }
+
     fn new_descriptor(&mut self, d: Descriptor) -> R<Resource<Descriptor>> {
         self.table()
             .push(d)
@@ -158,14 +183,9 @@ impl t::HostDescriptor for State {
         d: Resource<Descriptor>,
         offset: u64,
     ) -> R<Resource<wasmtime_wasi::p2::DynInputStream>> {
-        let ino = self.file_of(&d)?;
-        if !self.desc(&d)?.2 {
-            return Err(ErrorCode::BadDescriptor);
-        }
-        let fs = self.tmp();
-        fs.lock().open_file(ino);
+        let ino = self.readable(&d)?;
         let stream: wasmtime_wasi::p2::DynInputStream =
-            Box::new(FileStream::new(fs, ino, offset, false));
+            Box::new(self.file_stream(ino, offset, false));
         self.table()
             .push(stream)
             .map_err(|_| ErrorCode::InsufficientMemory)
@@ -215,10 +235,7 @@ impl t::HostDescriptor for State {
     }
 
     fn set_size(&mut self, d: Resource<Descriptor>, size: u64) -> R<()> {
-        let ino = self.file_of(&d)?;
-        if !self.desc(&d)?.3 {
-            return Err(ErrorCode::BadDescriptor);
-        }
+        let ino = self.writable(&d)?;
         self.tmp().lock().set_len(ino, size).map_err(code)
     }
 
@@ -228,10 +245,7 @@ impl t::HostDescriptor for State {
     }
 
     fn read(&mut self, d: Resource<Descriptor>, len: u64, offset: u64) -> R<(Vec<u8>, bool)> {
-        let ino = self.file_of(&d)?;
-        if !self.desc(&d)?.2 {
-            return Err(ErrorCode::BadDescriptor);
-        }
+        let ino = self.readable(&d)?;
         let fs = self.tmp();
         let fs = fs.lock();
         let data = fs.file(ino).map_err(code)?;
@@ -246,10 +260,7 @@ impl t::HostDescriptor for State {
     }
 
     fn write(&mut self, d: Resource<Descriptor>, buf: Vec<u8>, offset: u64) -> R<u64> {
-        let ino = self.file_of(&d)?;
-        if !self.desc(&d)?.3 {
-            return Err(ErrorCode::BadDescriptor);
-        }
+        let ino = self.writable(&d)?;
         self.tmp()
             .lock()
             .write_at(ino, offset, &buf)
@@ -482,14 +493,9 @@ impl State {
         offset: u64,
         append: bool,
     ) -> R<Resource<wasmtime_wasi::p2::DynOutputStream>> {
-        let ino = self.file_of(&d)?;
-        if !self.desc(&d)?.3 {
-            return Err(ErrorCode::BadDescriptor);
-        }
-        let fs = self.tmp();
-        fs.lock().open_file(ino);
+        let ino = self.writable(&d)?;
         let stream: wasmtime_wasi::p2::DynOutputStream =
-            Box::new(FileStream::new(fs, ino, offset, append));
+            Box::new(self.file_stream(ino, offset, append));
         self.table()
             .push(stream)
             .map_err(|_| ErrorCode::InsufficientMemory)
