@@ -196,6 +196,25 @@ fn python_answers_logs_raises_and_is_bounded() {
 }
 
 #[test]
+fn python_tmp_is_memory_charged_to_the_quota_and_closed_to_the_host() {
+    let host = cached_host();
+    register(&host, "pytmp", "probe-py", |c| c.tmp_quota(256 << 10));
+    assert_eq!(
+        call_ok(
+            &host,
+            "pytmp",
+            json!({"op": "tmp", "bytes": 1000, "over": 1 << 20})
+        ),
+        json!({"read": 1000, "list": ["a.txt"], "over": "OSError", "escape": "PermissionError"})
+    );
+    // A fresh instance: an empty /tmp again.
+    assert_eq!(
+        call_ok(&host, "pytmp", json!({"op": "files", "path": "/tmp/a.txt"})),
+        json!({"error": "FileNotFoundError"})
+    );
+}
+
+#[test]
 fn python_random_differs_per_instance_and_logs_are_capped() {
     let host = cached_host();
     register(&host, "pyr", "probe-py", |c| c.max_log_bytes(100));

@@ -58,6 +58,26 @@ def probe(event, ctx):
                 return {"read": len(f.read())}
         except OSError as e:
             return {"error": type(e).__name__}
+    if op == "tmp":
+        # Write, read back, list; then past the quota; then out of /tmp.
+        out = {}
+        with open("/tmp/a.txt", "w") as f:
+            f.write("x" * event["bytes"])
+        with open("/tmp/a.txt") as f:
+            out["read"] = len(f.read())
+        out["list"] = sorted(os.listdir("/tmp"))
+        try:
+            with open("/tmp/big", "wb") as f:
+                f.write(b"y" * event["over"])
+            out["over"] = "written"
+        except OSError as e:
+            out["over"] = type(e).__name__
+        try:
+            open("/tmp/../etc/passwd").close()
+            out["escape"] = "opened"
+        except OSError as e:
+            out["escape"] = type(e).__name__
+        return out
     if op == "host_call":
         from fnhost import CapabilityError
 
