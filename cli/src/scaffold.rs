@@ -201,7 +201,7 @@ pub fn build_guest(dir: &Path) -> Result<PathBuf> {
             "cargo build failed ({status}); is the target installed? `rustup target add wasm32-wasip1`"
         );
     }
-    let lib = lib_name(&text)
+    let lib = fnhost_guest_build::lib_name(&text)
         .with_context(|| format!("no [lib] name or package name in {}", manifest.display()))?;
     let target_dir =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
@@ -215,13 +215,4 @@ pub fn build_guest(dir: &Path) -> Result<PathBuf> {
         );
     }
     Ok(wasm)
-}
-
-fn lib_name(manifest: &str) -> Option<String> {
-    let v: toml::Value = toml::from_str(manifest).ok()?;
-    let name = v
-        .get("lib")
-        .and_then(|l| l.get("name"))
-        .or_else(|| v.get("package")?.get("name"))?;
-    Some(name.as_str()?.replace('-', "_"))
 }

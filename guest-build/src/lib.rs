@@ -82,7 +82,9 @@ fn js_entry(dir: &Path) -> Result<Option<PathBuf>> {
     let pkg = dir.join("package.json");
     if pkg.is_file() {
         let text = std::fs::read_to_string(&pkg)?;
-        if let Some(main) = json_string_field(&text, "main") {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", pkg.display()))?;
+        if let Some(main) = v.get("main").and_then(|m| m.as_str()) {
             return Ok(Some(dir.join(main)));
         }
     }
@@ -90,15 +92,6 @@ fn js_entry(dir: &Path) -> Result<Option<PathBuf>> {
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file()))
-}
-
-/// The value of a top-level `"key": "value"` in a small JSON file (no
-/// JSON parser for one field).
-fn json_string_field(text: &str, key: &str) -> Option<String> {
-    let at = text.find(&format!("\"{key}\""))?;
-    let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?;
-    let rest = rest.trim_start().strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_string())
 }
 
 /// Where the componentize toolchains are installed.
@@ -399,29 +392,14 @@ fn build_rust(dir: &Path, out: &Path) -> Result<Built> {
 }
 
 /// The crate's library name: `[lib] name`, else the package name, with
-/// `-` as `_` (read line by line: the scaffolds' manifests are simple).
-fn lib_name(manifest: &str) -> Option<String> {
-    let mut section = "";
-    let (mut lib, mut package) = (None, None);
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line;
-            continue;
-        }
-        let Some(value) = line.strip_prefix("name").map(str::trim_start) else {
-            continue;
-        };
-        let Some(value) = value.strip_prefix('=') else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"').replace('-', "_");
-        match section {
-            "[lib]" => lib = Some(value),
-            "[package]" => package = Some(value),
-            _ => {}
-        }
-    }
-    lib.or(package)
+/// `-` as `_` (what cargo names the `.wasm`).
+pub fn lib_name(manifest: &str) -> Option<String> {
+    let v: toml::Value = toml::from_str(manifest).ok()?;
+    let name = v
+        .get("lib")
+        .and_then(|l| l.get("name"))
+        .or_else(|| v.get("package")?.get("name"))?;
+    Some(name.as_str()?.replace('-', "_"))
 }
 
 #[cfg(test)]
