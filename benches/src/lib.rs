@@ -5,6 +5,10 @@
 
 #![deny(missing_docs)]
 
+mod component;
+
+pub use component::{RawComponent, RawComponentInstance, RawComponentState};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};

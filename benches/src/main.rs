@@ -14,6 +14,8 @@ use fnhost_benches::{
 };
 use fnhost_test_guests as guests;
 
+mod report_components;
+
 struct Row {
     case: String,
     stats: Stats,
@@ -57,6 +59,12 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("--cold-start-child") {
         return cold_start_child(PathBuf::from(&args[2]));
     }
+    if args.get(1).map(String::as_str) == Some(report_components::CHILD_FLAG) {
+        return report_components::child_main(PathBuf::from(&args[2]), &args[3..]);
+    }
+    if args.get(1).map(String::as_str) == Some(report_components::RAW_CHILD_FLAG) {
+        return report_components::raw_child_main(PathBuf::from(&args[2]), &args[3..]);
+    }
     if args.get(1).map(String::as_str) == Some("--snapshot-child") {
         return snapshot_child(PathBuf::from(&args[2]));
     }
@@ -82,6 +90,14 @@ fn main() -> Result<()> {
         targets: Vec::new(),
         notes: Vec::new(),
     };
+    // Every ratio below comes from interleaved rounds (see `rounds`).
+    const R: usize = 5;
+    if args.iter().any(|a| a == "--components") {
+        // Only the component rows (issue #19).
+        report_components::report(&mut r, quick, R)?;
+        print_report(&r, quick);
+        return Ok(());
+    }
     let echo = guests::bytes(guests::ECHO);
     let raw = Raw::new(&echo, 2000)?;
     let p64 = vec![b'x'; 64];
@@ -91,7 +107,6 @@ fn main() -> Result<()> {
     // Every ratio below comes from interleaved rounds (baseline, subject,
     // baseline, subject...): the median of the per-round ratios, with their
     // min-max. Each side runs `n / R` iterations a round.
-    const R: usize = 5;
     let per = n / R;
 
     eprintln!("fresh path");
@@ -413,7 +428,7 @@ fn main() -> Result<()> {
     ));
     let cache = std::env::temp_dir().join(format!("fnhost-bench-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
-    let run_child = || child("--cold-start-child", &cache);
+    let run_child = || child("--cold-start-child", &cache, &[]);
     let (first, first_line) = run_child()?; // fills the cache
     let mut warm_runs: Vec<(Duration, String)> = (0..if quick { 3 } else { 10 })
         .map(|_| run_child())
@@ -501,7 +516,7 @@ fn main() -> Result<()> {
     // init does not run, nothing compiles.
     let snap_cache = std::env::temp_dir().join(format!("fnhost-bench-snap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&snap_cache);
-    let snap_child = || child("--snapshot-child", &snap_cache);
+    let snap_child = || child("--snapshot-child", &snap_cache, &[]);
     let (first_wall, first_line) = snap_child()?;
     let (warm_wall, warm_line) = snap_child()?;
     let _ = std::fs::remove_dir_all(&snap_cache);
@@ -546,17 +561,27 @@ fn main() -> Result<()> {
         hm.invoke("warm", b"x")?.report.max_memory_used / 1024
     ));
 
+    drop(hm);
+
+    eprintln!("components");
+    report_components::report(&mut r, quick, R)?;
+
     print_report(&r, quick);
     Ok(())
 }
 
-/// Runs this program as a child with `flag dir`: its wall time and its
-/// one line of output.
-fn child(flag: &str, dir: &std::path::Path) -> Result<(Duration, String)> {
+/// Runs this program as a child with `flag dir extra...`: its wall time
+/// and its one line of output.
+fn child(
+    flag: &str,
+    dir: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> Result<(Duration, String)> {
     let t = Instant::now();
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg(flag)
         .arg(dir)
+        .args(extra)
         .output()?;
     let wall = t.elapsed();
     anyhow::ensure!(
