@@ -1,7 +1,7 @@
 //! The raw-wasmtime component baseline: a component of the world
 //! `fnhost:function/handler` run the way an embedder would with
 //! wasmtime and wasmtime-wasi alone (bindgen, `InstancePre`, WASI 0.2 from
-//! `add_to_linker_sync`, stdout into a memory pipe), on an engine built
+//! `add_to_linker_sync`, stdout and stderr discarded), on an engine built
 //! with fnhost's settings (`fnhost::wasmtime_config`).
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::pipe::SinkOutputStream;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod wit {
@@ -125,8 +125,10 @@ impl RawComponent {
     /// A new instance (new store, WASI context and resource table).
     pub fn instance(&self) -> Result<RawComponentInstance> {
         let ctx = WasiCtxBuilder::new()
-            .stdout(MemoryOutputPipe::new(256 << 10))
-            .stderr(MemoryOutputPipe::new(256 << 10))
+            // Discarded (fnhost keeps and caps them: the baseline does
+            // less).
+            .stdout(SinkOutputStream)
+            .stderr(SinkOutputStream)
             .build();
         let mut store = Store::new(
             &self.engine,

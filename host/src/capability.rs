@@ -104,6 +104,9 @@ type HostFn = dyn Fn(&CallContext<'_>, &[u8]) -> Result<Vec<u8>, HostError> + Se
 pub struct Capability {
     name: Arc<str>,
     f: Arc<HostFn>,
+    /// Set by [`http`]: the allow-list a component's `wasi:http`
+    /// requests are held to when this capability is granted.
+    http: Option<Arc<HttpAllow>>,
 }
 
 impl fmt::Debug for Capability {
@@ -123,6 +126,7 @@ impl Capability {
         Capability {
             name: Arc::from(name),
             f: Arc::new(f),
+            http: None,
         }
     }
 
@@ -155,6 +159,11 @@ impl Capability {
             let resp = f(ctx, req)?;
             serde_json::to_vec(&resp).map_err(|e| HostError::new("InvalidResponse", e.to_string()))
         })
+    }
+
+    /// The allow-list of an [`http`] capability.
+    pub(crate) fn http_allow(&self) -> Option<&Arc<HttpAllow>> {
+        self.http.as_ref()
     }
 
     /// The name guests call it by.
@@ -391,6 +400,9 @@ pub fn random(mode: Determinism) -> Capability {
     })
 }
 
+/// The name [`http`]'s capability is granted by.
+pub const HTTP_CAPABILITY: &str = "http.request";
+
 /// Which outbound requests [`http`] lets a guest make.
 ///
 /// ```
@@ -461,6 +473,16 @@ impl HttpAllow {
         self
     }
 
+    /// Longest a request may take.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Largest response body.
+    pub(crate) fn response_cap(&self) -> u64 {
+        self.max_response
+    }
+
     /// Whether a request to `scheme://host:port` is allowed.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         if scheme != "http" && scheme != "https" {
@@ -503,8 +525,13 @@ fn get() -> String {
 /// replaced). Redirects are not followed (a 3xx comes back as is, so a
 /// redirect cannot leave the allow-list). Errors: `Forbidden` (not on the
 /// list), `InvalidRequest`, `Timeout`, `Network`, `TooLarge`.
+///
+/// Granted to a component, it also admits the component's own
+/// `wasi:http/outgoing-handler` requests to the same hosts, with the same
+/// timeout and response cap (see docs/components.md).
 pub fn http(allow: HttpAllow) -> Capability {
-    Capability::typed("http.request", move |ctx, r: HttpRequest| {
+    let list = Arc::new(allow.clone());
+    let mut cap = Capability::typed(HTTP_CAPABILITY, move |ctx, r: HttpRequest| {
         let bad = |m: String| HostError::new("InvalidRequest", m);
         let uri: ureq::http::Uri = r.url.parse().map_err(|e| bad(format!("url: {e}")))?;
         let scheme = uri.scheme_str().unwrap_or("");
@@ -585,5 +612,7 @@ pub fn http(allow: HttpAllow) -> Capability {
             "headers": headers,
             "body": String::from_utf8_lossy(&body),
         }))
-    })
+    });
+    cap.http = Some(list);
+    cap
 }

@@ -288,7 +288,7 @@ impl Instance {
     /// Takes the finished invocation's context (logs and all) out.
     pub(crate) fn take_call(&mut self) -> Call {
         let st = self.store.data_mut();
-        st.gather_logs();
+        st.settle();
         let idle = Call::new(&st.spec, RequestId(0), Instant::now());
         std::mem::replace(&mut st.call, idle)
     }

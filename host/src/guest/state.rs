@@ -134,7 +134,7 @@ impl State {
     /// Ends the store's life as an invocation's: its context, with every
     /// log line the guest wrote (a component's go through WASI 0.2 pipes).
     pub(crate) fn into_call(mut self) -> Call {
-        self.gather_logs();
+        self.settle();
         self.call
     }
 
@@ -146,9 +146,11 @@ impl State {
             .get_or_insert_with(|| Box::new(P2::new(spec, nonce)))
     }
 
-    /// Moves what a component wrote to stdout/stderr into the invocation's
-    /// logs.
-    pub(crate) fn gather_logs(&mut self) {
+    /// Settles what a component's WASI 0.2 side kept for the invocation:
+    /// the HTTP requests it counted, and what it wrote to stdout/stderr
+    /// (into the invocation's logs).
+    pub(crate) fn settle(&mut self) {
+        self.sync_http();
         if let Some(p2) = &self.p2 {
             self.call.logs = p2.take_logs(self.spec.max_log_bytes);
         }

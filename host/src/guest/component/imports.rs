@@ -68,6 +68,8 @@ impl self::fnhost::function::capabilities::Host for State {
         name: String,
         request: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
+        // wasi:http requests count against the same budget.
+        self.sync_http();
         Ok(match call_capability(self, name.as_bytes(), &request)? {
             Answer::Ok(bytes) => Ok(bytes),
             Answer::Failed { kind, message } => {

@@ -10,6 +10,7 @@
 
 mod clock;
 mod fs;
+mod http;
 mod imports;
 mod wasi;
 
@@ -44,6 +45,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     fs::add_to_linker(&mut linker)?;
     clock::add_to_linker(&mut linker)?;
+    http::add_to_linker(&mut linker)?;
     imports::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -61,7 +63,6 @@ pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Link
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| unsupported_import(component, &e))?;
-    // (wasi:http is not linked: see `unsupported_import`.)
     let handle = HandlerIndices::new(&pre).map_err(|e| Error::BadExport {
         name: HANDLE.into(),
         reason: format!(
@@ -102,18 +103,7 @@ fn unsupported_import(component: &Component, e: &wasmtime::Error) -> Error {
             module: module.to_string(),
             // The whole instance (or item) is missing or mistyped.
             name: "*".into(),
-            reason: if module.starts_with("wasi:http/") {
-                // Its resources copy guest-sized lists into the host before
-                // any limit applies, and an unsent request's body blocks
-                // the host forever: not for untrusted handlers.
-                format!(
-                    "wasi:http is not provided to function components; reach the network \
-                     through a granted capability (componentize-js: build with \
-                     `--disable http --disable fetch-event`, as `fnhost build` does): {reason}"
-                )
-            } else {
-                reason
-            },
+            reason,
         },
         None => Error::InvalidModule { reason },
     }

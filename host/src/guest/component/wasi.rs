@@ -2,8 +2,8 @@
 //! stderr into the invocation's logs (the same cap as preview 1), the
 //! function's environment only, real clocks, random seeded per instance
 //! from the host secret, no stdin, no host directory (`/tmp` is fnhost's
-//! own, see `fs`), and no network (sockets and name lookup refused;
-//! `wasi:http` is not linked at all).
+//! own, see `fs`), and no sockets or name lookup (outbound HTTP only
+//! through `wasi:http` held to the granted allow-list, see `http`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,6 +37,9 @@ pub(crate) struct P2 {
     pub deadline_hit: Arc<std::sync::atomic::AtomicBool>,
     /// Where stdout and stderr go until the invocation takes them.
     logs: Arc<Mutex<LogBuffer>>,
+    /// Outbound `wasi:http` (see `http`).
+    pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    pub http: super::http::Hooks,
 }
 
 impl P2 {
@@ -63,7 +66,14 @@ impl P2 {
                 b.env(k, v);
             }
         }
+        let deadline_hit: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let allow = spec
+            .grants
+            .get(crate::capability::HTTP_CAPABILITY)
+            .and_then(|c| c.http_allow().cloned());
         P2 {
+            http_ctx: super::http::ctx(),
+            http: super::http::Hooks::new(allow, deadline_hit.clone()),
             ctx: b.build(),
             table: {
                 let mut t = ResourceTable::new();
@@ -72,7 +82,7 @@ impl P2 {
             },
             fs: None,
             clock_base: std::time::Instant::now(),
-            deadline_hit: Arc::default(),
+            deadline_hit,
             logs,
         }
     }
