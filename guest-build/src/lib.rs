@@ -292,8 +292,9 @@ fn staging(out: &Path) -> Result<PathBuf> {
     Ok(stage)
 }
 
-/// componentize-js flags: no wasi:http (fnhost does not link it; the
-/// network is reached through capabilities) and no fetch-event handler.
+/// componentize-js flags: no `fetch` (its Promise cannot be awaited by a
+/// synchronous `handle`; the network is reached with the `http.request`
+/// capability) and no fetch-event handler (an HTTP proxy export).
 const JS_FLAGS: &[&str] = &["--disable", "http", "--disable", "fetch-event"];
 
 fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
