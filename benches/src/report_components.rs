@@ -174,14 +174,19 @@ fn cold_starts(r: &mut Report, quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// A cold-start child's arguments: the component's file and language.
+fn child_args(args: &[String]) -> Result<(&String, &String)> {
+    Ok((
+        args.first().context("file")?,
+        args.get(1).context("language")?,
+    ))
+}
+
 /// Child of the raw baseline's cold start: engine, deserialize, linker,
 /// instance, first result.
 pub(crate) fn raw_child_main(cache: PathBuf, args: &[String]) -> Result<()> {
     let t = Instant::now();
-    let (file, lang) = (
-        args.first().context("file")?,
-        args.get(1).context("language")?,
-    );
+    let (file, lang) = child_args(args)?;
     let raw = RawComponent::new(Path::new(file), 16, &cache)?;
     anyhow::ensure!(
         raw.fresh_call(PAYLOAD)? == expected(lang),
@@ -194,10 +199,7 @@ pub(crate) fn raw_child_main(cache: PathBuf, args: &[String]) -> Result<()> {
 /// Child of the component cold-start case: `args` = file, language.
 pub(crate) fn child_main(cache: PathBuf, args: &[String]) -> Result<()> {
     let t = Instant::now();
-    let (file, lang) = (
-        args.first().context("file")?,
-        args.get(1).context("language")?,
-    );
+    let (file, lang) = child_args(args)?;
     let host = child_host(&cache)?;
     host.register(FunctionConfig::from_file("hello", file))?;
     let out = host

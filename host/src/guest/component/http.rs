@@ -124,11 +124,8 @@ impl Hooks {
         }
     }
 
-    /// Takes the counts since the last sync, and learns the invocation's
-    /// deadline and remaining host-call budget.
-    pub(crate) fn sync(&mut self, deadline: Instant, budget: u32) -> (u32, u32) {
-        self.deadline = deadline;
-        self.budget = budget;
+    /// Takes the requests asked for, and refused, since the last sync.
+    fn take_counts(&mut self) -> (u32, u32) {
         (
             std::mem::take(&mut self.sent),
             std::mem::take(&mut self.denied),
@@ -318,18 +315,11 @@ impl State {
     /// deadline and remaining budget.
     pub(crate) fn sync_http(&mut self) {
         let Some(p2) = self.p2.as_mut() else { return };
-        let budget = self
-            .spec
-            .max_host_calls
-            .saturating_sub(self.call.host_calls);
-        let (sent, denied) = p2.http.sync(self.call.deadline, budget);
+        let (sent, denied) = p2.http.take_counts();
         let call = &mut self.call;
         call.host_calls = call.host_calls.saturating_add(sent);
         call.host_calls_denied = call.host_calls_denied.saturating_add(denied);
-        if sent > 0 {
-            // The budget now also counts the requests just moved.
-            let budget = self.spec.max_host_calls.saturating_sub(call.host_calls);
-            p2.http.sync(call.deadline, budget);
-        }
+        p2.http.deadline = call.deadline;
+        p2.http.budget = self.spec.max_host_calls.saturating_sub(call.host_calls);
     }
 }
