@@ -353,8 +353,8 @@ fn bad_pointers_and_lengths_in_host_calls_are_abi_violations() {
 
 /// A one-thread HTTP/1.1 server on a free loopback port: answers each
 /// request with `status` and a body echoing the method, path and body
-/// (and `Location` for 3xx). Returns its port and a request counter.
-fn echo_server(status: u16) -> (u16, Arc<AtomicU32>) {
+/// (sized or chunked; and `Location` for 3xx). Returns its port and a request counter.
+pub(super) fn echo_server(status: u16) -> (u16, Arc<AtomicU32>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -372,6 +372,7 @@ fn echo_server(status: u16) -> (u16, Arc<AtomicU32>) {
                 parts.next().unwrap_or("").to_string(),
             );
             let mut len = 0;
+            let mut chunked = false;
             let mut auth = String::new();
             loop {
                 let mut h = String::new();
@@ -383,12 +384,24 @@ fn echo_server(status: u16) -> (u16, Arc<AtomicU32>) {
                 if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap();
                 }
+                if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                    chunked = true;
+                }
                 if let Some(v) = lower.strip_prefix("x-token:") {
                     auth = v.trim().to_string();
                 }
             }
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
+            while chunked {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                body.extend_from_slice(&chunk[..n]);
+                chunked = n > 0;
+            }
             count.fetch_add(1, Ordering::SeqCst);
             let text = format!(
                 "{method} {path} {} token={auth}",

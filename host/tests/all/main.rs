@@ -9,6 +9,7 @@
 
 mod cache;
 mod capabilities;
+mod component_http;
 mod components;
 mod engine;
 mod events;

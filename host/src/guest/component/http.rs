@@ -31,8 +31,10 @@ use http_body::{Body, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
-use wasmtime_wasi_http::p2::bindings::http::types::HostOutgoingBody as _;
+use wasmtime_wasi::p2::{
+    DynOutputStream, IoError, OutputStream, Pollable, StreamError, StreamResult,
+};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, HostOutgoingBody as _};
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
@@ -62,15 +64,48 @@ pub(crate) fn ctx() -> WasiHttpCtx {
 }
 
 /// Adds `wasi:http/types` and `wasi:http/outgoing-handler`, with
-/// `outgoing-body.write` shadowed by [`write_body`].
+/// `outgoing-body.write` shadowed by [`write_body`] and `http-error-code`
+/// by [`error_code`].
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
     linker.allow_shadowing(true);
-    linker
-        .instance(TYPES)?
-        .func_wrap("[method]outgoing-body.write", write_body)?;
+    let mut types = linker.instance(TYPES)?;
+    types.func_wrap("[method]outgoing-body.write", write_body)?;
+    types.func_wrap("http-error-code", error_code)?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// `http-error-code`: wasmtime-wasi-http's answers only for errors kept as
+/// an `error-code`; a response body's stream keeps the crate's own error
+/// type (fnhost's cap and deadline among them), mapped here too.
+fn error_code(
+    mut store: StoreContextMut<'_, State>,
+    (err,): (Resource<IoError>,),
+) -> wasmtime::Result<(Option<ErrorCode>,)> {
+    let e = store.data_mut().p2().table.get(&err)?;
+    if let Some(code) = e.downcast_ref::<ErrorCode>() {
+        return Ok((Some(code.clone()),));
+    }
+    Ok((e.downcast_ref::<HttpError>().and_then(body_error_code),))
+}
+
+/// The `error-code` of an error a response body can end with.
+fn body_error_code(e: &HttpError) -> Option<ErrorCode> {
+    Some(match e {
+        HttpError::HttpResponseBodySize(n) => ErrorCode::HttpResponseBodySize(*n),
+        HttpError::ConnectionReadTimeout => ErrorCode::ConnectionReadTimeout,
+        HttpError::ConnectionTerminated => ErrorCode::ConnectionTerminated,
+        HttpError::HttpResponseIncomplete => ErrorCode::HttpResponseIncomplete,
+        HttpError::HttpResponseTimeout => ErrorCode::HttpResponseTimeout,
+        HttpError::HttpProtocolError => ErrorCode::HttpProtocolError,
+        HttpError::HttpResponseTransferCoding(c) => {
+            ErrorCode::HttpResponseTransferCoding(c.clone())
+        }
+        HttpError::HttpResponseContentCoding(c) => ErrorCode::HttpResponseContentCoding(c.clone()),
+        HttpError::InternalError(m) => ErrorCode::InternalError(m.clone()),
+        _ => return None,
+    })
 }
 
 /// `outgoing-body.write`: wasmtime-wasi-http's stream, ended at the
@@ -182,15 +217,17 @@ impl WasiHttpHooks for Hooks {
                 between_bytes_timeout: cut(options.between_bytes_timeout),
             };
             let sending = wasmtime_wasi_http::default_send_request(request, Some(options));
-            let (resp, io) = match tokio::time::timeout(time, sending).await {
-                Ok(sent) => sent?,
-                Err(_) => {
-                    if Instant::now() >= deadline {
-                        hit.store(true, Ordering::Relaxed);
-                    }
-                    return Err(HttpError::ConnectionTimeout);
-                }
+            let sent = match tokio::time::timeout(time, sending).await {
+                Ok(sent) => sent,
+                Err(_) => Err(HttpError::ConnectionTimeout),
             };
+            // Whichever timer ended it (ours or a phase's, cut to the same
+            // time), a failure at the deadline is the invocation's timeout.
+            let (resp, io) = sent.inspect_err(|_| {
+                if Instant::now() >= deadline {
+                    hit.store(true, Ordering::Relaxed);
+                }
+            })?;
             let resp = resp.map(|body| {
                 UnsyncBoxBody::new(Bounded {
                     inner: UnsyncBoxBody::new(body),

@@ -66,6 +66,18 @@ enum Op {
     },
     /// Tries to open a TCP connection.
     Connect { addr: String },
+    /// Sends `method` `url` through `wasi:http` (after writing `body_first`
+    /// bytes of body before the request is handed over, then `body`);
+    /// returns the status, headers and body, or the error code.
+    Http {
+        url: String,
+        #[serde(default)]
+        method: Option<String>,
+        #[serde(default)]
+        body: Option<String>,
+        #[serde(default)]
+        body_first: usize,
+    },
     /// Calls capability `name` with `request` `times` times (default 1).
     HostCall {
         name: String,
@@ -75,6 +87,8 @@ enum Op {
         times: Option<u64>,
     },
 }
+
+mod http;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static INIT_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -228,6 +242,15 @@ fn run(op: Op) -> Result<Reply, Error> {
                 .map_err(|e| e.kind().to_string());
             json!({ "connect": format!("{r:?}") })
         }
+        Op::Http {
+            url,
+            method,
+            body,
+            body_first,
+        } => match http::send(&url, method.as_deref(), body.as_deref(), body_first) {
+            Ok(v) => v,
+            Err(e) => json!({ "error": e }),
+        },
         Op::HostCall {
             name,
             request,
