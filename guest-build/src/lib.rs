@@ -292,10 +292,10 @@ fn staging(out: &Path) -> Result<PathBuf> {
     Ok(stage)
 }
 
-/// componentize-js flags: no `fetch` (its Promise cannot be awaited by a
-/// synchronous `handle`; the network is reached with the `http.request`
-/// capability) and no fetch-event handler (an HTTP proxy export).
-const JS_FLAGS: &[&str] = &["--disable", "http", "--disable", "fetch-event"];
+/// componentize-js flags: no fetch-event handler (an HTTP proxy export).
+/// `fetch` stays on: it is outbound `wasi:http`, held to the function's
+/// `http.request` grant.
+const JS_FLAGS: &[&str] = &["--disable", "fetch-event"];
 
 fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
     let entry = js_entry(dir)?.context("no JavaScript entry module")?;

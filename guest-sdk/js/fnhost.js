@@ -95,6 +95,15 @@ export function handler(fn) {
     } catch (e) {
       throw asError(e);
     }
-    return encoder.encode(JSON.stringify(out === undefined ? null : out));
+    if (out instanceof Promise) {
+      // An async handler: the export's Promise is awaited (componentize-js
+      // runs the event loop until it settles), so `await fetch(...)` works.
+      return out.then(encode, (e) => { throw asError(e); });
+    }
+    return encode(out);
   };
+}
+
+function encode(out) {
+  return encoder.encode(JSON.stringify(out === undefined ? null : out));
 }

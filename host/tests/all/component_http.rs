@@ -168,3 +168,100 @@ fn a_request_never_answered_or_a_body_never_read_ends_at_the_deadline() {
     assert_eq!(out["body"], "POST /p after token=", "{out}");
     crate::assert_host_goes_on(&host);
 }
+
+#[test]
+fn javascript_fetch_is_wasi_http_under_the_same_grant() {
+    let (port, served) = echo_server(200);
+    let silent = silent_server();
+    let dir = std::path::Path::new(guests::COMPONENTS_DIR).join("artifact-cache");
+    let host = Host::builder()
+        .cache_dir(dir)
+        .epoch_tick(Duration::from_millis(2))
+        .capability(capability::http(
+            HttpAllow::new()
+                .host(&format!("127.0.0.1:{port}"))
+                .host(&format!("127.0.0.1:{silent}")),
+        ))
+        .build()
+        .unwrap();
+    let js = |name: &str, cfg: fn(FunctionConfig) -> FunctionConfig| {
+        host.register(cfg(FunctionConfig::from_file(
+            name,
+            guests::component("probe-js"),
+        )))
+        .unwrap()
+    };
+    js("web", |c| {
+        c.grant("http.request").timeout(Duration::from_secs(5))
+    });
+    js("offline", |c| c);
+    js("hasty", |c| {
+        c.grant("http.request").timeout(Duration::from_millis(400))
+    });
+    let fetch = |name: &str, url: String, body: Option<&str>| {
+        let mut cmd = json!({"op": "fetch", "url": url});
+        if let Some(b) = body {
+            cmd["method"] = json!("POST");
+            cmd["body"] = json!(b);
+        }
+        call(&host, name, cmd)
+    };
+    let out = |inv: fnhost::Invocation| -> serde_json::Value {
+        serde_json::from_slice(
+            inv.output()
+                .unwrap_or_else(|e| panic!("{e}; {:?}", inv.logs)),
+        )
+        .unwrap()
+    };
+
+    assert_eq!(
+        out(fetch("web", format!("http://127.0.0.1:{port}/js"), None)),
+        json!({"status": 200, "body": "GET /js  token=", "served_by": "test"})
+    );
+    assert_eq!(
+        out(fetch(
+            "web",
+            format!("http://127.0.0.1:{port}/p"),
+            Some("from js")
+        )),
+        json!({"status": 200, "body": "POST /p from js token=", "served_by": "test"})
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    // Refused: the fetch rejects as a browser's does (the reason is not
+    // told), nothing is sent.
+    let refused = out(fetch("offline", format!("http://127.0.0.1:{port}/"), None));
+    assert_eq!(
+        refused,
+        json!({"error": "TypeError: NetworkError when attempting to fetch resource"})
+    );
+    let refused = out(fetch(
+        "web",
+        format!("http://127.0.0.1:{}/", port + 1),
+        None,
+    ));
+    assert_eq!(
+        refused,
+        json!({"error": "TypeError: NetworkError when attempting to fetch resource"})
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!((m.host_calls, m.host_calls_denied), (3, 1));
+    // A server that never answers: the invocation ends at its deadline.
+    let inv = fetch("hasty", format!("http://127.0.0.1:{silent}/"), None);
+    assert!(
+        matches!(inv.output(), Err(Error::Timeout { .. })),
+        "{:?}",
+        inv.output()
+    );
+    // A rejected Promise is the handler's error, as a throw is.
+    let inv = call(
+        &host,
+        "web",
+        json!({"op": "reject", "kind": "Nope", "message": "async no"}),
+    );
+    assert!(
+        matches!(inv.output(), Err(Error::Guest { kind, message }) if kind == "Nope" && message == "async no"),
+        "{:?}",
+        inv.output()
+    );
+}

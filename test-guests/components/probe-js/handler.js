@@ -57,6 +57,19 @@ export const handle = handler((event) => {
       } catch (e) {
         return { err: e.kind, message: e.message, error: e.error ?? null };
       }
+    case 'fetch':
+      return (async () => {
+        try {
+          const init = { method: event.method ?? 'GET' };
+          if (event.body !== undefined) init.body = event.body;
+          const r = await fetch(event.url, init);
+          return { status: r.status, body: await r.text(), served_by: r.headers.get('x-served-by') };
+        } catch (e) {
+          return { error: `${e.name}: ${e.message}` };
+        }
+      })();
+    case 'reject':
+      return Promise.reject(new FunctionError(event.kind, event.message));
     default:
       throw new FunctionError('BadRequest', `unknown op ${event.op}`);
   }
