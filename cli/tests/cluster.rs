@@ -4,7 +4,7 @@
 //!
 //! - a function registered through one node is invoked through another
 //!   (and aliases and deletion follow); a node that joins later fetches
-//!   the compiled artifact instead of compiling;
+//!   the compiled artifact instead of compiling; the same for a component;
 //! - 10,000 events while one node is SIGKILLed mid-run: every event ends
 //!   succeeded (its result on the results stream, deduplicated by event
 //!   id) or dead-lettered, none lost, and the killed node's in-flight
@@ -320,6 +320,53 @@ async fn register_through_one_node_invoke_through_another() {
         )
         .await;
     }
+}
+
+/// A component deployed through one node runs on another, and a node
+/// that joins later installs its shared artifact instead of compiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_component_is_shared_across_the_cluster() {
+    let _serial = one_at_a_time().await;
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let n1 = start_node(&nats, "n1", &cfg, &dir.path().join("cache1"));
+    let n2 = start_node(&nats, "n2", &cfg, &dir.path().join("cache2"));
+    let http = Http::new();
+    let component =
+        base64::engine::general_purpose::STANDARD.encode(guests::bytes(guests::COMPONENT_PROBE));
+    let r = http
+        .control(
+            &n1,
+            reqwest::Method::POST,
+            "functions",
+            json!({
+                "FunctionName": "comp",
+                "Code": {"ZipFile": component},
+                "MemorySize": 64,
+                "Timeout": 5,
+                "Environment": {"Variables": {"WHERE": "cluster"}},
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http.invoke(&n2, "comp", json!({"op": "env"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"WHERE": "cluster"}));
+    let r = http.invoke(&n2, "comp", json!({"op": "context"})).await;
+    assert_eq!(r.json()["function_name"], "comp");
+    assert_eq!(r.json()["memory_limit"], 64 << 20);
+
+    let late = start_node(&nats, "n3", &cfg, &dir.path().join("cache3"));
+    let health = http.get(&late, "/healthz").await.json();
+    assert_eq!(health["functions"], 1, "{health}");
+    assert_eq!(health["compiles"], 0, "{health}");
+    assert_eq!(health["cache_hits"], 1, "{health}");
+    assert_eq!(http.counter(&late, "artifacts_fetched").await, 1);
+    let r = http
+        .invoke(&late, "comp", json!({"op": "echo", "data": [1, 2]}))
+        .await;
+    assert_eq!((r.status, r.json()), (200, json!([1, 2])), "{}", r.body);
 }
 
 /// One record read back from a stream: event id → (headers, body).

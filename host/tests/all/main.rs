@@ -10,6 +10,7 @@
 mod cache;
 mod capabilities;
 mod component_http;
+mod component_runtime;
 mod components;
 mod engine;
 mod events;
