@@ -52,6 +52,12 @@ const COMPONENTS: &[(&str, &str, &str, &str)] = &[
         "test-guests/components/probe",
     ),
     (
+        "COMPONENT_HTTP_PROBE",
+        "component-http-probe",
+        "component_http_probe",
+        "test-guests/components/http-probe",
+    ),
+    (
         "HELLO_RUST",
         "hello-rust",
         "hello_rust",

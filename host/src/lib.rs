@@ -99,6 +99,7 @@
 pub mod capability;
 mod engine;
 mod error;
+pub mod exchange;
 #[doc(hidden)]
 pub mod fault;
 mod guest_mem;
@@ -136,6 +137,7 @@ pub use engine::wasmtime_config;
 #[doc(hidden)]
 pub use engine::wasmtime_config_with_decommit_batch;
 pub use error::{Error, ErrorKind, Result};
+pub use exchange::{HttpBody, HttpBodyError, HttpResponse};
 pub use function::registry::Alias;
 pub use function::{
     FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,

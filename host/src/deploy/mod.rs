@@ -225,6 +225,13 @@ impl Deployer {
             }
         };
         let linked = self.link(&artifact)?;
+        if linked.is_http() && cfg.reuse.is_some() {
+            return Err(Error::config(
+                "reuse",
+                "an HTTP component gets a fresh instance per request: its response \
+                 body and request resources must not outlive the request",
+            ));
+        }
         let prev_fn = prev_latest.as_ref().map(|(_, f)| &**f);
         let prev_reserved = prev_fn.and_then(|f| f.reserved);
         let gate = core.gate_for(cfg.reserved_concurrency, prev_fn);

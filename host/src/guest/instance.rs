@@ -39,6 +39,20 @@ impl Linked {
             Linked::Component(c) => c.engine(),
         }
     }
+
+    /// Whether this is an HTTP component (`wasi:http/proxy`).
+    pub(crate) fn is_http(&self) -> bool {
+        matches!(self, Linked::Component(c) if c.is_http())
+    }
+}
+
+/// What an invocation hands its instance.
+pub(crate) enum Input<'a> {
+    /// A payload, for `handle`.
+    Bytes(&'a [u8]),
+    /// An HTTP request, for an HTTP component (boxed: the payload path
+    /// moves 16 bytes).
+    Http(Box<crate::exchange::Exchange>),
 }
 
 /// How an invocation enters a live instance.
@@ -311,9 +325,9 @@ impl Instance {
     /// One invocation on this instance: copy `payload` in, run the
     /// handler, copy the output out. Anything but a handled guest error
     /// poisons the instance (it is never reused).
-    pub(crate) fn invoke(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    pub(crate) fn invoke(&mut self, input: Input<'_>) -> Result<Vec<u8>, Error> {
         self.uses += 1;
-        self.invoke_inner(payload).map_err(|f| {
+        self.invoke_inner(input).map_err(|f| {
             // Only a handled error that stays one (not out of memory)
             // leaves the instance fit for reuse.
             let handled = matches!(f, Failure::Host(Error::Guest { .. }));
@@ -323,14 +337,18 @@ impl Instance {
         })
     }
 
-    fn invoke_inner(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+    fn invoke_inner(&mut self, input: Input<'_>) -> Result<Vec<u8>, Failure> {
         let (alloc, handle, memory) = match &self.entry {
             Entry::Core {
                 alloc,
                 handle,
                 memory,
             } => (alloc, handle, memory),
-            Entry::Component(c) => return c.invoke(&mut self.store, payload),
+            Entry::Component(c) => return c.invoke(&mut self.store, input),
+        };
+        let payload = match input {
+            Input::Bytes(payload) => payload,
+            Input::Http(_) => return Err(component::not_http().into()),
         };
         let len = payload.len();
         let ptr = if len == 0 {

@@ -22,7 +22,7 @@ use wasmtime::{Engine, Linker};
 
 pub(crate) use abi::Provided;
 pub(crate) use instance::{
-    Failure, Instance, Linked, check_status, classify, fuel_used, new_store, start,
+    Failure, Input, Instance, Linked, check_status, classify, fuel_used, new_store, start,
 };
 pub(crate) use spec::Spec;
 pub(crate) use state::{Call, EventCtx, State};

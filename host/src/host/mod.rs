@@ -83,6 +83,51 @@ impl Host {
         Ok(self.inner.core.execute(&f, version, payload, permit, None))
     }
 
+    /// Sends `request` to the HTTP component `name` (a `wasi:http/proxy`
+    /// component, exporting `wasi:http/incoming-handler`) on the calling
+    /// thread, after the same admission control as [`invoke`](Host::invoke)
+    /// (the request's `content-length`, when it has one, against
+    /// `max_input`; a longer body ends with `HttpRequestBodySize` at that
+    /// many bytes).
+    ///
+    /// `respond` gets the response as soon as the guest sets it; its body
+    /// streams while this call runs, so read it from another thread or
+    /// task (the guest waits for a reader once two writes are buffered,
+    /// never past its deadline). The call returns when the handler does:
+    /// the [`Invocation`]'s outcome is an empty `Ok` or the typed error
+    /// (`Timeout` covers the whole exchange; a body over `max_output` is
+    /// `OutputTooLarge`), with its logs and report.
+    ///
+    /// `Err` means no guest code ran, as for `invoke`; a function that is
+    /// not an HTTP component is `BadExport` naming the missing export.
+    pub fn invoke_http<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+        respond: crate::exchange::Respond,
+    ) -> Result<Invocation>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let (f, version) = self.inner.core.registry.resolve(name)?;
+        if !f.linked.is_http() {
+            return Err(crate::guest::component::not_http());
+        }
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        let permit = self.inner.core.admit(&f, declared)?;
+        let exchange = crate::exchange::Exchange::new(request, f.policy.max_input, respond);
+        let input = crate::guest::Input::Http(Box::new(exchange));
+        Ok(self
+            .inner
+            .core
+            .execute_input(&f, version, input, permit, None))
+    }
+
     /// Invokes `name` on the host's worker pool through the lock-free
     /// queue. The future works on any executor; admission happens when it
     /// is first polled, and waiting for a slot (up to the function's

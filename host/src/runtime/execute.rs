@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::fault;
 use crate::function::Function;
 use crate::function::pool::WarmPool;
-use crate::guest::{self, Call, EventCtx};
+use crate::guest::{self, Call, EventCtx, Input};
 use crate::invocation::Invocation;
 use crate::limits::Permit;
 use crate::logs::Logs;
@@ -90,6 +90,19 @@ impl Core {
         permit: Permit,
         event: Option<EventCtx>,
     ) -> Invocation {
+        self.execute_input(f, version, Input::Bytes(payload), permit, event)
+    }
+
+    /// [`execute`](Core::execute) with any [`Input`]: a payload, or an
+    /// HTTP request for an HTTP component.
+    pub(crate) fn execute_input(
+        &self,
+        f: &Arc<Function>,
+        version: Option<u32>,
+        input: Input<'_>,
+        permit: Permit,
+        event: Option<EventCtx>,
+    ) -> Invocation {
         let _permit = permit;
         let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(n, Ordering::Relaxed);
@@ -97,7 +110,7 @@ impl Core {
         let request_id = self.next_request_id();
         let start = SystemTime::now();
         fault::catch("an invocation", || {
-            self.run(f, version, payload, event, request_id, start)
+            self.run(f, version, input, event, request_id, start)
         })
         .unwrap_or_else(|message| self.internal_failure(f, version, request_id, start, message))
     }
@@ -150,7 +163,7 @@ impl Core {
         &self,
         f: &Arc<Function>,
         version: Option<u32>,
-        payload: &[u8],
+        input: Input<'_>,
         event: Option<EventCtx>,
         request_id: RequestId,
         start: SystemTime,
@@ -195,7 +208,7 @@ impl Core {
                 if cold {
                     inst.init_duration = t1 - t0;
                 }
-                let outcome = inst.invoke(payload);
+                let outcome = inst.invoke(input);
                 let t2 = Instant::now();
                 let duration = t2 - t1;
                 let peak = inst.peak_memory();

@@ -15,6 +15,7 @@ mod components;
 mod engine;
 mod events;
 mod hostile;
+mod http_components;
 mod invoke;
 mod isolation;
 mod languages;

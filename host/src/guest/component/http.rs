@@ -42,6 +42,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::super::state::State;
+use super::proxy::BodyCap;
 use crate::capability::HttpAllow;
 
 /// Largest in-memory size of one `fields` resource (request or response
@@ -71,6 +72,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     linker.allow_shadowing(true);
     let mut types = linker.instance(TYPES)?;
     types.func_wrap("[method]outgoing-body.write", write_body)?;
+    types.func_wrap(
+        "[method]outgoing-response.body",
+        super::proxy::response_body,
+    )?;
     types.func_wrap("http-error-code", error_code)?;
     linker.allow_shadowing(false);
     Ok(())
@@ -117,7 +122,10 @@ fn write_body(
     let parent = Resource::<HostOutgoingBody>::new_borrow(body.rep());
     let st = store.data_mut();
     let deadline = st.call.deadline;
-    let hit = st.p2().deadline_hit.clone();
+    let p2 = st.p2();
+    let hit = p2.deadline_hit.clone();
+    // The invocation's response body carries its cap.
+    let cap = p2.response_cap.take_if(|cap| cap.body == parent.rep());
     let mut view = st.http();
     let stream = match view.write(body)? {
         Ok(stream) => stream,
@@ -128,6 +136,7 @@ fn write_body(
         inner,
         deadline,
         hit,
+        cap,
     });
     Ok((Ok(view.table.push_child(wrapped, &parent)?),))
 }
@@ -287,11 +296,12 @@ impl Body for Bounded {
 }
 
 /// An outgoing body's stream that blocks no longer than `deadline` and
-/// reads as closed after it.
+/// reads as closed after it; a response body's also stops at its cap.
 struct DeadlineStream {
     inner: DynOutputStream,
     deadline: Instant,
     hit: Arc<AtomicBool>,
+    cap: Option<BodyCap>,
 }
 
 impl DeadlineStream {
@@ -308,6 +318,10 @@ impl DeadlineStream {
 impl OutputStream for DeadlineStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.open()?;
+        if let Some(cap) = &mut self.cap {
+            cap.take(bytes.len())
+                .map_err(|code| StreamError::LastOperationFailed(code.into()))?;
+        }
         self.inner.write(bytes)
     }
 

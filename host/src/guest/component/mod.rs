@@ -12,6 +12,7 @@ mod clock;
 mod fs;
 mod http;
 mod imports;
+mod proxy;
 mod wasi;
 
 use wasmtime::component::{
@@ -20,7 +21,7 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use super::abi::{MAX_ERROR_KIND, MAX_ERROR_MESSAGE, capped_text};
-use super::instance::Failure;
+use super::instance::{Failure, Input};
 use super::state::State;
 use crate::error::Error;
 use imports::{GuestError, HandlerIndices};
@@ -53,8 +54,18 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
 /// A checked, pre-linked component.
 pub(crate) struct Linked {
     pre: InstancePre<State>,
-    handle: HandlerIndices,
-    init: Option<ComponentExportIndex>,
+    kind: Kind,
+}
+
+/// What a component exports.
+enum Kind {
+    /// The world `fnhost:function/handler`: `handle`, maybe `init`.
+    Function {
+        handle: HandlerIndices,
+        init: Option<ComponentExportIndex>,
+    },
+    /// The world `wasi:http/proxy`: `wasi:http/incoming-handler`.
+    Http(wasmtime_wasi_http::p2::bindings::sync::ProxyIndices),
 }
 
 /// Checks `component`'s exports and links its imports; anything it
@@ -63,11 +74,20 @@ pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Link
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| unsupported_import(component, &e))?;
+    if component.get_export_index(None, HANDLE).is_none()
+        && let Ok(http) = proxy::indices(&pre)
+    {
+        return Ok(Linked {
+            pre,
+            kind: Kind::Http(http),
+        });
+    }
     let handle = HandlerIndices::new(&pre).map_err(|e| Error::BadExport {
         name: HANDLE.into(),
         reason: format!(
             "a component must export `handle: func(event: list<u8>) -> \
-             result<list<u8>, error>` (world fnhost:function/handler): {e:#}"
+             result<list<u8>, error>` (world fnhost:function/handler), or \
+             `wasi:http/incoming-handler` (world wasi:http/proxy): {e:#}"
         ),
     })?;
     let init = component.get_export_index(None, INIT);
@@ -85,7 +105,10 @@ pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Link
             });
         }
     }
-    Ok(Linked { pre, handle, init })
+    Ok(Linked {
+        pre,
+        kind: Kind::Function { handle, init },
+    })
 }
 
 /// The import wasmtime could not satisfy, named: the first of the
@@ -113,11 +136,17 @@ impl Linked {
     pub(crate) fn engine(&self) -> &Engine {
         self.pre.engine()
     }
+
+    /// Whether this is an HTTP component (`wasi:http/proxy`).
+    pub(crate) fn is_http(&self) -> bool {
+        matches!(self.kind, Kind::Http(_))
+    }
 }
 
 /// A live component instance's entry point.
-pub(crate) struct Entry {
-    handler: imports::Handler,
+pub(crate) enum Entry {
+    Function(imports::Handler),
+    Http(wasmtime_wasi_http::p2::bindings::sync::Proxy),
 }
 
 /// Runs `f` where wasmtime-wasi may block: its blocking calls `block_on`
@@ -141,16 +170,22 @@ pub(crate) fn start(store: &mut Store<State>, linked: &Linked) -> Result<Entry, 
 
 fn start_here(store: &mut Store<State>, linked: &Linked) -> Result<Entry, Failure> {
     let instance = linked.pre.instantiate(&mut *store)?;
-    if let Some(idx) = &linked.init {
-        let init = instance.get_typed_func::<(), (Result<(), GuestError>,)>(&mut *store, idx)?;
-        let called = init.call(&mut *store, ());
-        timed_out(store)?;
-        let (result,) = called?;
-        result.map_err(guest_error)?;
-    }
-    let handler = linked.handle.load(&mut *store, &instance)?;
+    let entry = match &linked.kind {
+        Kind::Function { handle, init } => {
+            if let Some(idx) = init {
+                let init =
+                    instance.get_typed_func::<(), (Result<(), GuestError>,)>(&mut *store, idx)?;
+                let called = init.call(&mut *store, ());
+                timed_out(store)?;
+                let (result,) = called?;
+                result.map_err(guest_error)?;
+            }
+            Entry::Function(handle.load(&mut *store, &instance)?)
+        }
+        Kind::Http(http) => Entry::Http(http.load(&mut *store, &instance)?),
+    };
     timed_out(store)?;
-    Ok(Entry { handler })
+    Ok(entry)
 }
 
 /// `Timeout` if a sleep of the guest's was cut short at the deadline.
@@ -172,29 +207,61 @@ fn timed_out(store: &mut Store<State>) -> Result<(), Failure> {
 }
 
 impl Entry {
-    /// One call of `handle`: the output, checked against the output cap.
+    /// One invocation: `handle` with the payload (the output, checked
+    /// against the output cap), or an HTTP component's handler with the
+    /// request (the output is empty: the response went to the exchange).
     pub(crate) fn invoke(
         &self,
         store: &mut Store<State>,
-        payload: &[u8],
+        input: Input<'_>,
     ) -> Result<Vec<u8>, Failure> {
-        off_runtime(|| self.invoke_here(store, payload))
-    }
-
-    fn invoke_here(&self, store: &mut Store<State>, payload: &[u8]) -> Result<Vec<u8>, Failure> {
-        let out = self.handler.call_handle(&mut *store, payload);
-        timed_out(store)?;
-        let out = out?.map_err(guest_error)?;
-        let max = store.data().spec.max_output;
-        if out.len() > max {
-            return Err(Error::OutputTooLarge {
-                size: out.len() as u64,
-                max,
+        match (self, input) {
+            (Entry::Function(handler), Input::Bytes(payload)) => {
+                off_runtime(|| invoke_here(handler, store, payload))
             }
-            .into());
+            (Entry::Http(http), Input::Http(exchange)) => {
+                off_runtime(|| proxy::serve(store, http, *exchange)).map(|()| Vec::new())
+            }
+            (Entry::Function(_), Input::Http(_)) => Err(not_http().into()),
+            (Entry::Http(_), Input::Bytes(_)) => Err(Error::BadExport {
+                name: HANDLE.into(),
+                reason: "this is an HTTP component (it exports wasi:http/incoming-handler): \
+                         send it HTTP requests (Host::invoke_http, a route of fnhost serve)"
+                    .into(),
+            }
+            .into()),
         }
-        Ok(out)
     }
+}
+
+/// The error for an HTTP request to a function that is not an HTTP
+/// component.
+pub(crate) fn not_http() -> Error {
+    Error::BadExport {
+        name: "wasi:http/incoming-handler".into(),
+        reason: "this function is not an HTTP component (world wasi:http/proxy); \
+                 invoke it with a payload"
+            .into(),
+    }
+}
+
+fn invoke_here(
+    handler: &imports::Handler,
+    store: &mut Store<State>,
+    payload: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let out = handler.call_handle(&mut *store, payload);
+    timed_out(store)?;
+    let out = out?.map_err(guest_error)?;
+    let max = store.data().spec.max_output;
+    if out.len() > max {
+        return Err(Error::OutputTooLarge {
+            size: out.len() as u64,
+            max,
+        }
+        .into());
+    }
+    Ok(out)
 }
 
 /// A handled guest failure, capped as ABI v1 caps `fnhost_v1.error`.

@@ -40,6 +40,8 @@ pub(crate) struct P2 {
     /// Outbound `wasi:http` (see `http`).
     pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     pub http: super::http::Hooks,
+    /// An HTTP component's response body cap, until its body is written.
+    pub response_cap: Option<super::proxy::BodyCap>,
 }
 
 impl P2 {
@@ -84,6 +86,7 @@ impl P2 {
             clock_base: std::time::Instant::now(),
             deadline_hit,
             logs,
+            response_cap: None,
         }
     }
 

@@ -1,0 +1,127 @@
+//! HTTP exchanges with HTTP components (`wasi:http/proxy`, exporting
+//! `wasi:http/incoming-handler`): the request an embedder hands
+//! [`Host::invoke_http`](crate::Host::invoke_http), and the response it
+//! gets back while the guest is still writing the body.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+/// Why a body stream ended early: the guest's `error-code` (e.g.
+/// `HttpResponseBodySize(Some(6291456))`), a cap, or the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBodyError {
+    /// What happened, as text.
+    pub message: String,
+}
+
+impl fmt::Display for HttpBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HttpBodyError {}
+
+impl HttpBodyError {
+    /// A body stream's error, as wasmtime-wasi-http words it.
+    pub(crate) fn from_body(e: &wasmtime_wasi_http::Error) -> HttpBodyError {
+        HttpBodyError {
+            message: e.to_string(),
+        }
+    }
+
+    /// A guest's `error-code`, by name (`HttpRequestDenied`, …).
+    pub(crate) fn from_code(e: &ErrorCode) -> HttpBodyError {
+        HttpBodyError {
+            message: format!("{e:?}")
+                .trim_start_matches("ErrorCode::")
+                .to_string(),
+        }
+    }
+}
+
+/// A response body: it yields the guest's writes as it makes them.
+pub type HttpBody = UnsyncBoxBody<Bytes, HttpBodyError>;
+
+/// An HTTP component's response: status and headers as the guest set
+/// them, the body streaming.
+pub type HttpResponse = http::Response<HttpBody>;
+
+/// Where [`Host::invoke_http`](crate::Host::invoke_http) sends the
+/// response, as soon as the guest sets it: `Err` when the guest answered
+/// with an `error-code` instead. Dropped unanswered when the guest never
+/// set a response (it failed first: the invocation says why).
+pub type Respond = tokio::sync::oneshot::Sender<Result<HttpResponse, HttpBodyError>>;
+
+/// A request on its way into an instance, and where its response goes.
+pub(crate) struct Exchange {
+    pub request: http::Request<UnsyncBoxBody<Bytes, ErrorCode>>,
+    pub respond: Respond,
+}
+
+impl Exchange {
+    /// `request` with its body's errors turned into `error-code`s and the
+    /// body cut at `max_body` bytes (`HttpRequestBodySize`).
+    pub(crate) fn new<B>(request: http::Request<B>, max_body: usize, respond: Respond) -> Exchange
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: fmt::Display,
+    {
+        let request = request.map(|body| {
+            Capped {
+                inner: body
+                    .map_err(|e| ErrorCode::InternalError(Some(e.to_string())))
+                    .boxed_unsync(),
+                left: max_body as u64,
+                max: max_body as u64,
+            }
+            .boxed_unsync()
+        });
+        Exchange { request, respond }
+    }
+}
+
+/// A request body that ends with `HttpRequestBodySize` past `max` bytes.
+struct Capped {
+    inner: UnsyncBoxBody<Bytes, ErrorCode>,
+    left: u64,
+    max: u64,
+}
+
+impl Body for Capped {
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let n = data.len() as u64;
+            if n > this.left {
+                return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(Some(this.max)))));
+            }
+            this.left -= n;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

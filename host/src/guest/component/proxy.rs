@@ -1,0 +1,184 @@
+//! HTTP components: a component of the `wasi:http/proxy` world (it
+//! exports `wasi:http/incoming-handler`), as Spin, wasmCloud and
+//! `wasmtime serve` run them. One invocation is one request: it is handed
+//! to `incoming-handler.handle` with a response-outparam whose response
+//! reaches the embedder as soon as the guest sets it, its body streaming
+//! while the guest writes (at most two 16 KiB writes buffered: a slow
+//! reader holds the guest back, and never past the deadline).
+//!
+//! The response body is capped at the function's `max_output`: the write
+//! that would cross it fails, the client's stream ends with an error, and
+//! the invocation is `OutputTooLarge`.
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+
+use http_body_util::BodyExt as _;
+use wasmtime::Store;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{InstancePre, Resource};
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, HostOutgoingResponse as _, Scheme};
+use wasmtime_wasi_http::p2::bindings::sync::{Proxy, ProxyIndices};
+use wasmtime_wasi_http::p2::body::HostOutgoingBody;
+use wasmtime_wasi_http::p2::types::HostOutgoingResponse;
+
+use super::super::instance::Failure;
+use super::super::state::State;
+use crate::error::Error;
+use crate::exchange::{Exchange, HttpBody, HttpBodyError};
+
+/// Where a component's HTTP handler is, when it has one.
+pub(crate) fn indices(pre: &InstancePre<State>) -> wasmtime::Result<ProxyIndices> {
+    ProxyIndices::new(pre)
+}
+
+/// The cap on one response body: bytes left, and how many the guest
+/// tried to write past it (0: none).
+pub(crate) struct BodyCap {
+    /// The `outgoing-body` resource of the invocation's response.
+    pub body: u32,
+    pub left: u64,
+    pub max: u64,
+    pub over: Arc<AtomicU64>,
+}
+
+impl BodyCap {
+    /// Takes `n` bytes from the cap, or records the overrun.
+    pub(crate) fn take(&mut self, n: usize) -> Result<(), ErrorCode> {
+        let n = n as u64;
+        if n > self.left {
+            let tried = self.max - self.left + n;
+            self.over.store(tried, Ordering::Relaxed);
+            return Err(ErrorCode::HttpResponseBodySize(Some(self.max)));
+        }
+        self.left -= n;
+        Ok(())
+    }
+}
+
+/// `outgoing-response.body`: wasmtime-wasi-http's, noting which body is
+/// the response's (its writes are capped, see [`BodyCap`]).
+pub(crate) fn response_body(
+    mut store: StoreContextMut<'_, State>,
+    (resp,): (Resource<HostOutgoingResponse>,),
+) -> wasmtime::Result<(Result<Resource<HostOutgoingBody>, ()>,)> {
+    let st = store.data_mut();
+    let body = st.http().body(resp)?;
+    if let (Ok(body), Some(cap)) = (&body, st.p2().response_cap.as_mut()) {
+        cap.body = body.rep();
+    }
+    Ok((body,))
+}
+
+/// One request through `proxy`'s handler; the response goes to the
+/// exchange's `respond` as soon as the guest sets it.
+pub(crate) fn serve(
+    store: &mut Store<State>,
+    proxy: &Proxy,
+    exchange: Exchange,
+) -> Result<(), Failure> {
+    let Exchange { request, respond } = exchange;
+    let (verdict, settled) = tokio::sync::oneshot::channel();
+    let served = serve_here(store, proxy, request, respond, settled);
+    // The body's end waits for this: a handler that failed (or never
+    // finished its body) must not look like a complete response.
+    let _ = verdict.send(served.is_ok());
+    served
+}
+
+fn serve_here(
+    store: &mut Store<State>,
+    proxy: &Proxy,
+    request: http::Request<http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>>,
+    respond: crate::exchange::Respond,
+    settled: tokio::sync::oneshot::Receiver<bool>,
+) -> Result<(), Failure> {
+    let max = store.data().spec.max_output as u64;
+    let over = Arc::new(AtomicU64::new(0));
+    store.data_mut().p2().response_cap = Some(BodyCap {
+        body: u32::MAX,
+        left: max,
+        max,
+        over: over.clone(),
+    });
+    let mut view = store.data_mut().http();
+    let req = view.new_incoming_request(Scheme::Http, request)?;
+    let out = view.new_response_outparam_from_callback(move |resp| {
+        let resp = resp
+            .map(|r| {
+                r.map(|body| {
+                    Settled {
+                        inner: body
+                            .map_err(|e| HttpBodyError::from_body(&e))
+                            .boxed_unsync(),
+                        settled: Some(settled),
+                    }
+                    .boxed_unsync()
+                })
+            })
+            .map_err(|e| HttpBodyError::from_code(&e));
+        // The embedder may have given up on the response: nothing to do.
+        let _ = respond.send(resp);
+    })?;
+    let called = proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, req, out);
+    super::timed_out(store)?;
+    called?;
+    match over.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        size => Err(Error::OutputTooLarge {
+            size,
+            max: max as usize,
+        }
+        .into()),
+    }
+}
+
+/// A response body whose end is the handler's verdict: it ends cleanly
+/// only when the handler returned without failing; otherwise (a trap, the
+/// deadline, a body never finished) with an error, so a cut response never
+/// looks complete to the client.
+struct Settled {
+    inner: HttpBody,
+    settled: Option<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl Body for Settled {
+    type Data = Bytes;
+    type Error = HttpBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpBodyError>>> {
+        if self.settled.is_some() {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(None) => {}
+                other => return other,
+            }
+        }
+        let Some(settled) = self.settled.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let ok = match Pin::new(settled).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(verdict) => verdict.unwrap_or(false),
+        };
+        self.settled = None;
+        if ok {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Err(HttpBodyError {
+                message: "the handler failed before finishing the body".into(),
+            })))
+        }
+    }
+}

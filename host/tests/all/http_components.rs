@@ -1,0 +1,260 @@
+//! HTTP components (`wasi:http/proxy`, the Rust `component-http-probe`
+//! built with the plain `wasip2` bindings) through `Host::invoke_http`:
+//! status, headers and bodies as the guest sets them, the body streamed
+//! while the handler runs, the deadline over the whole exchange, the
+//! response body cap, and the kinds kept apart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fnhost::{Error, FunctionConfig, Host, HttpBodyError, HttpResponse, Invocation};
+use futures::executor::block_on;
+use http_body_util::{BodyExt as _, Full};
+
+use super::*;
+
+fn web_host() -> Host {
+    Host::builder()
+        .no_artifact_cache()
+        .epoch_tick(Duration::from_millis(2))
+        .build()
+        .unwrap()
+}
+
+fn register(host: &Host, name: &str, cfg: impl FnOnce(FunctionConfig) -> FunctionConfig) {
+    host.register(cfg(FunctionConfig::from_file(
+        name,
+        guests::COMPONENT_HTTP_PROBE,
+    )))
+    .expect("HTTP component registers");
+}
+
+/// One exchange in flight: the invocation runs on its own thread.
+struct InFlight {
+    response: tokio::sync::oneshot::Receiver<Result<HttpResponse, HttpBodyError>>,
+    done: Arc<AtomicBool>,
+    invocation: std::thread::JoinHandle<Invocation>,
+}
+
+fn send(host: &Host, name: &str, req: http::Request<Full<Bytes>>) -> InFlight {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let (host, name, flag) = (host.clone(), name.to_string(), done.clone());
+    let invocation = std::thread::spawn(move || {
+        let inv = host.invoke_http(&name, req, tx).expect("admitted");
+        flag.store(true, Ordering::SeqCst);
+        inv
+    });
+    InFlight {
+        response: rx,
+        done,
+        invocation,
+    }
+}
+
+fn get(path: &str) -> http::Request<Full<Bytes>> {
+    http::Request::get(format!("http://fn.local{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The body's data frames, and the error it ended with (if any).
+fn frames(resp: HttpResponse) -> (Vec<Bytes>, Option<String>) {
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    loop {
+        match block_on(body.frame()) {
+            None => return (out, None),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    out.push(data);
+                }
+            }
+            Some(Err(e)) => return (out, Some(e.message)),
+        }
+    }
+}
+
+fn text(frames: &[Bytes]) -> String {
+    frames
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect()
+}
+
+#[test]
+fn status_headers_and_bodies_are_the_guests() {
+    let host = web_host();
+    register(&host, "web", |c| c);
+    let x = send(&host, "web", get("/hello"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-fn"], "probe");
+    let (body, end) = frames(resp);
+    assert_eq!((text(&body), end), ("hello from rust".to_string(), None));
+    let inv = x.invocation.join().unwrap();
+    assert_eq!(inv.outcome.as_ref().ok().map(|b| b.len()), Some(0));
+    assert_eq!(inv.report.error, None);
+    assert!(inv.report.is_cold());
+
+    let req = http::Request::post("http://fn.local/echo?q=1")
+        .header("x-test", "t1")
+        .body(Full::new(Bytes::from_static(b"the request body")))
+        .unwrap();
+    let x = send(&host, "web", req);
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!(end, None);
+    assert_eq!(
+        text(&body),
+        "POST /echo?q=1 x-test=t1 body=the request body"
+    );
+    x.invocation.join().unwrap();
+
+    let x = send(&host, "web", get("/status?code=418"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    assert_eq!(resp.status(), 418);
+    assert_eq!(frames(resp), (vec![], None));
+    x.invocation.join().unwrap();
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!((m.succeeded, m.failed, m.cold_starts), (3, 0, 3));
+}
+
+#[test]
+fn the_body_streams_while_the_handler_still_runs() {
+    let host = web_host();
+    register(&host, "web", |c| c.timeout(Duration::from_secs(10)));
+    let x = send(&host, "web", get("/stream?n=3&ms=300"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    assert!(
+        !x.done.load(Ordering::SeqCst),
+        "the head came before the end"
+    );
+    let mut body = resp.into_body();
+    let first = block_on(body.frame())
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(first, "chunk 0\n");
+    // The first piece arrived while the guest was still sleeping before
+    // the next one: streamed, not buffered until the end.
+    assert!(!x.done.load(Ordering::SeqCst), "first chunk before the end");
+    let mut rest = Vec::new();
+    while let Some(f) = block_on(body.frame()) {
+        rest.push(f.unwrap().into_data().unwrap());
+    }
+    assert_eq!(rest, vec!["chunk 1\n", "chunk 2\n"], "one frame per write");
+    let inv = x.invocation.join().unwrap();
+    assert_eq!(inv.report.error, None);
+    assert!(inv.report.duration >= Duration::from_millis(600));
+}
+
+#[test]
+fn a_guest_looping_mid_body_times_out_and_the_stream_ends_in_error() {
+    let host = web_host();
+    let timeout = Duration::from_millis(300);
+    register(&host, "web", |c| c.timeout(timeout));
+    let x = send(&host, "web", get("/spin"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    let (body, end) = frames(resp);
+    assert_eq!(text(&body), "start\n");
+    assert!(end.is_some(), "the body must not end cleanly");
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(inv.outcome, Err(Error::Timeout { timeout: t }) if t == timeout),
+        "{:?}",
+        inv.outcome
+    );
+    // A response nobody reads: the guest waits for a reader, never past
+    // its deadline.
+    let x = send(&host, "web", get("/big?bytes=1048576"));
+    let held = block_on(x.response).unwrap().unwrap();
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(inv.outcome, Err(Error::Timeout { .. })),
+        "{:?}",
+        inv.outcome
+    );
+    drop(held);
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!(m.failed, 2);
+    crate::assert_host_goes_on(&host);
+}
+
+#[test]
+fn the_response_body_is_capped_at_max_output() {
+    let host = web_host();
+    register(&host, "web", |c| c.max_output(10_000));
+    let x = send(&host, "web", get("/big?bytes=9000"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!((text(&body).len(), end), (9000, None));
+    assert!(x.invocation.join().unwrap().outcome.is_ok());
+
+    let x = send(&host, "web", get("/big?bytes=20000"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert!(text(&body).len() <= 10_000);
+    assert!(end.is_some(), "a cut body must not end cleanly");
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(
+            inv.outcome,
+            Err(Error::OutputTooLarge {
+                size: 12_288,
+                max: 10_000
+            })
+        ),
+        "{:?}",
+        inv.outcome
+    );
+}
+
+#[test]
+fn http_components_and_functions_are_not_confused() {
+    let host = web_host();
+    register(&host, "web", |c| c);
+    crate::with_probe(&host, "plain", |c| c);
+    let inv = host.invoke("web", b"{}").unwrap();
+    assert!(
+        matches!(&inv.outcome, Err(Error::BadExport { name, .. }) if name == "handle"),
+        "{:?}",
+        inv.outcome
+    );
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let err = host.invoke_http("plain", get("/"), tx).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadExport { name, .. } if name == "wasi:http/incoming-handler"),
+        "{err:?}"
+    );
+    // Fresh per request only.
+    let err = host
+        .register(
+            FunctionConfig::from_file("warm-web", guests::COMPONENT_HTTP_PROBE)
+                .reuse(10, Duration::from_secs(60)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field: "reuse", .. }),
+        "{err:?}"
+    );
+    // A declared body over max_input is refused before the guest runs.
+    register(&host, "small", |c| c.max_input(8));
+    let req = http::Request::post("http://fn.local/echo")
+        .header("content-length", "16")
+        .body(Full::new(Bytes::from_static(b"0123456789abcdef")))
+        .unwrap();
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let err = host.invoke_http("small", req, tx).unwrap_err();
+    assert!(
+        matches!(err, Error::PayloadTooLarge { size: 16, max: 8 }),
+        "{err:?}"
+    );
+    // Undeclared, it is cut at max_input: the guest reads an error.
+    let req = http::Request::post("http://fn.local/echo")
+        .body(Full::new(Bytes::from_static(b"0123456789abcdef")))
+        .unwrap();
+    let x = send(&host, "small", req);
+    let (body, _) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!(text(&body), "POST /echo x-test= body=");
+}

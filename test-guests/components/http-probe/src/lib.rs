@@ -1,0 +1,139 @@
+//! `component-http-probe`: a `wasi:http/proxy` component built with the
+//! plain `wasip2` bindings (nothing fnhost-specific). Its paths:
+//!
+//! - `/hello`: 200, `x-fn: probe`, body `hello from rust`;
+//! - `/echo`: the request's method, path and `x-test` header, then its
+//!   body as it was read (streamed);
+//! - `/stream?n=N&ms=M`: `N` chunks `chunk I\n`, each flushed, `M` ms apart;
+//! - `/big?bytes=N`: `N` bytes of `x`, written as fast as the stream takes them;
+//! - `/spin`: writes `start\n`, then loops forever;
+//! - `/status?code=C`: an empty response with status `C`;
+//! - `/headers`: a response that tries to set framing headers.
+
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasip2::io::streams::{OutputStream, StreamError};
+
+struct Probe;
+
+impl Guest for Probe {
+    fn handle(req: IncomingRequest, out: ResponseOutparam) {
+        let target = req.path_with_query().unwrap_or_default();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let arg = |name: &str| -> u64 {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
+        match path {
+            "/hello" => respond(out, 200, &[("x-fn", "probe")], |s| {
+                write(s, b"hello from rust")
+            }),
+            "/echo" => {
+                let method = match req.method() {
+                    Method::Get => "GET".to_string(),
+                    Method::Post => "POST".to_string(),
+                    Method::Put => "PUT".to_string(),
+                    other => format!("{other:?}"),
+                };
+                let test = req
+                    .headers()
+                    .get("x-test")
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                let mut body = Vec::new();
+                if let Ok(incoming) = req.consume()
+                    && let Ok(stream) = incoming.stream()
+                {
+                    while let Ok(chunk) = stream.blocking_read(64 << 10) {
+                        body.extend_from_slice(&chunk);
+                    }
+                }
+                let head = format!("{method} {target} x-test={test} body=");
+                respond(out, 200, &[], |s| {
+                    write(s, head.as_bytes())?;
+                    write(s, &body)
+                })
+            }
+            "/stream" => {
+                let (n, ms) = (arg("n"), arg("ms"));
+                respond(out, 200, &[("content-type", "text/plain")], |s| {
+                    for i in 0..n {
+                        if i > 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                        }
+                        write(s, format!("chunk {i}\n").as_bytes())?;
+                    }
+                    Ok(())
+                })
+            }
+            "/big" => {
+                let n = arg("bytes") as usize;
+                respond(out, 200, &[], |s| write(s, &vec![b'x'; n]))
+            }
+            "/spin" => respond(out, 200, &[], |s| {
+                write(s, b"start\n")?;
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }),
+            "/status" => respond(out, arg("code") as u16, &[], |_| Ok(())),
+            "/headers" => respond(
+                out,
+                200,
+                &[
+                    ("x-kept", "yes"),
+                    ("content-length", "999"),
+                    ("connection", "close"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                |s| write(s, b"framed by the host"),
+            ),
+            _ => respond(out, 404, &[], |s| write(s, b"no such path")),
+        }
+    }
+}
+
+/// Sends the head, then the body `fill` writes, then finishes it.
+fn respond(
+    out: ResponseOutparam,
+    status: u16,
+    headers: &[(&str, &str)],
+    fill: impl FnOnce(&OutputStream) -> Result<(), StreamError>,
+) {
+    let fields: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let Ok(fields) = Fields::from_list(&fields) else {
+        return;
+    };
+    let resp = OutgoingResponse::new(fields);
+    let _ = resp.set_status_code(status);
+    let Ok(body) = resp.body() else { return };
+    ResponseOutparam::set(out, Ok(resp));
+    let Ok(stream) = body.write() else { return };
+    let written = fill(&stream);
+    drop(stream);
+    if written.is_ok() {
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+/// Writes `bytes` in the pieces `blocking-write-and-flush` takes (each
+/// flushed: a chunk reaches the client as soon as it is written).
+fn write(stream: &OutputStream, bytes: &[u8]) -> Result<(), StreamError> {
+    for piece in bytes.chunks(4096) {
+        stream.blocking_write_and_flush(piece)?;
+    }
+    Ok(())
+}
+
+wasip2::http::proxy::export!(Probe);
