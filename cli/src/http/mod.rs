@@ -21,6 +21,7 @@ mod invoke;
 mod ops;
 mod routes;
 mod state;
+mod streaming;
 
 use std::sync::Arc;
 use std::time::Instant;

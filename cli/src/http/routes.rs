@@ -109,6 +109,14 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
     else {
         return plain_error(StatusCode::NOT_FOUND, "Not Found");
     };
+    if gw
+        .host
+        .function_info(&route.function)
+        .is_ok_and(|i| i.is_http)
+    {
+        let function = route.function.clone();
+        return super::streaming::serve(&gw, &function, Request::from_parts(parts, body)).await;
+    }
     let body = match read_body(body, gw.max_body).await {
         Ok(b) => b,
         Err(_) => return plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),

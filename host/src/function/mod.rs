@@ -83,6 +83,9 @@ pub struct FunctionInfo {
     pub max_input: usize,
     /// How long an invocation may wait for a concurrency slot.
     pub max_wait: Duration,
+    /// An HTTP component (world `wasi:http/proxy`): invoked with
+    /// [`Host::invoke_http`](crate::Host::invoke_http), not a payload.
+    pub is_http: bool,
 }
 
 impl Function {
@@ -99,6 +102,7 @@ impl Function {
             reuse: self.policy.reuse,
             max_input: self.policy.max_input,
             max_wait: self.policy.max_wait,
+            is_http: self.linked.is_http(),
         }
     }
 }

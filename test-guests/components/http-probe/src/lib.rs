@@ -8,7 +8,8 @@
 //! - `/big?bytes=N`: `N` bytes of `x`, written as fast as the stream takes them;
 //! - `/spin`: writes `start\n`, then loops forever;
 //! - `/status?code=C`: an empty response with status `C`;
-//! - `/headers`: a response that tries to set framing headers.
+//! - `/headers`: a response that tries to set framing and hop-by-hop
+//!   headers (`x-refused` names those wasi:http refused itself).
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -85,17 +86,28 @@ impl Guest for Probe {
                 }
             }),
             "/status" => respond(out, arg("code") as u16, &[], |_| Ok(())),
-            "/headers" => respond(
-                out,
-                200,
-                &[
+            "/headers" => {
+                // Each header on its own: wasi:http refuses some outright
+                // (named in `x-refused`); the host drops the rest of the
+                // framing and hop-by-hop ones.
+                let fields = Fields::new();
+                let mut refused = Vec::new();
+                for (k, v) in [
                     ("x-kept", "yes"),
-                    ("content-length", "999"),
+                    ("content-length", "18"),
+                    ("keep-alive", "timeout=1"),
+                    ("proxy-authenticate", "Basic"),
                     ("connection", "close"),
                     ("transfer-encoding", "chunked"),
-                ],
-                |s| write(s, b"framed by the host"),
-            ),
+                    ("trailer", "x-t"),
+                ] {
+                    if fields.append(k, v.as_bytes()).is_err() {
+                        refused.push(k);
+                    }
+                }
+                let _ = fields.append("x-refused", refused.join(",").as_bytes());
+                respond_with(out, 200, fields, |s| write(s, b"framed by the host"))
+            }
             _ => respond(out, 404, &[], |s| write(s, b"no such path")),
         }
     }
@@ -115,6 +127,16 @@ fn respond(
     let Ok(fields) = Fields::from_list(&fields) else {
         return;
     };
+    respond_with(out, status, fields, fill)
+}
+
+/// [`respond`] with the headers already made.
+fn respond_with(
+    out: ResponseOutparam,
+    status: u16,
+    fields: Fields,
+    fill: impl FnOnce(&OutputStream) -> Result<(), StreamError>,
+) {
     let resp = OutgoingResponse::new(fields);
     let _ = resp.set_status_code(status);
     let Ok(body) = resp.body() else { return };

@@ -1,0 +1,76 @@
+//! Routes to HTTP components (`wasi:http/proxy`): the client's request
+//! goes to the guest as it is (method, path, query, headers, the body as a
+//! stream), and the guest's response comes back as it writes it: status
+//! and headers first, then the body chunk by chunk, with backpressure.
+//!
+//! The guest's framing and hop-by-hop headers are dropped
+//! ([`guest_may_set`]): the gateway frames the body. A response the guest
+//! never set is a 502 (504 when the deadline ended it); a body cut short
+//! (deadline, trap, `max_output`) ends the connection's response with an
+//! error, never with a clean end.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+use fnhost::Error;
+
+use super::aws::plain_error;
+use super::guest_may_set;
+use super::state::Gateway;
+
+/// Serves `req` with the HTTP component `function`.
+pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let host = gw.host.clone();
+    let name = function.to_string();
+    // The guest runs on a blocking thread for the whole exchange: it
+    // waits there while the client reads slowly.
+    let running = tokio::task::spawn_blocking(move || host.invoke_http(&name, req, tx));
+    match rx.await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            let headers = std::mem::take(&mut parts.headers);
+            for (k, v) in headers.iter() {
+                if guest_may_set(k) {
+                    parts.headers.append(k.clone(), v.clone());
+                }
+            }
+            // The invocation's report and metrics are the host's; the
+            // task ends when the handler does.
+            tokio::spawn(running);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(code)) => {
+            tokio::spawn(running);
+            plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the function answered with an error: {code}"),
+            )
+        }
+        Err(_) => match running.await {
+            Ok(Err(Error::Throttled { .. })) => {
+                plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            }
+            Ok(Err(Error::PayloadTooLarge { .. })) => {
+                plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
+            Ok(Err(Error::ShuttingDown)) => {
+                plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+            }
+            Ok(Err(Error::NotFound { .. })) => plain_error(StatusCode::NOT_FOUND, "Not Found"),
+            Ok(Ok(inv)) => match inv.outcome {
+                Err(Error::Timeout { .. }) => {
+                    plain_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "fnhost::http", function, error = %e, "function error");
+                    plain_error(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                }
+                Ok(_) => plain_error(StatusCode::BAD_GATEWAY, "the function sent no response"),
+            },
+            Ok(Err(e)) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        },
+    }
+}

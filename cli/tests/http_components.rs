@@ -1,0 +1,191 @@
+//! HTTP components (`wasi:http/proxy`) behind `fnhost serve`'s routes,
+//! driven by a real HTTP client over loopback: the guest's status,
+//! headers (framing dropped) and body, a body streamed in chunks that
+//! arrive while the handler still runs, request bodies, a handler that
+//! loops mid-body (the client's response ends in error, the metrics count
+//! a timeout), and the concurrency limit (429).
+
+use std::time::Duration;
+
+use fnhost::{ErrorKind, FunctionConfig, Host};
+use fnhost_cli::http::{Gateway, Route, serve};
+use fnhost_test_guests as guests;
+
+struct Server {
+    host: Host,
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `web` (the HTTP probe component) on every path, with `cfg` applied.
+async fn start(cfg: impl FnOnce(FunctionConfig) -> FunctionConfig) -> Server {
+    let host = Host::builder()
+        .no_artifact_cache()
+        .epoch_tick(Duration::from_millis(2))
+        .build()
+        .unwrap();
+    host.register(cfg(FunctionConfig::from_file(
+        "web",
+        guests::COMPONENT_HTTP_PROBE,
+    )))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut gw = Gateway::new(host.clone());
+    gw.routes = vec![Route::parse("ANY /{proxy+}", "web").unwrap()];
+    tokio::spawn(serve(
+        listener,
+        gw,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Server {
+        host,
+        base: format!("http://{addr}"),
+        stop: Some(tx),
+    }
+}
+
+/// `web`'s counters once its invocations have all ended (the report
+/// follows the handler's return, a moment after the client's last byte).
+async fn settled(host: &Host) -> fnhost::MetricsSnapshot {
+    for _ in 0..250 {
+        let m = host.function_metrics("web").unwrap();
+        if m.in_flight == 0 {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("invocations still in flight after 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guests_response_comes_back_with_framing_headers_dropped() {
+    let s = start(|c| c).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/hello", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-fn"], "probe");
+    assert_eq!(r.text().await.unwrap(), "hello from rust");
+
+    let r = client
+        .post(format!("{}/echo?q=1", s.base))
+        .header("x-test", "t1")
+        .body("sent by the client")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "POST /echo?q=1 x-test=t1 body=sent by the client"
+    );
+
+    // Framing and hop-by-hop headers are the connection's, not the
+    // guest's: wasi:http refuses some, the gateway drops the rest and
+    // frames the body itself.
+    let r = client
+        .get(format!("{}/headers", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-kept"], "yes");
+    assert_eq!(
+        r.headers()["x-refused"],
+        "keep-alive,proxy-authenticate,connection,transfer-encoding"
+    );
+    // `trailer` and `content-length` pass wasi:http; the gateway drops them.
+    assert_ne!(
+        r.headers().get("transfer-encoding").map(|v| v.as_bytes()),
+        None
+    );
+    for h in [
+        "keep-alive",
+        "proxy-authenticate",
+        "connection",
+        "trailer",
+        "content-length",
+    ] {
+        assert!(r.headers().get(h).is_none(), "{h}: {:?}", r.headers());
+    }
+    assert_eq!(r.text().await.unwrap(), "framed by the host");
+    // The connection is still good for the next request.
+    let r = client
+        .get(format!("{}/status?code=204", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.failed), (4, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_streams_in_chunks_while_the_handler_runs() {
+    let s = start(|c| c.timeout(Duration::from_secs(10))).await;
+    let mut r = reqwest::get(format!("{}/stream?n=3&ms=400", s.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    assert_eq!(first, "chunk 0\n");
+    // The handler is still running (sleeping before its next chunk): the
+    // first chunk was not held back until the end.
+    assert_eq!(s.host.function_metrics("web").unwrap().in_flight, 1);
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"chunk 1\nchunk 2\n");
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.in_flight), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_looping_mid_body_ends_the_response_in_error() {
+    let s = start(|c| c.timeout(Duration::from_millis(300))).await;
+    let mut r = reqwest::get(format!("{}/spin", s.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = Vec::new();
+    let end = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert_eq!(got, b"start\n");
+    assert!(end.is_err(), "the client must see the response cut");
+    let m = settled(&s.host).await;
+    assert_eq!(m.failed, 1);
+    assert_eq!(m.errors_of(ErrorKind::Timeout), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_limit_a_request_is_429() {
+    let s = start(|c| c.reserved_concurrency(1).timeout(Duration::from_secs(10))).await;
+    let mut slow = reqwest::get(format!("{}/stream?n=2&ms=500", s.base))
+        .await
+        .unwrap();
+    assert_eq!(slow.chunk().await.unwrap().unwrap(), "chunk 0\n");
+    let r = reqwest::get(format!("{}/hello", s.base)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    while slow.chunk().await.unwrap().is_some() {}
+    settled(&s.host).await;
+    let r = reqwest::get(format!("{}/hello", s.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
