@@ -292,17 +292,75 @@ fn staging(out: &Path) -> Result<PathBuf> {
     Ok(stage)
 }
 
-/// componentize-js flags: no fetch-event handler (an HTTP proxy export).
-/// `fetch` stays on: it is outbound `wasi:http`, held to the function's
+/// componentize-js flags for a function: no fetch-event handler (that is
+/// an HTTP handler's export, see [`is_http_handler`]). `fetch` stays on: it is outbound `wasi:http`, held to the function's
 /// `http.request` grant.
 const JS_FLAGS: &[&str] = &["--disable", "fetch-event"];
 
+/// The world of a JavaScript HTTP handler (`wit-http/`): `wasi:http/proxy`
+/// at the version StarlingMonkey's engine exports its `fetch` event
+/// handler at, with the WIT it depends on.
+const JS_HTTP_WIT: &[(&str, &str)] = &[
+    (
+        "http-handler.wit",
+        include_str!("../wit-http/http-handler.wit"),
+    ),
+    ("deps/cli.wit", include_str!("../wit-http/deps/cli.wit")),
+    (
+        "deps/clocks.wit",
+        include_str!("../wit-http/deps/clocks.wit"),
+    ),
+    (
+        "deps/filesystem.wit",
+        include_str!("../wit-http/deps/filesystem.wit"),
+    ),
+    ("deps/http.wit", include_str!("../wit-http/deps/http.wit")),
+    ("deps/io.wit", include_str!("../wit-http/deps/io.wit")),
+    (
+        "deps/random.wit",
+        include_str!("../wit-http/deps/random.wit"),
+    ),
+    (
+        "deps/sockets.wit",
+        include_str!("../wit-http/deps/sockets.wit"),
+    ),
+];
+
+/// Whether a JavaScript entry module is an HTTP handler: it listens for
+/// the `fetch` event (as a service worker, Spin or wasmCloud handler does).
+fn is_http_handler(source: &str) -> bool {
+    ["addEventListener('fetch'", "addEventListener(\"fetch\""]
+        .iter()
+        .any(|p| source.contains(p))
+}
+
 fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
     let entry = js_entry(dir)?.context("no JavaScript entry module")?;
-    let key = inputs_hash(dir, &format!("{COMPONENTIZE_JS:?} {JS_FLAGS:?}"), JS_HELPER)?;
+    let http = is_http_handler(&std::fs::read_to_string(&entry).unwrap_or_default());
+    let (world, flags): (&str, &[&str]) = if http {
+        ("http-handler", &[])
+    } else {
+        (WORLD, JS_FLAGS)
+    };
+    let world_text: String = match http {
+        true => JS_HTTP_WIT
+            .iter()
+            .map(|(n, t)| format!("{n}\n{t}"))
+            .collect(),
+        false => String::new(),
+    };
+    let tool = format!("{COMPONENTIZE_JS:?} {flags:?} {world_text}");
+    let key = inputs_hash(dir, &tool, JS_HELPER)?;
     cached(out, &key, || {
         let bin = tools.componentize_js()?;
         let stage = staging(out)?;
+        if http {
+            std::fs::remove_file(stage.join("wit/function.wit"))?;
+            std::fs::create_dir_all(stage.join("wit/deps"))?;
+            for (name, text) in JS_HTTP_WIT {
+                std::fs::write(stage.join("wit").join(name), text)?;
+            }
+        }
         // The user's files, then the helper beside them.
         for f in project_files(dir)? {
             let rel = f.strip_prefix(dir).unwrap_or(&f);
@@ -323,8 +381,8 @@ fn build_js(dir: &Path, out: &Path, tools: &Toolchains) -> Result<Built> {
             .arg(stage.join("src").join(rel))
             .arg("--wit")
             .arg(stage.join("wit"))
-            .args(["--world-name", WORLD])
-            .args(JS_FLAGS)
+            .args(["--world-name", world])
+            .args(flags)
             .arg("--out")
             .arg(out))
     })

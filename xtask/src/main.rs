@@ -91,6 +91,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 const COMPONENT_PROJECTS: &[(&str, &str)] = &[
     ("test-guests/components/probe-js", "probe-js"),
     ("test-guests/components/probe-py", "probe-py"),
+    ("test-guests/components/http-js", "http-js"),
     ("examples/components/hello-js", "hello-js"),
     ("examples/components/hello-python", "hello-python"),
     ("examples/components/slugs-js", "slugs-js"),

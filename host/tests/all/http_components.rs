@@ -258,3 +258,61 @@ fn http_components_and_functions_are_not_confused() {
     let (body, _) = frames(block_on(x.response).unwrap().unwrap());
     assert_eq!(text(&body), "POST /echo x-test= body=");
 }
+
+/// The same exchanges with a JavaScript handler (componentize-js, a
+/// `fetch` event listener: the standard toolchain's output, unedited).
+#[test]
+fn a_javascript_fetch_handler_serves_and_streams() {
+    let dir = std::path::Path::new(guests::COMPONENTS_DIR).join("artifact-cache");
+    let host = Host::builder()
+        .cache_dir(dir)
+        .epoch_tick(Duration::from_millis(2))
+        .build()
+        .unwrap();
+    host.register(
+        FunctionConfig::from_file("js", guests::component("http-js"))
+            .timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let x = send(&host, "js", get("/hello"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-fn"], "js");
+    assert_eq!(frames(resp), (vec![Bytes::from("hello from js")], None));
+    x.invocation.join().unwrap();
+
+    let req = http::Request::post("http://fn.local/echo?q=2")
+        .header("x-test", "js1")
+        .body(Full::new(Bytes::from_static(b"posted")))
+        .unwrap();
+    let x = send(&host, "js", req);
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!(
+        (text(&body), end),
+        ("POST /echo?q=2 x-test=js1 body=posted".to_string(), None)
+    );
+    x.invocation.join().unwrap();
+
+    let x = send(&host, "js", get("/stream?n=3&ms=300"));
+    let mut body = block_on(x.response).unwrap().unwrap().into_body();
+    let first = block_on(body.frame())
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(first, "chunk 0\n");
+    assert!(!x.done.load(Ordering::SeqCst), "first chunk before the end");
+    let mut rest = String::new();
+    while let Some(f) = block_on(body.frame()) {
+        rest.push_str(&String::from_utf8_lossy(&f.unwrap().into_data().unwrap()));
+    }
+    assert_eq!(rest, "chunk 1\nchunk 2\n");
+    assert_eq!(x.invocation.join().unwrap().report.error, None);
+
+    let x = send(&host, "js", get("/nope"));
+    let resp = block_on(x.response).unwrap().unwrap();
+    assert_eq!(resp.status(), 404);
+    x.invocation.join().unwrap();
+    let m = host.function_metrics("js").unwrap();
+    assert_eq!((m.succeeded, m.failed), (4, 0));
+}

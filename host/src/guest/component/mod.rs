@@ -64,8 +64,9 @@ enum Kind {
         handle: HandlerIndices,
         init: Option<ComponentExportIndex>,
     },
-    /// The world `wasi:http/proxy`: `wasi:http/incoming-handler`.
-    Http(wasmtime_wasi_http::p2::bindings::sync::ProxyIndices),
+    /// The world `wasi:http/proxy`: `wasi:http/incoming-handler`'s
+    /// `handle`.
+    Http(ComponentExportIndex),
 }
 
 /// Checks `component`'s exports and links its imports; anything it
@@ -74,20 +75,25 @@ pub(crate) fn link(linker: &Linker<State>, component: &Component) -> Result<Link
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| unsupported_import(component, &e))?;
-    if component.get_export_index(None, HANDLE).is_none()
-        && let Ok(http) = proxy::indices(&pre)
-    {
-        return Ok(Linked {
-            pre,
-            kind: Kind::Http(http),
-        });
+    let mut not_http = None;
+    if component.get_export_index(None, HANDLE).is_none() {
+        match proxy::indices(component) {
+            Ok(http) => {
+                return Ok(Linked {
+                    pre,
+                    kind: Kind::Http(http),
+                });
+            }
+            Err(why) => not_http = Some(why),
+        }
     }
     let handle = HandlerIndices::new(&pre).map_err(|e| Error::BadExport {
         name: HANDLE.into(),
         reason: format!(
             "a component must export `handle: func(event: list<u8>) -> \
-             result<list<u8>, error>` (world fnhost:function/handler), or \
-             `wasi:http/incoming-handler` (world wasi:http/proxy): {e:#}"
+             result<list<u8>, error>` (world fnhost:function/handler): {e:#}; \
+             or `wasi:http/incoming-handler` (world wasi:http/proxy): {}",
+            not_http.unwrap_or_else(|| "it exports `handle`".to_string())
         ),
     })?;
     let init = component.get_export_index(None, INIT);
@@ -146,7 +152,7 @@ impl Linked {
 /// A live component instance's entry point.
 pub(crate) enum Entry {
     Function(imports::Handler),
-    Http(wasmtime_wasi_http::p2::bindings::sync::Proxy),
+    Http(proxy::Handle),
 }
 
 /// Runs `f` where wasmtime-wasi may block: its blocking calls `block_on`
@@ -182,7 +188,7 @@ fn start_here(store: &mut Store<State>, linked: &Linked) -> Result<Entry, Failur
             }
             Entry::Function(handle.load(&mut *store, &instance)?)
         }
-        Kind::Http(http) => Entry::Http(http.load(&mut *store, &instance)?),
+        Kind::Http(at) => Entry::Http(proxy::load(store, &instance, at)?),
     };
     timed_out(store)?;
     Ok(entry)

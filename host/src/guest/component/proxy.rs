@@ -22,21 +22,72 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use wasmtime::Store;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{InstancePre, Resource};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, Resource, TypedFunc};
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, HostOutgoingResponse as _, Scheme};
-use wasmtime_wasi_http::p2::bindings::sync::{Proxy, ProxyIndices};
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
-use wasmtime_wasi_http::p2::types::HostOutgoingResponse;
+use wasmtime_wasi_http::p2::types::{
+    HostIncomingRequest, HostOutgoingResponse, HostResponseOutparam,
+};
 
 use super::super::instance::Failure;
 use super::super::state::State;
 use crate::error::Error;
 use crate::exchange::{Exchange, HttpBody, HttpBodyError};
 
-/// Where a component's HTTP handler is, when it has one.
-pub(crate) fn indices(pre: &InstancePre<State>) -> wasmtime::Result<ProxyIndices> {
-    ProxyIndices::new(pre)
+/// The handler's type: `handle: func(request: incoming-request,
+/// response-out: response-outparam)`.
+pub(crate) type Handle = TypedFunc<
+    (
+        Resource<HostIncomingRequest>,
+        Resource<HostResponseOutparam>,
+    ),
+    (),
+>;
+
+/// Where a component's HTTP handler is: its `handle` in the
+/// `wasi:http/incoming-handler@0.2.x` it exports (any 0.2 release:
+/// componentize-js's engine exports 0.2.10), checked for its shape.
+pub(crate) fn indices(component: &Component) -> Result<ComponentExportIndex, String> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let (name, item) = ty
+        .exports(engine)
+        .find(|(n, _)| n.starts_with(INCOMING_HANDLER))
+        .ok_or_else(|| format!("no export `{INCOMING_HANDLER}*`"))?;
+    let ComponentItem::ComponentInstance(instance) = item.ty else {
+        return Err(format!("`{name}` is not an instance"));
+    };
+    let ok = matches!(instance.get_export(engine, "handle").map(|e| e.ty),
+        Some(ComponentItem::ComponentFunc(f)) if f.params().len() == 2 && f.results().len() == 0);
+    if !ok {
+        return Err(format!(
+            "`{name}` must export `handle: func(request: incoming-request, \
+             response-out: response-outparam)`"
+        ));
+    }
+    let at = component
+        .get_export_index(None, name)
+        .and_then(|i| component.get_export_index(Some(&i), "handle"))
+        .ok_or_else(|| format!("`{name}` has no `handle`"))?;
+    Ok(at)
+}
+
+/// The exported interface an HTTP component serves through.
+const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
+
+/// The handler of a live instance (type-checked against fnhost's
+/// `wasi:http` resources).
+pub(crate) fn load(
+    store: &mut Store<State>,
+    instance: &wasmtime::component::Instance,
+    at: &ComponentExportIndex,
+) -> wasmtime::Result<Handle> {
+    let func = instance
+        .get_func(&mut *store, at)
+        .ok_or_else(|| wasmtime::format_err!("the HTTP handler export vanished"))?;
+    func.typed(&*store)
 }
 
 /// The cap on one response body: bytes left, and how many the guest
@@ -81,7 +132,7 @@ pub(crate) fn response_body(
 /// exchange's `respond` as soon as the guest sets it.
 pub(crate) fn serve(
     store: &mut Store<State>,
-    proxy: &Proxy,
+    proxy: &Handle,
     exchange: Exchange,
 ) -> Result<(), Failure> {
     let Exchange { request, respond } = exchange;
@@ -95,7 +146,7 @@ pub(crate) fn serve(
 
 fn serve_here(
     store: &mut Store<State>,
-    proxy: &Proxy,
+    proxy: &Handle,
     request: http::Request<http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>>,
     respond: crate::exchange::Respond,
     settled: tokio::sync::oneshot::Receiver<bool>,
@@ -127,9 +178,7 @@ fn serve_here(
         // The embedder may have given up on the response: nothing to do.
         let _ = respond.send(resp);
     })?;
-    let called = proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, req, out);
+    let called = proxy.call(&mut *store, (req, out));
     super::timed_out(store)?;
     called?;
     match over.load(Ordering::Relaxed) {
