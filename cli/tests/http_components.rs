@@ -25,18 +25,26 @@ impl Drop for Server {
     }
 }
 
-/// `web` (the HTTP probe component) on every path, with `cfg` applied.
+/// `web` (the Rust HTTP probe component) on every path, with `cfg`
+/// applied.
 async fn start(cfg: impl FnOnce(FunctionConfig) -> FunctionConfig) -> Server {
+    start_component(guests::COMPONENT_HTTP_PROBE.to_string(), cfg).await
+}
+
+/// `web` = the component at `path`, on every path. The artifact cache is
+/// the test runs' shared one (a JavaScript component compiles in ~11 s).
+async fn start_component(
+    path: String,
+    cfg: impl FnOnce(FunctionConfig) -> FunctionConfig,
+) -> Server {
+    let cache = std::path::Path::new(guests::COMPONENTS_DIR).join("artifact-cache");
     let host = Host::builder()
-        .no_artifact_cache()
+        .cache_dir(cache)
         .epoch_tick(Duration::from_millis(2))
         .build()
         .unwrap();
-    host.register(cfg(FunctionConfig::from_file(
-        "web",
-        guests::COMPONENT_HTTP_PROBE,
-    )))
-    .unwrap();
+    host.register(cfg(FunctionConfig::from_file("web", path)))
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -188,4 +196,50 @@ async fn past_the_concurrency_limit_a_request_is_429() {
     settled(&s.host).await;
     let r = reqwest::get(format!("{}/hello", s.base)).await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A JavaScript `fetch` handler (componentize-js, unedited service-worker
+/// code) behind the same route: bodies, request bodies, streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_fetch_handler_serves_through_the_gateway() {
+    let s = start_component(guests::component("http-js"), |c| {
+        c.timeout(Duration::from_secs(10))
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/hello", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["x-fn"].to_str().unwrap()),
+        (200, "js")
+    );
+    assert_eq!(r.text().await.unwrap(), "hello from js");
+    let r = client
+        .post(format!("{}/echo?from=client", s.base))
+        .header("x-test", "gw")
+        .body("over the wire")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "POST /echo?from=client x-test=gw body=over the wire"
+    );
+    let mut r = client
+        .get(format!("{}/stream?n=3&ms=400", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.chunk().await.unwrap().unwrap(), "chunk 0\n");
+    assert_eq!(s.host.function_metrics("web").unwrap().in_flight, 1);
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"chunk 1\nchunk 2\n");
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.failed), (3, 0));
 }
