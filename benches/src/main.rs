@@ -15,6 +15,7 @@ use fnhost_benches::{
 use fnhost_test_guests as guests;
 
 mod report_components;
+mod report_http;
 
 struct Row {
     case: String,
@@ -92,6 +93,12 @@ fn main() -> Result<()> {
     };
     // Every ratio below comes from interleaved rounds (see `rounds`).
     const R: usize = 5;
+    if args.iter().any(|a| a == "--http") {
+        // Only the HTTP component rows (issue #20).
+        report_http::report(&mut r, quick, R)?;
+        print_report(&r, quick);
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--components") {
         // Only the component rows (issue #19).
         report_components::report(&mut r, quick, R)?;
@@ -565,6 +572,8 @@ fn main() -> Result<()> {
 
     eprintln!("components");
     report_components::report(&mut r, quick, R)?;
+    eprintln!("HTTP components");
+    report_http::report(&mut r, quick, R)?;
 
     print_report(&r, quick);
     Ok(())

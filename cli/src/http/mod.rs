@@ -121,6 +121,11 @@ pub async fn serve(
     let cluster = gateway.cluster.clone();
     let stopping = cluster.clone();
     let app = router(gateway);
+    // No Nagle delay: a response's last piece (a streamed body's end
+    // chunk) would otherwise wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -500,3 +500,15 @@ async fn invoke_from_inside_a_tokio_runtime_works_for_components() {
     assert_eq!(inv.output().unwrap(), b"\"printed\"");
     assert_eq!(inv.logs.bytes(), b"from async\n");
 }
+
+/// The same from a multi-thread runtime's worker (the call blocks in
+/// place: its other tasks move to another worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_from_a_multi_thread_runtime_worker_works_for_components() {
+    let host = host();
+    probe(&host, "rt", |c| c.timeout(Duration::from_secs(2)));
+    let inv = call(&host, "rt", json!({"op": "sleep", "ms": 20}));
+    assert_eq!(inv.output().unwrap(), b"\"slept\"");
+    let inv = call(&host, "rt", json!({"op": "print", "text": "from a worker"}));
+    assert_eq!(inv.logs.bytes(), b"from a worker\n");
+}

@@ -156,17 +156,24 @@ pub(crate) enum Entry {
 }
 
 /// Runs `f` where wasmtime-wasi may block: its blocking calls `block_on`
-/// the ambient tokio runtime, which panics on a thread that is already in
-/// one (an embedder calling `Host::invoke` from async code). There, `f`
-/// runs on a thread of its own; elsewhere (fnhost's workers) in place.
+/// the ambient tokio runtime, which panics inside a task (an embedder
+/// calling `Host::invoke` from async code). Outside any runtime (fnhost's
+/// workers) and in a multi-thread runtime (`block_in_place`) `f` runs in
+/// place; in a current-thread runtime, on a thread of its own.
 fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        // A multi-thread runtime's worker (its tasks move to another
+        // worker meanwhile) or blocking thread: blocking is allowed here,
+        // and costs no thread (a spawn per call showed up as most of an
+        // HTTP component's request behind `fnhost serve`).
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
     }
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
 }
 
 /// Instantiates `linked` in `store` and runs its `init`, if it has one.
