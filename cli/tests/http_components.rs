@@ -243,3 +243,104 @@ async fn a_javascript_fetch_handler_serves_through_the_gateway() {
     let m = settled(&s.host).await;
     assert_eq!((m.succeeded, m.failed), (3, 0));
 }
+
+/// `InvokeWithResponseStream` through botocore (the AWS SDK core parses
+/// the event stream and checks both CRCs of every message).
+fn botocore_stream(s: &Server, function: &str, payload: &str, tail: bool) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/botocore_stream.py"
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args([script, &s.base, function, payload]);
+    if tail {
+        cmd.arg("Tail");
+    }
+    let out = cmd.output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "botocore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_with_response_stream_sends_payload_chunks_then_invoke_complete() {
+    let s = start(|c| c.timeout(Duration::from_secs(10))).await;
+    s.host
+        .register(FunctionConfig::from_file("hello", guests::HELLO))
+        .unwrap();
+    s.host
+        .register(
+            FunctionConfig::from_file("hasty", guests::COMPONENT_HTTP_PROBE)
+                .timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+    let base = s.base.clone();
+    let s = std::sync::Arc::new(s);
+    let run = |function: &'static str, payload: &'static str, tail: bool| {
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || botocore_stream(&s, function, payload, tail))
+    };
+    // An HTTP component: its body, chunk by chunk, as it writes it.
+    let v = run("web", r#""/stream?n=3&ms=100""#, false).await.unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": 200, "version": "$LATEST", "events": [
+            ["chunk", "chunk 0\n"], ["chunk", "chunk 1\n"], ["chunk", "chunk 2\n"],
+            ["complete", {}, false],
+        ]})
+    );
+    // Any other payload reaches it as the body of `POST /`.
+    let v = run("web", r#"{"a":1}"#, true).await.unwrap();
+    assert_eq!(
+        v["events"],
+        serde_json::json!([["chunk", r#"payload={"a":1}"#], ["complete", {}, true]])
+    );
+    // A plain function: its output, then the end.
+    let v = run("hello", r#"{"name":"Ada"}"#, false).await.unwrap();
+    assert_eq!(
+        v["events"],
+        serde_json::json!([
+            ["chunk", r#"{"message":"Hello, Ada!","function":"hello"}"#],
+            ["complete", {}, false]
+        ])
+    );
+    // A handler that loops mid-body: what it wrote, then the error.
+    let v = run("hasty", r#""/spin""#, false).await.unwrap();
+    assert_eq!(v["events"][0], serde_json::json!(["chunk", "start\n"]));
+    assert_eq!(v["events"][1][1]["ErrorCode"], "Sandbox.Timedout", "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 2);
+    // Unknown functions are Lambda's error, not a stream.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/2021-11-15/functions/nope/response-streaming-invocations"
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-amzn-ErrorType"], "ResourceNotFoundException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1xx_status_or_a_request_without_host_never_reaches_the_client() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = start(|c| c).await;
+    let r = reqwest::get(format!("{}/status?code=101", s.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    // HTTP/1.0 without a Host header: refused before any instance.
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET /hello HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    let m = settled(&s.host).await;
+    assert_eq!(m.succeeded + m.failed, 1, "only the 1xx request ran");
+}

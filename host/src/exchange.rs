@@ -37,13 +37,39 @@ impl HttpBodyError {
         }
     }
 
-    /// A guest's `error-code`, by name (`HttpRequestDenied`, …).
+    /// A guest's `error-code`, by name (`HttpRequestDenied`, …), at most
+    /// [`MAX_ERROR_TEXT`] bytes: the guest chooses its payload's size, so
+    /// the text is cut while it is formatted, never made whole first.
     pub(crate) fn from_code(e: &ErrorCode) -> HttpBodyError {
+        use std::fmt::Write as _;
+        let mut out = Truncating(String::new());
+        let _ = write!(out, "{e:?}");
         HttpBodyError {
-            message: format!("{e:?}")
-                .trim_start_matches("ErrorCode::")
-                .to_string(),
+            message: out.0.trim_start_matches("ErrorCode::").to_string(),
         }
+    }
+}
+
+/// Longest text of an error a guest's `error-code` becomes.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// A string that stops taking text at [`MAX_ERROR_TEXT`] bytes (the
+/// formatting then ends).
+struct Truncating(String);
+
+impl fmt::Write for Truncating {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = MAX_ERROR_TEXT - self.0.len();
+        if s.len() <= room {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        let cut = (0..=room)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        self.0.push_str(&s[..cut]);
+        Err(fmt::Error)
     }
 }
 

@@ -112,21 +112,8 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
         HeaderValue::from_str(&inv.report.request_id.to_string())
             .unwrap_or(HeaderValue::from_static("-")),
     );
-    if tail {
-        let mut text = inv.logs.to_display_string();
-        text.push_str(&format!(
-            "{}\n{}\n",
-            inv.report.end_line(),
-            inv.report.report_line()
-        ));
-        let start = text.len().saturating_sub(LOG_TAIL);
-        let start = (start..text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(text.len());
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
-        if let Ok(v) = HeaderValue::from_str(&b64) {
-            headers.insert("x-amz-log-result", v);
-        }
+    if tail && let Ok(v) = HeaderValue::from_str(&log_result(&inv)) {
+        headers.insert("x-amz-log-result", v);
     }
     match inv.outcome {
         Ok(out) => {
@@ -155,8 +142,24 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
     }
 }
 
+/// Lambda's `LogResult`: the last 4 KB of the logs with the END and
+/// REPORT lines, base64.
+pub(super) fn log_result(inv: &Invocation) -> String {
+    let mut text = inv.logs.to_display_string();
+    text.push_str(&format!(
+        "{}\n{}\n",
+        inv.report.end_line(),
+        inv.report.report_line()
+    ));
+    let start = text.len().saturating_sub(LOG_TAIL);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..])
+}
+
 /// Lambda's `errorType` for a function error.
-fn error_type(e: &Error) -> String {
+pub(super) fn error_type(e: &Error) -> String {
     match e {
         Error::Guest { kind, .. } => kind.clone(),
         other => match other.kind() {
@@ -170,7 +173,8 @@ fn error_type(e: &Error) -> String {
     }
 }
 
-fn error_message(e: &Error) -> String {
+/// Lambda's `errorMessage` for a function error.
+pub(super) fn error_message(e: &Error) -> String {
     match e {
         Error::Guest { message, .. } => message.clone(),
         other => other.to_string(),

@@ -17,10 +17,12 @@
 
 pub mod aws;
 pub mod control;
+mod eventstream;
 mod invoke;
 mod ops;
 mod routes;
 mod state;
+mod stream_invoke;
 mod streaming;
 
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub fn router(gw: Gateway) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(invoke::invoke),
+        )
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            axum::routing::post(stream_invoke::invoke_stream),
         )
         .route(
             "/2015-03-31/functions",

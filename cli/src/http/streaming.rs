@@ -21,6 +21,16 @@ use super::state::Gateway;
 
 /// Serves `req` with the HTTP component `function`.
 pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Response {
+    // wasi:http needs an authority (HTTP/1.0 may send none): refused here,
+    // before an instance is made for nothing.
+    let host_ok = req.uri().authority().is_some()
+        || req
+            .headers()
+            .get(axum::http::header::HOST)
+            .is_some_and(|h| h.to_str().is_ok_and(|s| !s.is_empty()));
+    if !host_ok {
+        return plain_error(StatusCode::BAD_REQUEST, "a Host header is required");
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let host = gw.host.clone();
     let name = function.to_string();
@@ -28,6 +38,15 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
     // waits there while the client reads slowly.
     let running = tokio::task::spawn_blocking(move || host.invoke_http(&name, req, tx));
     match rx.await {
+        // An informational status would hand the connection over (101)
+        // or confuse a proxy in front: not the guest's to send.
+        Ok(Ok(resp)) if resp.status().is_informational() => {
+            tokio::spawn(running);
+            plain_error(
+                StatusCode::BAD_GATEWAY,
+                "the function answered with a 1xx status",
+            )
+        }
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             let headers = std::mem::take(&mut parts.headers);

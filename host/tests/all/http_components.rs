@@ -316,3 +316,87 @@ fn a_javascript_fetch_handler_serves_and_streams() {
     let m = host.function_metrics("js").unwrap();
     assert_eq!((m.succeeded, m.failed), (4, 0));
 }
+
+/// What the hostile review found, each closed: a request body that never
+/// arrives, a second response dodging the cap, a body never finished, an
+/// error-code text as large as the guest likes.
+#[test]
+fn a_stalled_request_body_ends_at_the_deadline() {
+    let host = web_host();
+    let timeout = Duration::from_millis(300);
+    register(&host, "web", |c| c.timeout(timeout));
+    // A body that never sends a byte (and never ends).
+    let stalled = http_body_util::StreamBody::new(futures::stream::pending::<
+        Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+    >());
+    let req = http::Request::post("http://fn.local/echo")
+        .body(stalled)
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let h = host.clone();
+    let inv = std::thread::spawn(move || h.invoke_http("web", req, tx).unwrap())
+        .join()
+        .unwrap();
+    // The guest read an error at the deadline and answered; the
+    // invocation is the timeout.
+    assert!(
+        matches!(inv.outcome, Err(Error::Timeout { timeout: t }) if t == timeout),
+        "{:?}",
+        inv.outcome
+    );
+    drop(rx);
+    crate::assert_host_goes_on(&host);
+}
+
+#[test]
+fn every_response_body_shares_the_cap_and_must_be_finished() {
+    let host = web_host();
+    register(&host, "web", |c| c.max_output(10_000));
+    let x = send(&host, "web", get("/two-responses?bytes=20000"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert!(text(&body).len() <= 10_000 && end.is_some(), "{end:?}");
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(inv.outcome, Err(Error::OutputTooLarge { max: 10_000, .. })),
+        "{:?}",
+        inv.outcome
+    );
+    let x = send(&host, "web", get("/two-responses?bytes=500"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!((text(&body).len(), end), (500, None));
+    assert!(x.invocation.join().unwrap().outcome.is_ok());
+
+    // A body the handler never finished is never a complete response.
+    let x = send(&host, "web", get("/unfinished"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!(text(&body), "partial");
+    assert_eq!(
+        end.as_deref(),
+        Some("the handler failed before finishing the body")
+    );
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(&inv.outcome, Err(Error::Guest { kind, .. }) if kind == "IncompleteResponse"),
+        "{:?}",
+        inv.outcome
+    );
+}
+
+#[test]
+fn an_error_code_text_is_cut_while_it_is_formatted() {
+    let host = web_host();
+    register(&host, "web", |c| c.memory_limit(64 << 20));
+    let x = send(&host, "web", get("/error-code?bytes=8000000"));
+    let err = block_on(x.response).unwrap().unwrap_err();
+    assert!(
+        err.message.starts_with("InternalError(Some(\"eee"),
+        "{}",
+        &err.message[..40]
+    );
+    assert!(
+        err.message.len() <= fnhost::exchange::MAX_ERROR_TEXT,
+        "{}",
+        err.message.len()
+    );
+    x.invocation.join().unwrap();
+}

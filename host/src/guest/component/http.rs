@@ -42,7 +42,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::super::state::State;
-use super::proxy::BodyCap;
+use super::proxy::Budget;
 use crate::capability::HttpAllow;
 
 /// Largest in-memory size of one `fields` resource (request or response
@@ -76,6 +76,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         "[method]outgoing-response.body",
         super::proxy::response_body,
     )?;
+    types.func_wrap("[static]outgoing-body.finish", super::proxy::finish_body)?;
     types.func_wrap("http-error-code", error_code)?;
     linker.allow_shadowing(false);
     Ok(())
@@ -124,8 +125,8 @@ fn write_body(
     let deadline = st.call.deadline;
     let p2 = st.p2();
     let hit = p2.deadline_hit.clone();
-    // The invocation's response body carries its cap.
-    let cap = p2.response_cap.take_if(|cap| cap.body == parent.rep());
+    // A response's body is charged to the instance's response budget.
+    let cap = p2.responses.stream_of(parent.rep());
     let mut view = st.http();
     let stream = match view.write(body)? {
         Ok(stream) => stream,
@@ -242,7 +243,8 @@ impl WasiHttpHooks for Hooks {
                     inner: UnsyncBoxBody::new(body),
                     left: cap,
                     cap,
-                    end: Box::pin(tokio::time::sleep_until(deadline.into())),
+                    deadline,
+                    end: None,
                     hit,
                 })
             });
@@ -259,12 +261,32 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
+/// A request body (of an HTTP component's request) that ends with
+/// `ConnectionReadTimeout` at the invocation's deadline.
+pub(crate) fn until_deadline(
+    body: UnsyncBoxBody<Bytes, ErrorCode>,
+    deadline: Instant,
+    hit: Arc<AtomicBool>,
+) -> WasiBody {
+    UnsyncBoxBody::new(Bounded {
+        inner: UnsyncBoxBody::new(http_body_util::BodyExt::map_err(body, HttpError::from)),
+        left: u64::MAX,
+        cap: u64::MAX,
+        deadline,
+        end: None,
+        hit,
+    })
+}
+
 /// A response body cut at the deadline and at the response cap.
 struct Bounded {
     inner: WasiBody,
     left: u64,
     cap: u64,
-    end: Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+    /// The deadline's timer, made on first poll (a timer needs the
+    /// runtime the body is polled in).
+    end: Option<Pin<Box<tokio::time::Sleep>>>,
     hit: Arc<AtomicBool>,
 }
 
@@ -277,7 +299,11 @@ impl Body for Bounded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = self.get_mut();
-        if this.end.as_mut().poll(cx).is_ready() {
+        let deadline = this.deadline;
+        let end = this
+            .end
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        if end.as_mut().poll(cx).is_ready() {
             this.hit.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
         }
@@ -301,7 +327,7 @@ struct DeadlineStream {
     inner: DynOutputStream,
     deadline: Instant,
     hit: Arc<AtomicBool>,
-    cap: Option<BodyCap>,
+    cap: Option<Arc<Budget>>,
 }
 
 impl DeadlineStream {

@@ -25,7 +25,9 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Resource, TypedFunc};
 use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, HostOutgoingResponse as _, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::{
+    ErrorCode, HostOutgoingBody as _, HostOutgoingResponse as _, Scheme, Trailers,
+};
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 use wasmtime_wasi_http::p2::types::{
     HostIncomingRequest, HostOutgoingResponse, HostResponseOutparam,
@@ -90,42 +92,108 @@ pub(crate) fn load(
     func.typed(&*store)
 }
 
-/// The cap on one response body: bytes left, and how many the guest
-/// tried to write past it (0: none).
-pub(crate) struct BodyCap {
-    /// The `outgoing-body` resource of the invocation's response.
-    pub body: u32,
-    pub left: u64,
-    pub max: u64,
-    pub over: Arc<AtomicU64>,
+/// What an instance's response bodies may hold together: its function's
+/// `max_output`, charged by every write to any of them (a guest may make
+/// several responses; only one reaches the client, none escapes the cap).
+pub(crate) struct Budget {
+    left: AtomicU64,
+    max: u64,
+    /// The total the guest tried to write when it crossed the cap (0: no).
+    over: AtomicU64,
 }
 
-impl BodyCap {
-    /// Takes `n` bytes from the cap, or records the overrun.
-    pub(crate) fn take(&mut self, n: usize) -> Result<(), ErrorCode> {
+impl Budget {
+    /// Takes `n` bytes, or records the overrun.
+    pub(crate) fn take(&self, n: usize) -> Result<(), ErrorCode> {
         let n = n as u64;
-        if n > self.left {
-            let tried = self.max - self.left + n;
-            self.over.store(tried, Ordering::Relaxed);
-            return Err(ErrorCode::HttpResponseBodySize(Some(self.max)));
+        let taken = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            });
+        match taken {
+            Ok(_) => Ok(()),
+            Err(left) => {
+                self.over.store(self.max - left + n, Ordering::Relaxed);
+                Err(ErrorCode::HttpResponseBodySize(Some(self.max)))
+            }
         }
-        self.left -= n;
-        Ok(())
     }
 }
 
-/// `outgoing-response.body`: wasmtime-wasi-http's, noting which body is
-/// the response's (its writes are capped, see [`BodyCap`]).
+/// The response bodies of an instance: its budget, and the bodies not
+/// finished yet (a response whose body was taken and never finished is
+/// incomplete, whatever the handler returns).
+pub(crate) struct Responses {
+    pub budget: Arc<Budget>,
+    /// `outgoing-body` resources of responses: (rep, stream taken).
+    open: Vec<(u32, bool)>,
+}
+
+impl Responses {
+    pub(crate) fn new(max_output: usize) -> Responses {
+        let max = max_output as u64;
+        Responses {
+            budget: Arc::new(Budget {
+                left: AtomicU64::new(max),
+                max,
+                over: AtomicU64::new(0),
+            }),
+            open: Vec::new(),
+        }
+    }
+
+    /// The cap for the stream of body `rep`, when it is a response's
+    /// (each body's stream is taken once).
+    pub(crate) fn stream_of(&mut self, rep: u32) -> Option<Arc<Budget>> {
+        let entry = self
+            .open
+            .iter_mut()
+            .find(|(r, taken)| *r == rep && !*taken)?;
+        entry.1 = true;
+        Some(self.budget.clone())
+    }
+
+    fn finished(&mut self, rep: u32) {
+        self.open.retain(|(r, _)| *r != rep);
+    }
+
+    /// Whether every response body taken was finished.
+    fn complete(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+/// `outgoing-response.body`: wasmtime-wasi-http's, noting the body as a
+/// response's (its writes are charged to the [`Budget`]).
 pub(crate) fn response_body(
     mut store: StoreContextMut<'_, State>,
     (resp,): (Resource<HostOutgoingResponse>,),
 ) -> wasmtime::Result<(Result<Resource<HostOutgoingBody>, ()>,)> {
     let st = store.data_mut();
     let body = st.http().body(resp)?;
-    if let (Ok(body), Some(cap)) = (&body, st.p2().response_cap.as_mut()) {
-        cap.body = body.rep();
+    if let Ok(body) = &body {
+        st.p2().responses.open.push((body.rep(), false));
     }
     Ok((body,))
+}
+
+/// `outgoing-body.finish`: wasmtime-wasi-http's, noting a response body
+/// as complete.
+pub(crate) fn finish_body(
+    mut store: StoreContextMut<'_, State>,
+    (body, trailers): (Resource<HostOutgoingBody>, Option<Resource<Trailers>>),
+) -> wasmtime::Result<(Result<(), ErrorCode>,)> {
+    let rep = body.rep();
+    let st = store.data_mut();
+    let finished = match st.http().finish(body, trailers) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.downcast()?),
+    };
+    if finished.is_ok() {
+        st.p2().responses.finished(rep);
+    }
+    Ok((finished,))
 }
 
 /// One request through `proxy`'s handler; the response goes to the
@@ -151,14 +219,12 @@ fn serve_here(
     respond: crate::exchange::Respond,
     settled: tokio::sync::oneshot::Receiver<bool>,
 ) -> Result<(), Failure> {
-    let max = store.data().spec.max_output as u64;
-    let over = Arc::new(AtomicU64::new(0));
-    store.data_mut().p2().response_cap = Some(BodyCap {
-        body: u32::MAX,
-        left: max,
-        max,
-        over: over.clone(),
-    });
+    let st = store.data_mut();
+    let budget = st.p2().responses.budget.clone();
+    // Reading the request body ends at the deadline too (a client that
+    // stops sending must not hold the instance past it).
+    let (deadline, hit) = (st.call.deadline, st.p2().deadline_hit.clone());
+    let request = request.map(|body| super::http::until_deadline(body, deadline, hit));
     let mut view = store.data_mut().http();
     let req = view.new_incoming_request(Scheme::Http, request)?;
     let out = view.new_response_outparam_from_callback(move |resp| {
@@ -181,11 +247,16 @@ fn serve_here(
     let called = proxy.call(&mut *store, (req, out));
     super::timed_out(store)?;
     called?;
-    match over.load(Ordering::Relaxed) {
-        0 => Ok(()),
+    match budget.over.load(Ordering::Relaxed) {
+        0 if store.data_mut().p2().responses.complete() => Ok(()),
+        0 => Err(Error::Guest {
+            kind: "IncompleteResponse".into(),
+            message: "the handler returned without finishing its response body".into(),
+        }
+        .into()),
         size => Err(Error::OutputTooLarge {
             size,
-            max: max as usize,
+            max: budget.max as usize,
         }
         .into()),
     }

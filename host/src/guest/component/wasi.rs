@@ -40,8 +40,8 @@ pub(crate) struct P2 {
     /// Outbound `wasi:http` (see `http`).
     pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     pub http: super::http::Hooks,
-    /// An HTTP component's response body cap, until its body is written.
-    pub response_cap: Option<super::proxy::BodyCap>,
+    /// Response bodies (an HTTP component's) and their shared cap.
+    pub responses: super::proxy::Responses,
 }
 
 impl P2 {
@@ -86,7 +86,7 @@ impl P2 {
             clock_base: std::time::Instant::now(),
             deadline_hit,
             logs,
-            response_cap: None,
+            responses: super::proxy::Responses::new(spec.max_output),
         }
     }
 
