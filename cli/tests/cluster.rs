@@ -4,7 +4,8 @@
 //!
 //! - a function registered through one node is invoked through another
 //!   (and aliases and deletion follow); a node that joins later fetches
-//!   the compiled artifact instead of compiling; the same for a component;
+//!   the compiled artifact instead of compiling; the same for a component,
+//!   and an HTTP component streams through every node's route;
 //! - 10,000 events while one node is SIGKILLed mid-run: every event ends
 //!   succeeded (its result on the results stream, deduplicated by event
 //!   id) or dead-lettered, none lost, and the killed node's in-flight
@@ -367,6 +368,60 @@ async fn a_component_is_shared_across_the_cluster() {
         .invoke(&late, "comp", json!({"op": "echo", "data": [1, 2]}))
         .await;
     assert_eq!((r.status, r.json()), (200, json!([1, 2])), "{}", r.body);
+}
+
+/// An HTTP component in a two-node cluster: published once, served with
+/// streaming through each node's route, and a node that joins later
+/// installs the shared artifact and serves it with 0 compiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_component_is_served_by_every_node() {
+    let _serial = one_at_a_time().await;
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+[[function]]
+name = "web"
+module = "{}"
+timeout = "10s"
+routes = ["ANY /app/{{proxy+}}", "GET /stream"]
+"#,
+            guests::COMPONENT_HTTP_PROBE
+        ),
+    );
+    let n1 = start_node(&nats, "n1", &cfg, &dir.path().join("cache1"));
+    let n2 = start_node(&nats, "n2", &cfg, &dir.path().join("cache2"));
+    let client = reqwest::Client::new();
+    for n in [&n1, &n2] {
+        // The guest sees the full path; its probe paths are at the root.
+        let r = client
+            .get(format!("{}/app/x", n.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.text().await.unwrap(), "no such path");
+        let mut r = client
+            .get(format!("{}/stream?n=2&ms=300", n.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", n.name);
+        assert_eq!(r.chunk().await.unwrap().unwrap(), "chunk 0\n");
+        assert_eq!(r.chunk().await.unwrap().unwrap(), "chunk 1\n");
+        assert!(r.chunk().await.unwrap().is_none());
+    }
+    let late = start_node(&nats, "n3", &cfg, &dir.path().join("cache3"));
+    let health = Http::new().get(&late, "/healthz").await.json();
+    assert_eq!(health["compiles"], 0, "{health}");
+    let r = client
+        .get(format!("{}/stream?n=1&ms=0", late.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "chunk 0\n");
 }
 
 /// One record read back from a stream: event id → (headers, body).

@@ -344,3 +344,28 @@ async fn a_1xx_status_or_a_request_without_host_never_reaches_the_client() {
     let m = settled(&s.host).await;
     assert_eq!(m.succeeded + m.failed, 1, "only the 1xx request ran");
 }
+
+/// A client that reads slowly holds the guest back (backpressure): 16 MiB
+/// of body, read after a pause, arrive whole, and while the client
+/// paused the handler was still waiting to write (it would otherwise
+/// finish in milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_holds_the_guest_back() {
+    let s = start(|c| c.timeout(Duration::from_secs(20)).max_output(32 << 20)).await;
+    let mut r = reqwest::get(format!("{}/big?bytes={}", s.base, 16 << 20))
+        .await
+        .unwrap();
+    let mut got = r.chunk().await.unwrap().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.host.function_metrics("web").unwrap().in_flight,
+        1,
+        "the handler waits for the client"
+    );
+    while let Some(c) = r.chunk().await.unwrap() {
+        got += c.len();
+    }
+    assert_eq!(got, 16 << 20);
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.failed), (1, 0));
+}
