@@ -400,3 +400,52 @@ fn an_error_code_text_is_cut_while_it_is_formatted() {
     );
     x.invocation.join().unwrap();
 }
+
+/// One REPORT per request, through the embedder's log sink, as for every
+/// function (and the guest's stderr in its logs).
+#[test]
+fn each_request_gets_its_report() {
+    #[derive(Default, Clone)]
+    struct Lines(Arc<std::sync::Mutex<Vec<(String, Option<fnhost::ErrorKind>)>>>);
+    impl fnhost::LogSink for Lines {
+        fn record(&self, report: &fnhost::Report, _logs: &fnhost::Logs) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((report.report_line(), report.error));
+        }
+    }
+    let lines = Lines::default();
+    let host = Host::builder()
+        .no_artifact_cache()
+        .epoch_tick(Duration::from_millis(2))
+        .log_sink(lines.clone())
+        .build()
+        .unwrap();
+    register(&host, "web", |c| c.timeout(Duration::from_millis(300)));
+    let mut ids = Vec::new();
+    for path in ["/hello", "/spin"] {
+        let x = send(&host, "web", get(path));
+        let _ = frames(block_on(x.response).unwrap().unwrap());
+        ids.push(x.invocation.join().unwrap().report.request_id.to_string());
+    }
+    let got = lines.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got[0]
+            .0
+            .starts_with(&format!("REPORT RequestId: {} Duration: ", ids[0]))
+    );
+    assert_eq!(got[0].1, None);
+    assert!(
+        got[1]
+            .0
+            .starts_with(&format!("REPORT RequestId: {} ", ids[1]))
+    );
+    assert!(
+        got[1].0.ends_with(" Status: error (timeout)"),
+        "{}",
+        got[1].0
+    );
+    assert_eq!(got[1].1, Some(fnhost::ErrorKind::Timeout));
+}
