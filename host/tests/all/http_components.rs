@@ -405,8 +405,10 @@ fn an_error_code_text_is_cut_while_it_is_formatted() {
 /// function (and the guest's stderr in its logs).
 #[test]
 fn each_request_gets_its_report() {
+    /// A REPORT line and the error kind it ended with.
+    type Seen = (String, Option<fnhost::ErrorKind>);
     #[derive(Default, Clone)]
-    struct Lines(Arc<std::sync::Mutex<Vec<(String, Option<fnhost::ErrorKind>)>>>);
+    struct Lines(Arc<std::sync::Mutex<Vec<Seen>>>);
     impl fnhost::LogSink for Lines {
         fn record(&self, report: &fnhost::Report, _logs: &fnhost::Logs) {
             self.0
