@@ -86,6 +86,14 @@ pub type HttpResponse = http::Response<HttpBody>;
 /// set a response (it failed first: the invocation says why).
 pub type Respond = tokio::sync::oneshot::Sender<Result<HttpResponse, HttpBodyError>>;
 
+/// The body length a request declares (`content-length`; 0 without one).
+pub(crate) fn declared_len(headers: &http::HeaderMap) -> usize {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
 /// A request on its way into an instance, and where its response goes.
 pub(crate) struct Exchange {
     pub request: http::Request<UnsyncBoxBody<Bytes, ErrorCode>>,

@@ -149,7 +149,7 @@ pub use logs::{LogSink, Logs, TracingLogSink, escape_control};
 pub use metering::{Cost, Money, PriceModel, Usage, UsageSummary};
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use report::{Report, RequestId};
-pub use runtime::{InvokeFuture, ShutdownReport};
+pub use runtime::{HttpAdmission, HttpTicket, InvokeFuture, ShutdownReport};
 pub use target::{FunctionRef, LATEST, MAX_NAME_LEN, Qualifier, valid_name};
 pub use wasmtime::Trap;
 

@@ -156,10 +156,12 @@ async fn streamed(
             "bad request",
         );
     };
+    let ticket = match gw.host.admit_http(target, request.headers()).await {
+        Ok(t) => t,
+        Err(e) => return refusal(&e),
+    };
     let (respond, response) = tokio::sync::oneshot::channel();
-    let host = gw.host.clone();
-    let name = target.to_string();
-    let running = tokio::task::spawn_blocking(move || host.invoke_http(&name, request, respond));
+    let running = tokio::task::spawn_blocking(move || ticket.invoke(request, respond));
     // At most two events wait for a slow client: the guest waits too.
     let (tx, rx) = mpsc::channel(2);
     match response.await {
@@ -185,7 +187,7 @@ async fn streamed(
                     }
                 }
                 drop(body);
-                if let Ok(Ok(inv)) = running.await {
+                if let Ok(inv) = running.await {
                     let _ = tx.send(complete(&inv, cut, tail)).await;
                 }
             });
@@ -193,7 +195,7 @@ async fn streamed(
         }
         // No response: the invocation says why (or it was refused).
         other => match running.await {
-            Ok(Ok(inv)) => {
+            Ok(inv) => {
                 let r = event_stream(rx, version);
                 let cut = match other {
                     Ok(Err(code)) => Some(format!("the function answered with an error: {code}")),
@@ -202,7 +204,6 @@ async fn streamed(
                 let _ = tx.send(complete(&inv, cut, tail)).await;
                 r
             }
-            Ok(Err(e)) => refusal(&e),
             Err(e) => aws_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ServiceException",

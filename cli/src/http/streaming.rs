@@ -31,12 +31,16 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
     if !host_ok {
         return plain_error(StatusCode::BAD_REQUEST, "a Host header is required");
     }
+    // Admitted here, without a thread: past the limits the client gets
+    // its 429 at once instead of waiting behind busy threads.
+    let ticket = match gw.host.admit_http(function, req.headers()).await {
+        Ok(t) => t,
+        Err(e) => return refused(&e),
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let host = gw.host.clone();
-    let name = function.to_string();
     // The guest runs on a blocking thread for the whole exchange: it
     // waits there while the client reads slowly.
-    let running = tokio::task::spawn_blocking(move || host.invoke_http(&name, req, tx));
+    let running = tokio::task::spawn_blocking(move || ticket.invoke(req, tx));
     match rx.await {
         // An informational status would hand the connection over (101)
         // or confuse a proxy in front: not the guest's to send.
@@ -68,17 +72,7 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
             )
         }
         Err(_) => match running.await {
-            Ok(Err(Error::Throttled { .. })) => {
-                plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
-            }
-            Ok(Err(Error::PayloadTooLarge { .. })) => {
-                plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-            }
-            Ok(Err(Error::ShuttingDown)) => {
-                plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-            }
-            Ok(Err(Error::NotFound { .. })) => plain_error(StatusCode::NOT_FOUND, "Not Found"),
-            Ok(Ok(inv)) => match inv.outcome {
+            Ok(inv) => match inv.outcome {
                 Err(Error::Timeout { .. }) => {
                     plain_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
                 }
@@ -88,8 +82,20 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
                 }
                 Ok(_) => plain_error(StatusCode::BAD_GATEWAY, "the function sent no response"),
             },
-            Ok(Err(e)) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         },
+    }
+}
+
+/// The answer to a request refused before any guest ran.
+fn refused(e: &Error) -> Response {
+    match e {
+        Error::Throttled { .. } => plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        Error::PayloadTooLarge { .. } => {
+            plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Error::ShuttingDown => plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        Error::NotFound { .. } => plain_error(StatusCode::NOT_FOUND, "Not Found"),
+        e => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

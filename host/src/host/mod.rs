@@ -114,11 +114,7 @@ impl Host {
         if !f.linked.is_http() {
             return Err(crate::guest::component::not_http());
         }
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
+        let declared = crate::exchange::declared_len(request.headers());
         let permit = self.inner.core.admit(&f, declared)?;
         let exchange = crate::exchange::Exchange::new(request, f.policy.max_input, respond);
         let input = crate::guest::Input::Http(Box::new(exchange));
@@ -126,6 +122,26 @@ impl Host {
             .inner
             .core
             .execute_input(&f, version, input, permit, None))
+    }
+
+    /// [`invoke_http`](Host::invoke_http)'s admission alone, for an async
+    /// caller: the future gets a concurrency slot (waiting up to the
+    /// function's `max_wait` without blocking a thread) or the refusal
+    /// (throttled, too large, not an HTTP component, …); the
+    /// [`HttpTicket`](crate::HttpTicket) then runs the exchange on the
+    /// thread that calls [`invoke`](crate::HttpTicket::invoke), typically a
+    /// blocking one. A server thus answers 429 at once instead of queueing
+    /// work behind busy threads.
+    pub fn admit_http(&self, name: &str, headers: &http::HeaderMap) -> crate::HttpAdmission {
+        let core = &self.inner.core;
+        let resolved = core.registry.resolve(name).and_then(|(f, v)| {
+            if f.linked.is_http() {
+                Ok((f, v))
+            } else {
+                Err(crate::guest::component::not_http())
+            }
+        });
+        core.admit_http(resolved, crate::exchange::declared_len(headers))
     }
 
     /// Invokes `name` on the host's worker pool through the lock-free

@@ -84,6 +84,12 @@ impl Core {
         f.metrics.submitted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Undoes [`admitted`](Core::admitted) for a request admitted and
+    /// then never run (an HTTP ticket dropped unused).
+    pub(crate) fn unadmitted(&self, f: &Function) {
+        f.metrics.submitted.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Step 3, refused: counts the request and its refusal, and returns
     /// the error.
     pub(crate) fn refused(&self, f: &Function, e: Error) -> Error {

@@ -12,6 +12,7 @@ mod execute;
 mod future;
 mod maintenance;
 mod settings;
+mod ticket;
 mod workers;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use wasmtime::Engine;
 pub(crate) use admission::{Slot, Wait};
 pub use future::InvokeFuture;
 pub(crate) use settings::Settings;
+pub use ticket::{HttpAdmission, HttpTicket};
 pub(crate) use workers::{Batch, Job, Reply, Threads};
 
 use crate::function::pool::IdleBudget;

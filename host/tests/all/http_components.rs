@@ -451,3 +451,41 @@ fn each_request_gets_its_report() {
     );
     assert_eq!(got[1].1, Some(fnhost::ErrorKind::Timeout));
 }
+
+/// `admit_http` for async callers: a slot or the refusal at once, no
+/// thread taken; a ticket dropped unused leaves no count behind.
+#[test]
+fn admission_comes_before_any_thread_and_an_unused_ticket_counts_nothing() {
+    let host = web_host();
+    register(&host, "web", |c| c.reserved_concurrency(1));
+    crate::with_probe(&host, "plain", |c| c);
+    let none = http::HeaderMap::new();
+    let ticket = block_on(host.admit_http("web", &none)).unwrap();
+    // The one slot is taken: the next is refused at once.
+    let err = block_on(host.admit_http("web", &none)).unwrap_err();
+    assert!(matches!(err, Error::Throttled { limit: 1, .. }), "{err:?}");
+    let err = block_on(host.admit_http("plain", &none)).unwrap_err();
+    assert!(matches!(err, Error::BadExport { .. }), "{err:?}");
+    drop(ticket);
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!(
+        (m.submitted, m.throttled),
+        (1, 1),
+        "the dropped ticket is not a request"
+    );
+    // A ticket runs its exchange on the thread that invokes it.
+    let ticket = block_on(host.admit_http("web", &none)).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let inv = std::thread::spawn(move || ticket.invoke(get("/hello"), tx))
+        .join()
+        .unwrap();
+    assert_eq!(inv.report.error, None);
+    let (body, _) = frames(block_on(rx).unwrap().unwrap());
+    assert_eq!(text(&body), "hello from rust");
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!(
+        (m.submitted, m.succeeded, m.throttled),
+        (2, 1, 1),
+        "submitted = succeeded + failed + throttled + rejected"
+    );
+}
