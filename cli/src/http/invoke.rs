@@ -21,27 +21,14 @@ pub(super) async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (name, path_qualifier) = function_and_qualifier(&raw_name);
-    let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
-    // `name`, `name:version` or `name:alias`, resolved by the host.
-    let target = match &qualifier {
-        Some(q) => format!("{name}:{q}"),
-        None => name.clone(),
-    };
-    let header = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let invocation_type = header("x-amz-invocation-type")
-        .unwrap_or("RequestResponse")
-        .to_string();
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return aws_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                &format!("X-Amz-Log-Type must be None or Tail, not {other:?}"),
-            );
-        }
+    let Call {
+        target,
+        tail,
+        invocation_type,
+        ..
+    } = match Call::of(&raw_name, &query, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let payload = match read_body(body, gw.max_body).await {
         Ok(b) => b,
@@ -98,6 +85,53 @@ pub(super) async fn invoke(
         Err(e) => return refusal(&e),
     };
     lambda_response(inv, tail)
+}
+
+/// What both Invoke calls read off the request: the target
+/// (`name`, `name:version` or `name:alias`, resolved by the host), the
+/// qualifier, `X-Amz-Log-Type: Tail`, `X-Amz-Invocation-Type`.
+pub(super) struct Call {
+    pub target: String,
+    pub qualifier: Option<String>,
+    pub tail: bool,
+    pub invocation_type: String,
+}
+
+impl Call {
+    /// The call's parameters, or the AWS error for a bad log type.
+    pub(super) fn of(
+        raw_name: &str,
+        query: &std::collections::HashMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Call, Box<Response>> {
+        let (name, path_qualifier) = function_and_qualifier(raw_name);
+        let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
+        let target = match &qualifier {
+            Some(q) => format!("{name}:{q}"),
+            None => name,
+        };
+        let header = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let tail = match header("x-amz-log-type") {
+            None | Some("None") => false,
+            Some("Tail") => true,
+            Some(other) => {
+                return Err(Box::new(aws_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValueException",
+                    &format!("X-Amz-Log-Type must be None or Tail, not {other:?}"),
+                )));
+            }
+        };
+        let invocation_type = header("x-amz-invocation-type")
+            .unwrap_or("RequestResponse")
+            .to_string();
+        Ok(Call {
+            target,
+            qualifier,
+            tail,
+            invocation_type,
+        })
+    }
 }
 
 fn lambda_response(inv: Invocation, tail: bool) -> Response {

@@ -19,9 +19,9 @@ use fnhost::{Error, Invocation};
 use http_body_util::BodyExt as _;
 use tokio::sync::mpsc;
 
-use super::aws::{aws_error, function_and_qualifier, read_body, refusal};
+use super::aws::{aws_error, read_body, refusal};
 use super::eventstream::{MAX_CHUNK, invoke_complete, payload_chunk};
-use super::invoke::{error_message, error_type, log_result};
+use super::invoke::{Call, error_message, error_type, log_result};
 use super::state::Shared;
 
 /// `POST /2021-11-15/functions/{name}/response-streaming-invocations`.
@@ -32,28 +32,19 @@ pub(super) async fn invoke_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (name, path_qualifier) = function_and_qualifier(&raw_name);
-    let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
-    let target = match &qualifier {
-        Some(q) => format!("{name}:{q}"),
-        None => name.clone(),
+    let Call {
+        target,
+        qualifier,
+        tail,
+        invocation_type,
+    } = match Call::of(&raw_name, &query, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let header = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return aws_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                &format!("X-Amz-Log-Type must be None or Tail, not {other:?}"),
-            );
-        }
-    };
-    let dry_run = match header("x-amz-invocation-type") {
-        None | Some("RequestResponse") => false,
-        Some("DryRun") => true,
-        Some(other) => {
+    let dry_run = match invocation_type.as_str() {
+        "RequestResponse" => false,
+        "DryRun" => true,
+        other => {
             return aws_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
