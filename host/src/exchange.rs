@@ -4,11 +4,9 @@
 //! gets back while the guest is still writing the body.
 
 use std::fmt;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -33,7 +31,7 @@ impl HttpBodyError {
     /// A body stream's error, as wasmtime-wasi-http words it.
     pub(crate) fn from_body(e: &wasmtime_wasi_http::Error) -> HttpBodyError {
         HttpBodyError {
-            message: e.to_string(),
+            message: truncated(format_args!("{e}")),
         }
     }
 
@@ -41,17 +39,22 @@ impl HttpBodyError {
     /// [`MAX_ERROR_TEXT`] bytes: the guest chooses its payload's size, so
     /// the text is cut while it is formatted, never made whole first.
     pub(crate) fn from_code(e: &ErrorCode) -> HttpBodyError {
-        use std::fmt::Write as _;
-        let mut out = Truncating(String::new());
-        let _ = write!(out, "{e:?}");
+        let text = truncated(format_args!("{e:?}"));
         HttpBodyError {
-            message: out.0.trim_start_matches("ErrorCode::").to_string(),
+            message: text.trim_start_matches("ErrorCode::").to_string(),
         }
     }
 }
 
 /// Longest text of an error a guest's `error-code` becomes.
 pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// `args` formatted, at most [`MAX_ERROR_TEXT`] bytes of it.
+fn truncated(args: fmt::Arguments<'_>) -> String {
+    let mut out = Truncating(String::new());
+    let _ = fmt::Write::write_fmt(&mut out, args);
+    out.0
+}
 
 /// A string that stops taking text at [`MAX_ERROR_TEXT`] bytes (the
 /// formatting then ends).
@@ -98,64 +101,26 @@ pub(crate) fn declared_len(headers: &http::HeaderMap) -> usize {
 pub(crate) struct Exchange {
     pub request: http::Request<UnsyncBoxBody<Bytes, ErrorCode>>,
     pub respond: Respond,
+    /// The request body's cap (the function's `max_input`).
+    pub max_body: u64,
 }
 
 impl Exchange {
-    /// `request` with its body's errors turned into `error-code`s and the
-    /// body cut at `max_body` bytes (`HttpRequestBodySize`).
+    /// `request` with its body's errors turned into `error-code`s; the
+    /// instance cuts the body at `max_body` bytes (`HttpRequestBodySize`).
     pub(crate) fn new<B>(request: http::Request<B>, max_body: usize, respond: Respond) -> Exchange
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: fmt::Display,
     {
         let request = request.map(|body| {
-            Capped {
-                inner: body
-                    .map_err(|e| ErrorCode::InternalError(Some(e.to_string())))
-                    .boxed_unsync(),
-                left: max_body as u64,
-                max: max_body as u64,
-            }
-            .boxed_unsync()
+            body.map_err(|e| ErrorCode::InternalError(Some(e.to_string())))
+                .boxed_unsync()
         });
-        Exchange { request, respond }
-    }
-}
-
-/// A request body that ends with `HttpRequestBodySize` past `max` bytes.
-struct Capped {
-    inner: UnsyncBoxBody<Bytes, ErrorCode>,
-    left: u64,
-    max: u64,
-}
-
-impl Body for Capped {
-    type Data = Bytes;
-    type Error = ErrorCode;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let n = data.len() as u64;
-            if n > this.left {
-                return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(Some(this.max)))));
-            }
-            this.left -= n;
+        Exchange {
+            request,
+            respond,
+            max_body: max_body as u64,
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

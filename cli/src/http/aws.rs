@@ -27,6 +27,20 @@ pub(crate) fn plain_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"message": message}))).into_response()
 }
 
+/// A plain (non-Lambda) answer to a request refused before any guest ran:
+/// what trigger routes and HTTP components send.
+pub(crate) fn plain_refusal(e: &Error) -> Response {
+    match e {
+        Error::Throttled { .. } => plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        Error::PayloadTooLarge { .. } => {
+            plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Error::ShuttingDown => plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        Error::NotFound { .. } => plain_error(StatusCode::NOT_FOUND, "Not Found"),
+        e => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// The Lambda API's status and error type for a host error: the one
 /// mapping every handler uses, for invocations that were refused (no guest
 /// ran) and for control-plane changes alike.

@@ -9,10 +9,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use fnhost::Error;
 use serde_json::{Value, json};
 
-use super::aws::{plain_error, read_body};
+use super::aws::{plain_error, plain_refusal, read_body};
 use super::state::Shared;
 
 /// One HTTP trigger route: `METHOD /path/{param}/{proxy+}` → function.
@@ -207,16 +206,7 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
                 plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         },
-        Err(Error::Throttled { .. }) => {
-            plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
-        }
-        Err(Error::PayloadTooLarge { .. }) => {
-            plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-        }
-        Err(Error::ShuttingDown) => {
-            plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-        }
-        Err(e) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => plain_refusal(&e),
     }
 }
 

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use fnhost::Error;
 
-use super::aws::plain_error;
+use super::aws::{plain_error, plain_refusal};
 use super::guest_may_set;
 use super::state::Gateway;
 
@@ -35,7 +35,7 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
     // its 429 at once instead of waiting behind busy threads.
     let ticket = match gw.host.admit_http(function, req.headers()).await {
         Ok(t) => t,
-        Err(e) => return refused(&e),
+        Err(e) => return plain_refusal(&e),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The guest runs on a blocking thread for the whole exchange: it
@@ -84,18 +84,5 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
             },
             Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         },
-    }
-}
-
-/// The answer to a request refused before any guest ran.
-fn refused(e: &Error) -> Response {
-    match e {
-        Error::Throttled { .. } => plain_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
-        Error::PayloadTooLarge { .. } => {
-            plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-        }
-        Error::ShuttingDown => plain_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
-        Error::NotFound { .. } => plain_error(StatusCode::NOT_FOUND, "Not Found"),
-        e => plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

@@ -89,15 +89,12 @@ impl Future for HttpAdmission {
     type Output = Result<HttpTicket>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let p = match self.state.as_mut() {
-            None => return Poll::Ready(Err(Error::ShuttingDown)),
-            Some(Err(_)) => {
-                let Some(Err(e)) = self.state.take() else {
-                    return Poll::Ready(Err(Error::ShuttingDown));
-                };
-                return Poll::Ready(Err(e));
-            }
-            Some(Ok(p)) => p,
+        // Not found, not an HTTP component (or polled after it answered).
+        let Some(Ok(p)) = self.state.as_mut() else {
+            return Poll::Ready(Err(match self.state.take() {
+                Some(Err(e)) => e,
+                _ => Error::ShuttingDown,
+            }));
         };
         let until = match p.until {
             Some(u) => u,

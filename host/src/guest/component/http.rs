@@ -243,6 +243,7 @@ impl WasiHttpHooks for Hooks {
                     inner: UnsyncBoxBody::new(body),
                     left: cap,
                     cap,
+                    too_large: HttpError::HttpResponseBodySize,
                     deadline,
                     end: None,
                     hit,
@@ -261,28 +262,34 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
-/// A request body (of an HTTP component's request) that ends with
-/// `ConnectionReadTimeout` at the invocation's deadline.
-pub(crate) fn until_deadline(
+/// An HTTP component's request body: cut at `cap` bytes
+/// (`HttpRequestBodySize`) and ended with `ConnectionReadTimeout` at the
+/// invocation's deadline.
+pub(crate) fn request_body(
     body: UnsyncBoxBody<Bytes, ErrorCode>,
+    cap: u64,
     deadline: Instant,
     hit: Arc<AtomicBool>,
 ) -> WasiBody {
     UnsyncBoxBody::new(Bounded {
         inner: UnsyncBoxBody::new(http_body_util::BodyExt::map_err(body, HttpError::from)),
-        left: u64::MAX,
-        cap: u64::MAX,
+        left: cap,
+        cap,
+        too_large: HttpError::HttpRequestBodySize,
         deadline,
         end: None,
         hit,
     })
 }
 
-/// A response body cut at the deadline and at the response cap.
+/// A body cut at the deadline and at a cap (an outbound response's
+/// `max_response`, an HTTP component's request's `max_input`).
 struct Bounded {
     inner: WasiBody,
     left: u64,
     cap: u64,
+    /// The error past the cap.
+    too_large: fn(Option<u64>) -> HttpError,
     deadline: Instant,
     /// The deadline's timer, made on first poll (a timer needs the
     /// runtime the body is polled in).
@@ -313,7 +320,7 @@ impl Body for Bounded {
         {
             let n = data.len() as u64;
             if n > this.left {
-                return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(this.cap)))));
+                return Poll::Ready(Some(Err((this.too_large)(Some(this.cap)))));
             }
             this.left -= n;
         }

@@ -6,9 +6,12 @@
 //! while the guest writes (at most two 16 KiB writes buffered: a slow
 //! reader holds the guest back, and never past the deadline).
 //!
-//! The response body is capped at the function's `max_output`: the write
-//! that would cross it fails, the client's stream ends with an error, and
-//! the invocation is `OutputTooLarge`.
+//! All of an instance's response bodies share the function's
+//! `max_output`: the write that would cross it fails, the client's stream
+//! ends with an error, and the invocation is `OutputTooLarge`. A response
+//! body taken and never finished makes the invocation `IncompleteResponse`
+//! (never a clean end for the client); the request body stops at
+//! `max_input` and at the deadline.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -164,6 +167,9 @@ impl Responses {
     }
 }
 
+/// Most response bodies an instance may take and leave unfinished.
+const MAX_OPEN_BODIES: usize = 4096;
+
 /// `outgoing-response.body`: wasmtime-wasi-http's, noting the body as a
 /// response's (its writes are charged to the [`Budget`]).
 pub(crate) fn response_body(
@@ -171,6 +177,12 @@ pub(crate) fn response_body(
     (resp,): (Resource<HostOutgoingResponse>,),
 ) -> wasmtime::Result<(Result<Resource<HostOutgoingBody>, ()>,)> {
     let st = store.data_mut();
+    // Live resources are capped; entries of bodies dropped unfinished
+    // stay, so the list is capped too (a guest making and dropping
+    // responses in a loop gets an error, not host memory).
+    if st.p2().responses.open.len() >= MAX_OPEN_BODIES {
+        return Ok((Err(()),));
+    }
     let body = st.http().body(resp)?;
     if let Ok(body) = &body {
         st.p2().responses.open.push((body.rep(), false));
@@ -203,9 +215,13 @@ pub(crate) fn serve(
     proxy: &Handle,
     exchange: Exchange,
 ) -> Result<(), Failure> {
-    let Exchange { request, respond } = exchange;
+    let Exchange {
+        request,
+        respond,
+        max_body,
+    } = exchange;
     let (verdict, settled) = tokio::sync::oneshot::channel();
-    let served = serve_here(store, proxy, request, respond, settled);
+    let served = serve_here(store, proxy, (request, max_body), respond, settled);
     // The body's end waits for this: a handler that failed (or never
     // finished its body) must not look like a complete response.
     let _ = verdict.send(served.is_ok());
@@ -215,16 +231,19 @@ pub(crate) fn serve(
 fn serve_here(
     store: &mut Store<State>,
     proxy: &Handle,
-    request: http::Request<http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>>,
+    (request, max_body): (
+        http::Request<http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>>,
+        u64,
+    ),
     respond: crate::exchange::Respond,
     settled: tokio::sync::oneshot::Receiver<bool>,
 ) -> Result<(), Failure> {
     let st = store.data_mut();
     let budget = st.p2().responses.budget.clone();
-    // Reading the request body ends at the deadline too (a client that
-    // stops sending must not hold the instance past it).
+    // The request body stops at `max_input`, and at the deadline (a
+    // client that stops sending must not hold the instance past it).
     let (deadline, hit) = (st.call.deadline, st.p2().deadline_hit.clone());
-    let request = request.map(|body| super::http::until_deadline(body, deadline, hit));
+    let request = request.map(|body| super::http::request_body(body, max_body, deadline, hit));
     let mut view = store.data_mut().http();
     let req = view.new_incoming_request(Scheme::Http, request)?;
     let out = view.new_response_outparam_from_callback(move |resp| {
