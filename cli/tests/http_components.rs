@@ -323,6 +323,20 @@ async fn invoke_with_response_stream_sends_payload_chunks_then_invoke_complete()
         .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["x-amzn-ErrorType"], "ResourceNotFoundException");
+    // A plain function's payload must be JSON, as for Invoke.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/2021-11-15/functions/hello/response-streaming-invocations"
+        ))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.headers()["x-amzn-ErrorType"],
+        "InvalidRequestContentException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,12 +34,8 @@ pub(super) async fn invoke(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if !payload.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-        return aws_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            "Could not parse request body into json: the payload must be JSON",
-        );
+    if let Err(r) = require_json(&payload) {
+        return *r;
     }
     match invocation_type.as_str() {
         "RequestResponse" => {}
@@ -174,6 +170,18 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
             (StatusCode::OK, headers, axum::Json(body)).into_response()
         }
     }
+}
+
+/// Lambda's refusal of a payload that is not JSON (an empty one is).
+pub(super) fn require_json(payload: &[u8]) -> Result<(), Box<Response>> {
+    if payload.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() {
+        return Ok(());
+    }
+    Err(Box::new(aws_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestContentException",
+        "Could not parse request body into json: the payload must be JSON",
+    )))
 }
 
 /// Lambda's `LogResult`: the last 4 KB of the logs with the END and
