@@ -856,3 +856,171 @@ async fn bad_data_in_nats_is_refused_and_counted() {
     assert_eq!(h["Fnhost-Attempts"], "1");
     assert_eq!(*body, Value::Null, "no body: it does not fit in a message");
 }
+
+/// NATS SIGKILLed under a running cluster and restarted on the same store:
+/// while it is away every refusal comes at once and says so, and nothing
+/// refused ever runs; afterwards every accepted event has exactly one
+/// outcome and `/healthz` drains to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_outage_refuses_truthfully_and_runs_nothing_refused() {
+    let _serial = one_at_a_time().await;
+    let mut nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[function]]\nname = \"sink\"\nmodule = \"{}\"\nevents = {{ max_retries = 0 }}\n\n[[function]]\nname = \"slow\"\nmodule = \"{}\"\nreserved_concurrency = 1\ntimeout = \"10s\"\n",
+            guests::EVENTSINK,
+            guests::PROBE
+        ),
+    );
+    let nodes: Vec<Node> = (1..=2)
+        .map(|i| {
+            start_node(
+                &nats,
+                &format!("n{i}"),
+                &cfg,
+                &dir.path().join(format!("cache{i}")),
+            )
+        })
+        .collect();
+    let http = std::sync::Arc::new(Http::new());
+    let event = |node: usize, payload: Value| {
+        let http = http.clone();
+        let base = nodes[node].base.clone();
+        async move {
+            http.send(
+                reqwest::Method::POST,
+                format!("{base}/2015-03-31/functions/sink/invocations"),
+                &[("x-amz-invocation-type", "Event")],
+                payload.to_string(),
+            )
+            .await
+        }
+    };
+    let mut accepted = HashSet::new();
+    for i in 0..6 {
+        let r = event(i % 2, json!({"n": i})).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        accepted.insert(r.headers["x-amzn-RequestId"].to_str().unwrap().to_string());
+    }
+
+    nats.kill();
+    for node in &nodes {
+        eventually(
+            Duration::from_secs(10),
+            "the node to see NATS gone",
+            || async { http.get(node, "/healthz").await.status == 503 },
+        )
+        .await;
+    }
+    // Events: 503 at once, saying why; none of them runs later.
+    for i in 0..6 {
+        let started = Instant::now();
+        let r = event(i % 2, json!({"refused": i})).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.headers["x-amzn-ErrorType"], "ServiceException");
+        assert_eq!(r.headers["fnhost-cluster"], "disconnected");
+        assert!(
+            r.json()["Message"]
+                .as_str()
+                .unwrap()
+                .contains("will not run"),
+            "{}",
+            r.body
+        );
+    }
+    // An unknown function: 404 at once (no registry read through the outage).
+    let started = Instant::now();
+    let r = http.invoke(&nodes[0], "ghost", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // A throttled call: 429 at once (no forward through the outage).
+    let hold = {
+        let http = http.clone();
+        let base = nodes[0].base.clone();
+        tokio::spawn(async move {
+            http.send(
+                reqwest::Method::POST,
+                format!("{base}/2015-03-31/functions/slow/invocations"),
+                &[],
+                json!({"op": "sleep", "ms": 2000}).to_string(),
+            )
+            .await
+            .status
+        })
+    };
+    eventually(Duration::from_secs(5), "n1 to be busy", || async {
+        http.get(&nodes[0], "/metrics")
+            .await
+            .body
+            .contains("fnhost_host_concurrent_executions 1")
+    })
+    .await;
+    let started = Instant::now();
+    let r = http
+        .invoke(&nodes[0], "slow", json!({"op": "context"}))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(
+        hold.await.unwrap(),
+        200,
+        "the local call runs through the outage"
+    );
+    // A deploy: refused at once, applied nowhere.
+    let started = Instant::now();
+    let module =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(guests::HELLO).unwrap());
+    let r = http
+        .control(
+            &nodes[1],
+            reqwest::Method::POST,
+            "functions",
+            json!({"FunctionName": "late", "Code": {"ZipFile": module}}),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    nats.restart();
+    for node in &nodes {
+        eventually(Duration::from_secs(20), "the node to reconnect", || async {
+            http.get(node, "/healthz").await.status == 200
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(20), "the events to drain", || async {
+        let h = http.get(&nodes[0], "/healthz").await.json();
+        h["cluster"]["events"]["pending"] == 0 && h["cluster"]["events"]["in_flight"] == 0
+    })
+    .await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = jetstream::new(client);
+    let (results, dups) = read_stream(&js, "FNHOST_RESULTS").await;
+    assert_eq!(dups, 0);
+    let ran: HashSet<String> = results.keys().cloned().collect();
+    assert_eq!(ran, accepted, "exactly the accepted events ran, each once");
+    for node in &nodes {
+        let r = http.get(node, "/2015-03-31/functions/late").await;
+        assert_eq!(r.status, 404, "the refused deploy is nowhere: {}", r.body);
+        assert_eq!(http.counter(node, "events_expired").await, 0);
+    }
+}

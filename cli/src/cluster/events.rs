@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use super::stream::*;
 use super::{
     Cluster, DEAD_LETTER_STREAM, EVENTS_CONSUMER, EVENTS_STREAM, RESULTS_STREAM, nats_error,
+    unavailable,
 };
 
 /// Runs `work` while telling JetStream every `every` that `msg` is still
@@ -83,15 +84,32 @@ impl Cluster {
                 max,
             });
         }
+        // While NATS is away the client would buffer the publish and send
+        // it after this call has answered: refuse at once instead.
+        if !self.is_connected() {
+            return Err(unavailable("the event"));
+        }
         let id = new_id(&self.opts.node);
+        let now = SystemTime::now();
         let mut headers = event_headers(&id, &id, target);
-        headers.insert(ACCEPTED, unix_ms(SystemTime::now()).to_string().as_str());
-        let ack = self
-            .js
-            .publish_with_headers(format!("fnhost.events.{}", info.name), headers, payload)
-            .await
-            .map_err(|e| nats_error("event send", e))?;
-        ack.await.map_err(|e| nats_error("event send", e))?;
+        headers.insert(ACCEPTED, unix_ms(now).to_string().as_str());
+        // A message the stream stores after this deadline is one this call
+        // refused (it answers only after the deadline and the skew margin
+        // have passed): every node drops it unrun.
+        headers.insert(SEND_DEADLINE, unix_ms(now + SEND_WAIT).to_string().as_str());
+        let sent = async {
+            let ack = self
+                .js
+                .publish_with_headers(format!("fnhost.events.{}", info.name), headers, payload)
+                .await
+                .map_err(|e| nats_error("event send", e))?;
+            ack.await.map_err(|e| nats_error("event send", e))
+        };
+        match tokio::time::timeout(SEND_WAIT + CLOCK_SKEW, sent).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if self.is_connected() => return Err(e),
+            _ => return Err(unavailable("the event")),
+        }
         self.stats.events_sent.fetch_add(1, Ordering::Relaxed);
         Ok(id)
     }
@@ -119,14 +137,18 @@ impl Cluster {
             .get_stream(EVENTS_STREAM)
             .await
             .map_err(|e| nats_error("stream info", e))?;
-        let in_flight = events
+        let consumer = events
             .consumer_info(EVENTS_CONSUMER)
             .await
-            .map_err(|e| nats_error("consumer info", e))?
-            .num_ack_pending as u64;
+            .map_err(|e| nats_error("consumer info", e))?;
+        // What is really outstanding is the consumer's view: events not
+        // yet delivered and events delivered without an outcome. The
+        // stream's own message count can keep messages below the ack
+        // floor after a server restart (nats-server 2.9's file store).
         Ok(json!({
-            "pending": count(EVENTS_STREAM).await?,
-            "in_flight": in_flight,
+            "pending": consumer.num_pending,
+            "in_flight": consumer.num_ack_pending,
+            "stream_messages": count(EVENTS_STREAM).await?,
             "succeeded": count(RESULTS_STREAM).await?,
             "dead_lettered": count(DEAD_LETTER_STREAM).await?,
         }))
@@ -236,6 +258,14 @@ impl Cluster {
         let attempt = failures + 1;
         let accepted = number(ACCEPTED).map_or(published, from_unix_ms);
         let target = header(headers, TARGET).map(clean);
+        if number(SEND_DEADLINE).is_some_and(|d| published > from_unix_ms(d)) {
+            // Stored after its sender gave up and refused the call (the
+            // client sent it late, after an outage): it never runs.
+            self.stats.events_expired.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "fnhost::cluster", event = %id, "dropped an event stored after its sender refused it");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
         if delivered > MAX_DELIVERIES {
             // Delivered again and again without an outcome (nodes dying
             // with it, outcomes that cannot be stored): give it up.

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use fnhost::{Error, Invocation, wire};
 use futures::StreamExt as _;
 
 use super::{Cluster, INVOKE_GROUP};
-use crate::cluster::stream::{TARGET, function_of};
+use crate::cluster::stream::{CLOCK_SKEW, TARGET, from_unix_ms, function_of, unix_ms};
 
 /// Header: the node that asked.
 pub const ORIGIN: &str = "Fnhost-Origin";
@@ -33,6 +33,10 @@ pub const STATUS: &str = "Fnhost-Status";
 /// Header: the invocation's meta (`ok`) or the error's JSON (`refused`,
 /// `retry`).
 pub const META: &str = "Fnhost-Meta";
+/// Header: when the asker sent the request (Unix ms).
+pub const SENT: &str = "Fnhost-Sent";
+/// Header: when the asker stops waiting for the answer (Unix ms).
+pub const DEADLINE: &str = "Fnhost-Deadline";
 /// Other nodes one forwarded invocation asks at most.
 pub const TRIES: usize = 6;
 
@@ -81,6 +85,13 @@ impl Cluster {
                 out.insert(STATUS, "self");
                 Bytes::new()
             }
+            (Some(target), _) if self.too_late(&target, &get) => {
+                // Its asker has answered (or will before this could
+                // finish): it never runs.
+                self.stats.forwards_expired.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "fnhost::cluster", function = %target, "dropped a forwarded invocation that arrived too late");
+                return;
+            }
             (Some(target), _) => match self.run_here(&target, req.payload.clone()).await {
                 Ok(inv) => {
                     self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +124,24 @@ impl Cluster {
         if let Err(e) = self.client.publish_with_headers(reply, out, body).await {
             tracing::warn!(target: "fnhost::cluster", error = %e, "could not answer a forwarded invocation");
         }
+    }
+
+    /// Whether a forwarded request arrived too late to run: more than the
+    /// clock skew after it was sent (it waited in a buffer through an
+    /// outage), or with too little time left before its asker gives up
+    /// for this node's timeout and queue wait. Requests without the
+    /// headers (older nodes) run.
+    fn too_late(&self, target: &str, get: &impl Fn(&str) -> Option<String>) -> bool {
+        let at = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).map(from_unix_ms);
+        let now = SystemTime::now();
+        if at(SENT).is_some_and(|sent| now > sent + CLOCK_SKEW) {
+            return true;
+        }
+        let needs = self
+            .host
+            .function_info(target)
+            .map_or(Duration::ZERO, |i| i.timeout + i.max_wait);
+        at(DEADLINE).is_some_and(|deadline| now + needs > deadline)
     }
 
     /// The invocation in wire form, fitted to a message: an output that
@@ -169,16 +198,22 @@ impl Cluster {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'$'))
         };
-        if !plain(target) || payload.len() > self.max_message() {
+        // While NATS is away a request would wait in the client's buffer
+        // and reach a peer after the caller was answered: this node's own
+        // refusal goes back at once instead.
+        if !plain(target) || payload.len() > self.max_message() || !self.is_connected() {
             return Err(local);
         }
         let timeout = match self.host.function_info(target) {
             Ok(i) => i.timeout + i.max_wait + HOP_MARGIN,
             Err(_) => Duration::from_secs(60),
         };
+        let sent = SystemTime::now();
         let mut headers = HeaderMap::new();
         headers.insert(TARGET, target);
         headers.insert(ORIGIN, self.opts.node.as_str());
+        headers.insert(SENT, unix_ms(sent).to_string().as_str());
+        headers.insert(DEADLINE, unix_ms(sent + timeout).to_string().as_str());
         let mut last = local;
         // Answers from this node itself (NATS may hand the request to its
         // own queue member) do not count as tries; the cap on requests

@@ -130,6 +130,12 @@ pub struct ClusterStats {
     pub forwarded_in: AtomicU64,
     /// Forwarded invocations no node could take.
     pub forward_failures: AtomicU64,
+    /// Events dropped unrun because the stream stored them after their
+    /// sender had refused them (sent late after an outage).
+    pub events_expired: AtomicU64,
+    /// Forwarded invocations dropped unrun because they arrived after
+    /// their asker had given up (delivered late after an outage).
+    pub forwards_expired: AtomicU64,
 }
 
 /// A node's membership in a cluster: the NATS connection, the shared
@@ -161,6 +167,17 @@ pub(crate) fn nats_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Remote {
         kind: ErrorKind::Store,
         message: format!("cluster {what}: {e}"),
+    }
+}
+
+/// The refusal while this node cannot reach NATS: `what` was not accepted
+/// and will not run (503 on the Lambda API).
+pub(crate) fn unavailable(what: &str) -> Error {
+    Error::Remote {
+        kind: ErrorKind::ShuttingDown,
+        message: format!(
+            "the cluster is unreachable from this node (NATS is down): {what} was not accepted and will not run"
+        ),
     }
 }
 
@@ -277,7 +294,7 @@ impl Cluster {
         let s = &self.stats;
         let node = self.opts.node.replace(['"', '\\', '\n'], "_");
         let mut out = String::new();
-        let rows: [(&str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &AtomicU64); 14] = [
             (
                 "registry_writes",
                 "Registry changes written by this node",
@@ -337,6 +354,16 @@ impl Cluster {
                 "forward_failures",
                 "Forwarded invocations no node could take",
                 &s.forward_failures,
+            ),
+            (
+                "events_expired",
+                "Events dropped unrun: stored after their sender refused them",
+                &s.events_expired,
+            ),
+            (
+                "forwards_expired",
+                "Forwarded invocations dropped unrun: arrived after the asker gave up",
+                &s.forwards_expired,
             ),
         ];
         for (name, help, v) in rows {

@@ -14,6 +14,9 @@ use tokio::io::AsyncReadExt as _;
 
 use super::{Cluster, nats_error};
 
+/// Longest a refresh (a node catching up on one function before it
+/// answers a call) waits for the registry.
+const REFRESH_WAIT: Duration = Duration::from_millis(800);
 /// Largest object fetched from the stores (a module or an artifact).
 const MAX_OBJECT: usize = 512 << 20;
 
@@ -275,6 +278,11 @@ impl Cluster {
         module: Option<Bytes>,
         op: impl Fn(&Host) -> fnhost::Result<T> + Clone + Send + 'static,
     ) -> fnhost::Result<T> {
+        // A write the client buffered through an outage could land after
+        // this call answered: refuse while NATS is away.
+        if !self.is_connected() {
+            return Err(super::unavailable("the change"));
+        }
         let mut applied = self.registry_lock.lock().await;
         for _ in 0..8 {
             let (current, revision) = self.read_entry(name).await?;
@@ -321,7 +329,17 @@ impl Cluster {
                     return Ok(out);
                 }
                 Err(e) => {
-                    let now = self.read_entry(name).await.map(|(_, r)| r);
+                    let read = self.read_entry(name).await;
+                    if let Ok((Some(table), r)) = &read
+                        && Some(table) == after.as_ref()
+                        && *r != revision
+                    {
+                        // The write landed; only its answer was lost.
+                        applied.insert(name.to_string(), *r);
+                        self.stats.registry_writes.fetch_add(1, Ordering::Relaxed);
+                        return Ok(out);
+                    }
+                    let now = read.map(|(_, r)| r);
                     if now.as_ref().is_ok_and(|r| *r != revision) {
                         // Another node changed `name` first: start again
                         // from its table.
@@ -350,13 +368,24 @@ impl Cluster {
         if !fnhost::valid_name(name) {
             return;
         }
+        // Nothing to read while NATS is away: the caller answers from what
+        // this node has, at once.
+        if !self.is_connected() {
+            return;
+        }
         // Read without the lock: a miss (most refreshes of unknown names)
-        // costs one round trip and never waits behind an apply.
-        let (table, revision) = match self.read_entry(name).await {
-            Ok((_, 0)) => return,
-            Ok(e) => e,
-            Err(e) => {
+        // costs one round trip and never waits behind an apply. Bounded,
+        // so a connection that dies mid-read does not hold the caller.
+        let read = tokio::time::timeout(REFRESH_WAIT, self.read_entry(name)).await;
+        let (table, revision) = match read {
+            Ok(Ok((_, 0))) => return,
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
                 tracing::warn!(target: "fnhost::cluster", function = %name, error = %e, "registry read");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(target: "fnhost::cluster", function = %name, "registry read timed out");
                 return;
             }
         };

@@ -37,6 +37,16 @@ pub const DELIVERIES: &str = "Fnhost-Deliveries";
 /// output does not fit in a message).
 pub const OUTPUT_BYTES: &str = "Fnhost-Output-Bytes";
 
+/// Header with the time (Unix ms) after which the stream must not store
+/// this event any more: its sender has refused the call by then.
+pub const SEND_DEADLINE: &str = "Fnhost-Send-Deadline";
+/// How long a send waits for the stream's acknowledgement.
+pub(super) const SEND_WAIT: Duration = Duration::from_secs(5);
+/// Clock difference between nodes and the NATS server tolerated by the
+/// deadlines events and forwarded calls carry (nodes are expected to run
+/// NTP).
+pub(super) const CLOCK_SKEW: Duration = Duration::from_secs(1);
+
 /// Deliveries of one message without an outcome before it is given up.
 pub const MAX_DELIVERIES: i64 = 20;
 /// How long JetStream remembers message ids to drop re-sends: longer than

@@ -80,12 +80,24 @@ pub fn router(gw: Gateway) -> Router {
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/metrics", axum::routing::get(ops::metrics))
         .fallback(routes::trigger)
-        .layer(axum::middleware::from_fn(guard_and_log))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            guard_and_log,
+        ))
         .with_state(gw)
 }
 
-/// Header-size limit and one structured log line per request.
-async fn guard_and_log(req: Request, next: axum::middleware::Next) -> Response {
+/// Header on every answer a cluster node gives while it cannot reach NATS:
+/// the answer comes from what this node has alone.
+pub const CLUSTER_STATE_HEADER: &str = "fnhost-cluster";
+
+/// Header-size limit, the cluster-state header and one structured log line
+/// per request.
+async fn guard_and_log(
+    axum::extract::State(gw): axum::extract::State<Shared>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -104,6 +116,13 @@ async fn guard_and_log(req: Request, next: axum::middleware::Next) -> Response {
     } else {
         next.run(req).await
     };
+    let mut resp = resp;
+    if gw.cluster.as_ref().is_some_and(|c| !c.is_connected()) {
+        resp.headers_mut().insert(
+            CLUSTER_STATE_HEADER,
+            axum::http::HeaderValue::from_static("disconnected"),
+        );
+    }
     tracing::info!(
         target: "fnhost::http",
         %method,

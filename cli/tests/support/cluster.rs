@@ -41,6 +41,7 @@ fn free_port() -> u16 {
 pub struct Nats {
     pub child: Child,
     pub url: String,
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -48,28 +49,45 @@ impl Nats {
     pub fn start() -> Nats {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start nats-server ({e}): install it (`apt-get install nats-server`; `cargo xtask test` does) or set FNHOST_NATS_SERVER"
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Nats {
-            child,
+            child: spawn_nats(dir.path(), port),
             url: format!("nats://127.0.0.1:{port}"),
+            port,
             _dir: dir,
         }
     }
+
+    /// SIGKILLs the server (its store stays).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_nats(self._dir.path(), self.port);
+    }
+}
+
+fn spawn_nats(dir: &Path, port: u16) -> Child {
+    let child = Command::new(nats_server_binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start nats-server ({e}): install it (`apt-get install nats-server`; `cargo xtask test` does) or set FNHOST_NATS_SERVER"
+            )
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Nats {
