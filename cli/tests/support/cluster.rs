@@ -41,6 +41,10 @@ fn free_port() -> u16 {
 pub struct Nats {
     pub child: Child,
     pub url: String,
+    #[allow(
+        dead_code,
+        reason = "the cluster benchmark includes this file and never restarts NATS"
+    )]
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -58,12 +62,20 @@ impl Nats {
     }
 
     /// SIGKILLs the server (its store stays).
+    #[allow(
+        dead_code,
+        reason = "the cluster benchmark includes this file and never restarts NATS"
+    )]
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Starts the server again on the same port and store.
+    #[allow(
+        dead_code,
+        reason = "the cluster benchmark includes this file and never restarts NATS"
+    )]
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn_nats(self._dir.path(), self.port);
