@@ -64,8 +64,13 @@ pub(super) fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A header's time stamp; one past what the platform's clock can hold
+/// (a foreign message) is read as the far future, never a panic.
 pub(super) fn from_unix_ms(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .map_or(far, |t| t.min(far))
 }
 
 /// Creates the three streams (or checks they exist).

@@ -106,7 +106,7 @@ async fn guard_and_log(
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    let resp = if header_bytes > MAX_HEADER_BYTES {
+    let mut resp = if header_bytes > MAX_HEADER_BYTES {
         plain_error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             &format!(
@@ -116,7 +116,6 @@ async fn guard_and_log(
     } else {
         next.run(req).await
     };
-    let mut resp = resp;
     if gw.cluster.as_ref().is_some_and(|c| !c.is_connected()) {
         resp.headers_mut().insert(
             CLUSTER_STATE_HEADER,
