@@ -12,7 +12,13 @@
 //!   events run again elsewhere;
 //! - a sync invocation through a saturated node is served by another; with
 //!   every node saturated the caller gets Lambda's throttling error;
-//!   `/healthz` reports a lost NATS connection.
+//!   `/healthz` reports a lost NATS connection;
+//! - NATS SIGKILLed and restarted on the same store: while it is away
+//!   events, deploys, unknown and throttled calls are refused at once and
+//!   never run later; killed mid-run under thousands of events, forwarded
+//!   sync calls and deploys, every accepted event has one outcome, no
+//!   refused request ran, the runs add up to the answers, and every node
+//!   ends with the same registry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,21 @@ fn start_node(nats: &Nats, name: &str, config: &Path, cache: &Path) -> Node {
         config,
         cache,
     )
+}
+
+/// Nodes `n1`..=`n{count}` of this build on `config`, each with its own
+/// artifact cache under `dir`.
+fn start_nodes(nats: &Nats, count: usize, config: &Path, dir: &Path) -> Vec<Node> {
+    (1..=count)
+        .map(|i| {
+            start_node(
+                nats,
+                &format!("n{i}"),
+                config,
+                &dir.join(format!("cache{i}")),
+            )
+        })
+        .collect()
 }
 
 /// A config file in `dir` with `functions` (TOML `[[function]]` tables).
@@ -121,6 +142,34 @@ impl Http {
         .await
     }
 
+    /// Starts a call of `slow` (the probe, one slot per node) through
+    /// `node` that sleeps `ms`; the task ends with its status.
+    fn hold(self: &std::sync::Arc<Self>, node: &Node, ms: u64) -> tokio::task::JoinHandle<u16> {
+        let http = self.clone();
+        let base = node.base.clone();
+        tokio::spawn(async move {
+            http.send(
+                reqwest::Method::POST,
+                format!("{base}/2015-03-31/functions/slow/invocations"),
+                &[],
+                json!({"op": "sleep", "ms": ms}).to_string(),
+            )
+            .await
+            .status
+        })
+    }
+
+    /// Waits until `node` runs an invocation (its one slot is taken).
+    async fn wait_busy(&self, node: &Node) {
+        eventually(Duration::from_secs(5), "the node to be busy", || async {
+            self.get(node, "/metrics")
+                .await
+                .body
+                .contains("fnhost_host_concurrent_executions 1")
+        })
+        .await;
+    }
+
     /// The node's `fnhost_cluster_<name>_total` counter.
     async fn counter(&self, node: &Node, name: &str) -> u64 {
         let text = self.get(node, "/metrics").await.body;
@@ -159,16 +208,7 @@ async fn register_through_one_node_invoke_through_another() {
     let nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
-    let nodes: Vec<Node> = (1..=3)
-        .map(|i| {
-            start_node(
-                &nats,
-                &format!("n{i}"),
-                &cfg,
-                &dir.path().join(format!("cache{i}")),
-            )
-        })
-        .collect();
+    let nodes = start_nodes(&nats, 3, &cfg, dir.path());
     let http = Http::new();
     let module = base64::engine::general_purpose::STANDARD.encode(guests::bytes(guests::PROBE));
     let create = |env: &str| {
@@ -499,16 +539,7 @@ events = {{ max_retries = 0 }}
             guests::PROBE
         ),
     );
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| {
-            start_node(
-                &nats,
-                &format!("n{i}"),
-                &cfg,
-                &dir.path().join(format!("cache{i}")),
-            )
-        })
-        .collect();
+    let mut nodes = start_nodes(&nats, 3, &cfg, dir.path());
     let http = Http::new();
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
@@ -659,41 +690,12 @@ async fn a_saturated_node_forwards_to_another() {
             guests::PROBE
         ),
     );
-    let nodes: Vec<Node> = (1..=3)
-        .map(|i| {
-            start_node(
-                &nats,
-                &format!("n{i}"),
-                &cfg,
-                &dir.path().join(format!("cache{i}")),
-            )
-        })
-        .collect();
+    let nodes = start_nodes(&nats, 3, &cfg, dir.path());
     let http = std::sync::Arc::new(Http::new());
 
     // n1's only slot is busy for 6 s...
-    let hold = |i: usize| {
-        let http = http.clone();
-        let base = nodes[i].base.clone();
-        tokio::spawn(async move {
-            http.send(
-                reqwest::Method::POST,
-                format!("{base}/2015-03-31/functions/slow/invocations"),
-                &[],
-                json!({"op": "sleep", "ms": 6000}).to_string(),
-            )
-            .await
-            .status
-        })
-    };
-    let busy = hold(0);
-    eventually(Duration::from_secs(5), "n1 to be busy", || async {
-        http.get(&nodes[0], "/metrics")
-            .await
-            .body
-            .contains("fnhost_host_concurrent_executions 1")
-    })
-    .await;
+    let busy = http.hold(&nodes[0], 6000);
+    http.wait_busy(&nodes[0]).await;
     // ...so this call through n1 runs on n2 or n3, with a normal answer.
     let r = http
         .invoke(&nodes[0], "slow", json!({"op": "context"}))
@@ -727,15 +729,9 @@ async fn a_saturated_node_forwards_to_another() {
     assert_eq!(busy.await.unwrap(), 200);
 
     // Every node busy: Lambda's throttling error, after asking the others.
-    let holds: Vec<_> = (0..3).map(hold).collect();
+    let holds: Vec<_> = nodes.iter().map(|n| http.hold(n, 6000)).collect();
     for n in &nodes {
-        eventually(Duration::from_secs(5), "every node to be busy", || async {
-            http.get(n, "/metrics")
-                .await
-                .body
-                .contains("fnhost_host_concurrent_executions 1")
-        })
-        .await;
+        http.wait_busy(n).await;
     }
     let r = http
         .invoke(&nodes[1], "slow", json!({"op": "context"}))
@@ -857,6 +853,19 @@ async fn bad_data_in_nats_is_refused_and_counted() {
     assert_eq!(*body, Value::Null, "no body: it does not fit in a message");
 }
 
+/// The outage tests' functions: `sink` (events, no retries) and `slow`
+/// (the probe, one slot per node).
+fn outage_config(dir: &Path) -> PathBuf {
+    config(
+        dir,
+        &format!(
+            "[[function]]\nname = \"sink\"\nmodule = \"{}\"\nevents = {{ max_retries = 0 }}\n\n[[function]]\nname = \"slow\"\nmodule = \"{}\"\nreserved_concurrency = 1\ntimeout = \"10s\"\n",
+            guests::EVENTSINK,
+            guests::PROBE
+        ),
+    )
+}
+
 /// NATS SIGKILLed under a running cluster and restarted on the same store:
 /// while it is away every refusal comes at once and says so, and nothing
 /// refused ever runs; afterwards every accepted event has exactly one
@@ -866,24 +875,8 @@ async fn a_nats_outage_refuses_truthfully_and_runs_nothing_refused() {
     let _serial = one_at_a_time().await;
     let mut nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "[[function]]\nname = \"sink\"\nmodule = \"{}\"\nevents = {{ max_retries = 0 }}\n\n[[function]]\nname = \"slow\"\nmodule = \"{}\"\nreserved_concurrency = 1\ntimeout = \"10s\"\n",
-            guests::EVENTSINK,
-            guests::PROBE
-        ),
-    );
-    let nodes: Vec<Node> = (1..=2)
-        .map(|i| {
-            start_node(
-                &nats,
-                &format!("n{i}"),
-                &cfg,
-                &dir.path().join(format!("cache{i}")),
-            )
-        })
-        .collect();
+    let cfg = outage_config(dir.path());
+    let nodes = start_nodes(&nats, 2, &cfg, dir.path());
     let http = std::sync::Arc::new(Http::new());
     let event = |node: usize, payload: Value| {
         let http = http.clone();
@@ -945,27 +938,8 @@ async fn a_nats_outage_refuses_truthfully_and_runs_nothing_refused() {
     );
     assert_eq!(r.status, 404, "{}", r.body);
     // A throttled call: 429 at once (no forward through the outage).
-    let hold = {
-        let http = http.clone();
-        let base = nodes[0].base.clone();
-        tokio::spawn(async move {
-            http.send(
-                reqwest::Method::POST,
-                format!("{base}/2015-03-31/functions/slow/invocations"),
-                &[],
-                json!({"op": "sleep", "ms": 2000}).to_string(),
-            )
-            .await
-            .status
-        })
-    };
-    eventually(Duration::from_secs(5), "n1 to be busy", || async {
-        http.get(&nodes[0], "/metrics")
-            .await
-            .body
-            .contains("fnhost_host_concurrent_executions 1")
-    })
-    .await;
+    let hold = http.hold(&nodes[0], 2000);
+    http.wait_busy(&nodes[0]).await;
     let started = Instant::now();
     let r = http
         .invoke(&nodes[0], "slow", json!({"op": "context"}))
@@ -1022,5 +996,278 @@ async fn a_nats_outage_refuses_truthfully_and_runs_nothing_refused() {
         let r = http.get(node, "/2015-03-31/functions/late").await;
         assert_eq!(r.status, 404, "the refused deploy is nowhere: {}", r.body);
         assert_eq!(http.counter(node, "events_expired").await, 0);
+    }
+}
+
+/// What one request in the mid-run outage test was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    /// 2xx: accepted (an event) or answered (a call, a deploy).
+    Accepted,
+    /// A 200 that is a function error (a forwarded call may have timed
+    /// out on the peer), or a 500 saying NATS never confirmed: either
+    /// outcome is true.
+    MayHaveRun,
+    /// Any other error: it has not run and never will.
+    Refused,
+}
+
+fn told(a: &Answer) -> Told {
+    match a.status {
+        200 if a.headers.contains_key("x-amz-function-error") => Told::MayHaveRun,
+        200..=299 => Told::Accepted,
+        500 if a.body.contains("did not confirm") => Told::MayHaveRun,
+        _ => Told::Refused,
+    }
+}
+
+/// The sum over `nodes` of `fnhost_invocations_total` for `function`
+/// with `outcome`.
+async fn runs(http: &Http, nodes: &[Node], function: &str, outcome: &str) -> u64 {
+    let prefix =
+        format!("fnhost_invocations_total{{function=\"{function}\",outcome=\"{outcome}\"}} ");
+    let mut total = 0;
+    for node in nodes {
+        let text = http.get(node, "/metrics").await.body;
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.parse::<u64>().unwrap());
+    }
+    total
+}
+
+/// The functions a node lists, as (name, code hash), sorted.
+async fn listed(http: &Http, node: &Node) -> Vec<(String, String)> {
+    let r = http.get(node, "/2015-03-31/functions/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut out: Vec<(String, String)> = r.json()["Functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["FunctionName"].as_str().unwrap().to_string(),
+                f["CodeSha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_killed_mid_run_loses_nothing_accepted_and_runs_nothing_refused() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let _serial = one_at_a_time().await;
+    let mut nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = outage_config(dir.path());
+    let nodes = Arc::new(start_nodes(&nats, 2, &cfg, dir.path()));
+    let http = Arc::new(Http::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    // Every request and what it was told, by kind.
+    let events: Arc<Mutex<Vec<(u64, Told, String)>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<Told>>> = Arc::default();
+    let deploys: Arc<Mutex<Vec<(String, Told)>>> = Arc::default();
+    let mut load = Vec::new();
+
+    // Events through both nodes from four senders, each numbered.
+    for sender in 0..4u64 {
+        let (http, nodes, stop, events) =
+            (http.clone(), nodes.clone(), stop.clone(), events.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let token = sender * 1_000_000 + i;
+                let node = &nodes[(i % 2) as usize];
+                let r = http
+                    .send(
+                        reqwest::Method::POST,
+                        format!("{}/2015-03-31/functions/sink/invocations", node.base),
+                        &[("x-amz-invocation-type", "Event")],
+                        json!({ "token": token }).to_string(),
+                    )
+                    .await;
+                let t = told(&r);
+                let id = r
+                    .headers
+                    .get("x-amzn-RequestId")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                events.lock().unwrap().push((token, t, id));
+                if t != Told::Accepted {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Sync calls through n1 from three callers: its one slot is taken, so
+    // most are forwarded to n2 (or throttled when n2's is too).
+    for _ in 0..3 {
+        let (http, nodes, stop, calls) = (http.clone(), nodes.clone(), stop.clone(), calls.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http
+                    .invoke(&nodes[0], "slow", json!({"op": "sleep", "ms": 150}))
+                    .await;
+                let t = told(&r);
+                calls.lock().unwrap().push(t);
+                if t != Told::Accepted {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    // Deploys through n2: a new function every 100 ms.
+    {
+        let (http, nodes, stop, deploys) =
+            (http.clone(), nodes.clone(), stop.clone(), deploys.clone());
+        let module =
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(guests::HELLO).unwrap());
+        load.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("d{i}");
+                let r = http
+                    .control(
+                        &nodes[1],
+                        reqwest::Method::POST,
+                        "functions",
+                        json!({"FunctionName": name, "Code": {"ZipFile": module}}),
+                    )
+                    .await;
+                deploys.lock().unwrap().push((name, told(&r)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                i += 1;
+            }
+        }));
+    }
+
+    // Under load: kill NATS, keep the load on through the outage, restart
+    // it on the same store, keep going a little, stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.kill();
+    for node in nodes.iter() {
+        eventually(
+            Duration::from_secs(10),
+            "the node to see NATS gone",
+            || async { http.get(node, "/healthz").await.status == 503 },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.restart();
+    for node in nodes.iter() {
+        eventually(Duration::from_secs(20), "the node to reconnect", || async {
+            http.get(node, "/healthz").await.status == 200
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    eventually(Duration::from_secs(60), "the events to drain", || async {
+        let h = http.get(&nodes[0], "/healthz").await.json();
+        h["cluster"]["events"]["pending"] == 0 && h["cluster"]["events"]["in_flight"] == 0
+    })
+    .await;
+
+    // Events: every accepted one has exactly one outcome, under the id it
+    // was given; no refused one ran; what ran was accepted or unconfirmed.
+    let events = events.lock().unwrap().clone();
+    let count = |t: Told| events.iter().filter(|e| e.1 == t).count();
+    let (accepted, refused) = (count(Told::Accepted), count(Told::Refused));
+    eprintln!(
+        "events: {accepted} accepted, {refused} refused, {} unconfirmed",
+        count(Told::MayHaveRun)
+    );
+    assert!(accepted > 200, "{accepted} events accepted");
+    assert!(refused > 0, "the outage refused no event");
+    let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let (results, dups) = read_stream(&js, "FNHOST_RESULTS").await;
+    assert_eq!(dups, 0, "an event has two outcomes");
+    let ran: HashMap<u64, &str> = results
+        .iter()
+        .map(|(id, (_, body))| (body["payload"]["token"].as_u64().unwrap(), id.as_str()))
+        .collect();
+    for (token, t, id) in &events {
+        match t {
+            Told::Accepted => {
+                assert_eq!(ran.get(token), Some(&id.as_str()), "accepted event {token}")
+            }
+            Told::Refused => assert!(!ran.contains_key(token), "refused event {token} ran"),
+            Told::MayHaveRun => {}
+        }
+    }
+    let may = count(Told::MayHaveRun);
+    assert!(
+        (accepted..=accepted + may).contains(&results.len()),
+        "{} outcomes for {accepted} accepted and {may} unconfirmed events",
+        results.len()
+    );
+    let h = http.get(&nodes[1], "/healthz").await.json();
+    assert_eq!(h["cluster"]["events"]["dead_lettered"], 0);
+
+    // Sync calls: the runs add up to the answers that say they ran, plus
+    // at most the ones that cannot know.
+    let calls = calls.lock().unwrap().clone();
+    let said = |t: Told| calls.iter().filter(|c| **c == t).count() as u64;
+    let ran_calls =
+        runs(&http, &nodes, "slow", "success").await + runs(&http, &nodes, "slow", "error").await;
+    let (ok, may) = (said(Told::Accepted), said(Told::MayHaveRun));
+    eprintln!(
+        "calls: {ok} answered, {} refused, {may} unknown; {ran_calls} runs",
+        said(Told::Refused)
+    );
+    assert!(ok > 10 && said(Told::Refused) > 0, "{calls:?}");
+    assert!(
+        (ok..=ok + may).contains(&ran_calls),
+        "{ran_calls} runs for {ok} answered and {may} unknown calls"
+    );
+    assert!(http.counter(&nodes[0], "forwarded_out").await > 0);
+
+    // Deploys: every node agrees on the registry (a write reported failed
+    // that landed late is taken back); an accepted deploy is everywhere,
+    // a refused one nowhere.
+    let deploys = deploys.lock().unwrap().clone();
+    // (One deploy is usually in flight when NATS dies: it answers once its
+    // write's fate is known, so later ones may never start in the outage.
+    // The fast refusal itself is the test above's.)
+    let refused_deploys = deploys.iter().filter(|d| d.1 == Told::Refused).count();
+    eprintln!("deploys: {} made, {refused_deploys} refused", deploys.len());
+    assert!(deploys.iter().any(|d| d.1 == Told::Accepted));
+    let wrong = |names: &[(String, String)]| -> Vec<String> {
+        let have: HashSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        deploys
+            .iter()
+            .filter(|(name, t)| match t {
+                Told::Accepted => !have.contains(name.as_str()),
+                Told::Refused => have.contains(name.as_str()),
+                Told::MayHaveRun => false,
+            })
+            .map(|(name, t)| format!("{name} ({t:?})"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (a, b) = (
+            listed(&http, &nodes[0]).await,
+            listed(&http, &nodes[1]).await,
+        );
+        if a == b && wrong(&a).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes disagree ({a:?} against {b:?}) or deploys are wrong: {:?}",
+            wrong(&a)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use super::stream::*;
 use super::{
     Cluster, DEAD_LETTER_STREAM, EVENTS_CONSUMER, EVENTS_STREAM, RESULTS_STREAM, nats_error,
-    unavailable,
+    unavailable, unconfirmed,
 };
 
 /// Runs `work` while telling JetStream every `every` that `msg` is still
@@ -94,21 +94,36 @@ impl Cluster {
         let mut headers = event_headers(&id, &id, target);
         headers.insert(ACCEPTED, unix_ms(now).to_string().as_str());
         // A message the stream stores after this deadline is one this call
-        // refused (it answers only after the deadline and the skew margin
-        // have passed): every node drops it unrun.
+        // gave up on (it answers at the latest the skew margin after it):
+        // every node drops it unrun.
         headers.insert(SEND_DEADLINE, unix_ms(now + SEND_WAIT).to_string().as_str());
         let sent = async {
             let ack = self
                 .js
                 .publish_with_headers(format!("fnhost.events.{}", info.name), headers, payload)
-                .await
-                .map_err(|e| nats_error("event send", e))?;
-            ack.await.map_err(|e| nats_error("event send", e))
+                .await?;
+            ack.await
         };
+        use async_nats::jetstream::context::PublishErrorKind as K;
         match tokio::time::timeout(SEND_WAIT + CLOCK_SKEW, sent).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) if self.is_connected() => return Err(e),
-            _ => return Err(unavailable("the event")),
+            // Handed over but unconfirmed (no ack, or the connection broke
+            // waiting for it): stored before the deadline (it runs) or not
+            // (every node drops it). No one can tell yet.
+            Err(_) => return Err(unconfirmed("the event")),
+            Ok(Err(e)) if matches!(e.kind(), K::TimedOut | K::BrokenPipe) => {
+                return Err(unconfirmed("the event"));
+            }
+            // JetStream's own refusal (or one before sending): nothing
+            // was stored.
+            Ok(Err(e)) => {
+                return Err(Error::Remote {
+                    kind: fnhost::ErrorKind::ShuttingDown,
+                    message: format!(
+                        "the cluster refused the event ({e}): it was not stored and will not run"
+                    ),
+                });
+            }
         }
         self.stats.events_sent.fetch_add(1, Ordering::Relaxed);
         Ok(id)

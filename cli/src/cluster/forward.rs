@@ -214,6 +214,7 @@ impl Cluster {
         headers.insert(ORIGIN, self.opts.node.as_str());
         headers.insert(SENT, unix_ms(sent).to_string().as_str());
         headers.insert(DEADLINE, unix_ms(sent + timeout).to_string().as_str());
+        let epoch = self.connection_epoch();
         let mut last = local;
         // Answers from this node itself (NATS may hand the request to its
         // own queue member) do not count as tries; the cap on requests
@@ -236,6 +237,11 @@ impl Cluster {
                     match e.kind() {
                         K::TimedOut => {
                             self.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
+                            // The connection failed under the request: a
+                            // peer may have run it and its answer be lost.
+                            if !self.is_connected() || self.connection_epoch() != epoch {
+                                return Err(super::unconfirmed("the forwarded invocation"));
+                            }
                             return Err(Error::Timeout { timeout });
                         }
                         // No node is listening (this one is stopping).

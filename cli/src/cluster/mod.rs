@@ -20,6 +20,7 @@
 
 mod events;
 mod forward;
+mod objects;
 mod registry;
 mod stream;
 
@@ -136,6 +137,9 @@ pub struct ClusterStats {
     /// Forwarded invocations dropped unrun because they arrived after
     /// their asker had given up (delivered late after an outage).
     pub forwards_expired: AtomicU64,
+    /// Registry writes this node reported as failed that landed after all
+    /// (sent late after an outage) and were taken back.
+    pub registry_undone: AtomicU64,
 }
 
 /// A node's membership in a cluster: the NATS connection, the shared
@@ -177,6 +181,18 @@ pub(crate) fn unavailable(what: &str) -> Error {
         kind: ErrorKind::ShuttingDown,
         message: format!(
             "the cluster is unreachable from this node (NATS is down): {what} was not accepted and will not run"
+        ),
+    }
+}
+
+/// The answer when NATS went away after `what` was handed to it but
+/// before it confirmed: NATS may have stored it (then it runs, once) or
+/// not (then it never runs). 500 on the Lambda API, never "will not run".
+pub(crate) fn unconfirmed(what: &str) -> Error {
+    Error::Remote {
+        kind: ErrorKind::Store,
+        message: format!(
+            "the cluster did not confirm {what} before its NATS connection failed: it may still run (once) if NATS stored it"
         ),
     }
 }
@@ -263,6 +279,15 @@ impl Cluster {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// How many times the NATS connection has been (re)established: a
+    /// change across a request means the connection failed under it.
+    pub(crate) fn connection_epoch(&self) -> u64 {
+        self.client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Connectivity and the shared event counts, for `/healthz`: a
     /// JetStream round trip (bounded to 2 s) proves more than a socket.
     pub async fn health(&self) -> (bool, Value) {
@@ -294,7 +319,7 @@ impl Cluster {
         let s = &self.stats;
         let node = self.opts.node.replace(['"', '\\', '\n'], "_");
         let mut out = String::new();
-        let rows: [(&str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &AtomicU64); 15] = [
             (
                 "registry_writes",
                 "Registry changes written by this node",
@@ -364,6 +389,11 @@ impl Cluster {
                 "forwards_expired",
                 "Forwarded invocations dropped unrun: arrived after the asker gave up",
                 &s.forwards_expired,
+            ),
+            (
+                "registry_undone",
+                "Registry writes reported failed that landed late and were taken back",
+                &s.registry_undone,
             ),
         ];
         for (name, help, v) in rows {

@@ -10,20 +10,17 @@ use bytes::Bytes;
 use fnhost::{Alias, FunctionConfig, FunctionInfo, Host};
 use futures::StreamExt as _;
 use serde_json::Value;
-use tokio::io::AsyncReadExt as _;
 
 use super::{Cluster, nats_error};
 
 /// Longest a refresh (a node catching up on one function before it
 /// answers a call) waits for the registry.
 const REFRESH_WAIT: Duration = Duration::from_millis(800);
-/// Largest object fetched from the stores (a module or an artifact).
-const MAX_OBJECT: usize = 512 << 20;
 
 /// The module hashes a table names (`versions.*.module`) and whether each
 /// version is pre-initialised (its artifact is of the snapshot, not of
 /// the module).
-fn table_modules(table: &Value) -> Vec<(String, bool)> {
+pub(super) fn table_modules(table: &Value) -> Vec<(String, bool)> {
     table
         .get("versions")
         .and_then(Value::as_object)
@@ -172,108 +169,13 @@ impl Cluster {
         Ok(changed)
     }
 
-    async fn read_object(
-        &self,
-        store: &async_nats::jetstream::object_store::ObjectStore,
-        name: &str,
-    ) -> Result<Bytes, String> {
-        let mut object = store.get(name).await.map_err(|e| e.to_string())?;
-        let size = object.info().size;
-        if size > MAX_OBJECT {
-            return Err(format!("{size} bytes, over the {MAX_OBJECT}-byte cap"));
-        }
-        // The declared size is the writer's word: read at most one byte
-        // past the cap whatever the chunks add up to.
-        let mut out = Vec::with_capacity(size);
-        (&mut object)
-            .take(MAX_OBJECT as u64 + 1)
-            .read_to_end(&mut out)
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.len() > MAX_OBJECT {
-            return Err(format!("over the {MAX_OBJECT}-byte cap"));
-        }
-        Ok(Bytes::from(out))
-    }
-
-    /// Installs the cluster's compiled artifact for `module_hash` when this
-    /// host lacks it and its seal verifies. Best effort: without it the
-    /// host compiles.
-    async fn fetch_artifact(&self, module_hash: &str) {
-        let Some(key) = self.opts.key else { return };
-        let Some(name) = self.host.artifact_key(module_hash) else {
-            return;
-        };
-        if self.host.artifact(module_hash).is_some() {
-            return;
-        }
-        let Ok(sealed) = self.read_object(&self.artifacts, &name).await else {
-            return;
-        };
-        if sealed.len() < 32 {
-            return;
-        }
-        let (mac, bytes) = sealed.split_at(32);
-        let mac: [u8; 32] = mac.try_into().unwrap_or([0; 32]);
-        // `blake3::Hash` compares in constant time.
-        if seal(&key, &name, bytes) != blake3::Hash::from(mac) {
-            tracing::warn!(target: "fnhost::cluster", artifact = %name, "artifact seal does not verify (another cluster key?); compiling instead");
-            return;
-        }
-        match self.host.install_artifact(module_hash, bytes) {
-            Ok(()) => {
-                self.stats.artifacts_fetched.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(target: "fnhost::cluster", artifact = %name, error = %e, "could not install artifact")
-            }
-        }
-    }
-
-    /// Uploads `module` (if the store lacks it) and, with a cluster key,
-    /// the compiled artifacts of the table's modules.
-    async fn upload(&self, table: &Value, module: Option<&Bytes>) -> fnhost::Result<()> {
-        if let Some(bytes) = module {
-            let hash = blake3::hash(bytes).to_hex().to_string();
-            if self.modules.info(&hash).await.is_err() {
-                self.modules
-                    .put(hash.as_str(), &mut &bytes[..])
-                    .await
-                    .map_err(|e| nats_error("module store", e))?;
-            }
-        }
-        let Some(key) = self.opts.key else {
-            return Ok(());
-        };
-        for (hash, snapshot) in table_modules(table) {
-            let Some((name, bytes)) = (!snapshot).then(|| self.host.artifact(&hash)).flatten()
-            else {
-                continue;
-            };
-            if self.artifacts.info(&name).await.is_ok() {
-                continue;
-            }
-            let mut sealed = seal(&key, &name, &bytes).as_bytes().to_vec();
-            sealed.extend_from_slice(&bytes);
-            match self.artifacts.put(name.as_str(), &mut &sealed[..]).await {
-                Ok(_) => {
-                    self.stats.artifacts_shared.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(target: "fnhost::cluster", artifact = %name, error = %e, "could not share artifact")
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Makes a registry change through the cluster: brings the host in
     /// line with the bucket, runs `op` on it, and, if the function's table
     /// changed, uploads `module` and writes the table with a
     /// compare-and-set (retried when another node changed the function
     /// first). `op`'s typed error comes back unchanged.
     pub async fn change<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         module: Option<Bytes>,
         op: impl Fn(&Host) -> fnhost::Result<T> + Clone + Send + 'static,
@@ -339,6 +241,7 @@ impl Cluster {
                         self.stats.registry_writes.fetch_add(1, Ordering::Relaxed);
                         return Ok(out);
                     }
+                    let unreadable = read.is_err();
                     let now = read.map(|(_, r)| r);
                     if now.as_ref().is_ok_and(|r| *r != revision) {
                         // Another node changed `name` first: start again
@@ -351,6 +254,16 @@ impl Cluster {
                         applied.remove(name);
                         tracing::error!(target: "fnhost::cluster", function = %name, error = %back, "could not undo a change the cluster refused");
                     }
+                    if unreadable {
+                        // NATS went away under the write: it may still be
+                        // sent from the client's buffer and land.
+                        tokio::spawn(self.clone().undo_if_landed(
+                            name.to_string(),
+                            revision,
+                            after,
+                            current,
+                        ));
+                    }
                     return Err(nats_error("registry write", e));
                 }
             }
@@ -359,6 +272,61 @@ impl Cluster {
             "registry write",
             format!("`{name}` kept changing under this node; try again"),
         ))
+    }
+
+    /// Takes back a registry write whose caller was told it failed but
+    /// whose outcome could not be read (NATS went away under it): the
+    /// client may send it from its buffer once NATS is back. When the
+    /// entry for `name` is that write (`ours`, at a revision past `base`),
+    /// the table before it (`old`; none: the function did not exist) is
+    /// written over it with a compare-and-set on that revision, so a change
+    /// another node made since is never undone.
+    async fn undo_if_landed(
+        self: Arc<Self>,
+        name: String,
+        base: u64,
+        ours: Option<Value>,
+        old: Option<Value>,
+    ) {
+        let mut stop = self.stopping();
+        loop {
+            if self.is_connected() {
+                // Whatever is still buffered goes out before the read.
+                let _ = self.client.flush().await;
+                if let Ok((now, r)) = self.read_entry(&name).await {
+                    if r <= base || now != ours {
+                        return; // never landed, or changed since
+                    }
+                    let undo = match &old {
+                        Some(t) => self
+                            .kv
+                            .update(&name, Bytes::from(t.to_string()), r)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                        None => self
+                            .kv
+                            .delete_expect_revision(&name, Some(r))
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    match undo {
+                        Ok(()) => {
+                            self.stats.registry_undone.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(target: "fnhost::cluster", function = %name, "took back a registry write that landed after it was reported failed");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "fnhost::cluster", function = %name, error = %e, "could not yet take back a late registry write")
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// Brings `name` in line with the bucket now (a node that got an
@@ -405,7 +373,7 @@ impl Cluster {
     }
 
     /// Registers (publishes a version of) a function through the cluster.
-    pub async fn register(&self, cfg: FunctionConfig) -> fnhost::Result<FunctionInfo> {
+    pub async fn register(self: &Arc<Self>, cfg: FunctionConfig) -> fnhost::Result<FunctionInfo> {
         let bytes = cfg.module_bytes()?;
         let name = cfg.name().to_string();
         self.change(&name, Some(bytes), move |h| h.register(cfg.clone()))
@@ -413,20 +381,25 @@ impl Cluster {
     }
 
     /// Removes a function (all versions and aliases) everywhere.
-    pub async fn unregister(&self, name: &str) -> fnhost::Result<()> {
+    pub async fn unregister(self: &Arc<Self>, name: &str) -> fnhost::Result<()> {
         let n = name.to_string();
         self.change(name, None, move |h| h.unregister(&n)).await
     }
 
     /// Creates or moves an alias everywhere.
-    pub async fn set_alias(&self, name: &str, alias: &str, target: Alias) -> fnhost::Result<()> {
+    pub async fn set_alias(
+        self: &Arc<Self>,
+        name: &str,
+        alias: &str,
+        target: Alias,
+    ) -> fnhost::Result<()> {
         let (n, a) = (name.to_string(), alias.to_string());
         self.change(name, None, move |h| h.set_alias(&n, &a, target))
             .await
     }
 
     /// Removes an alias everywhere.
-    pub async fn remove_alias(&self, name: &str, alias: &str) -> fnhost::Result<()> {
+    pub async fn remove_alias(self: &Arc<Self>, name: &str, alias: &str) -> fnhost::Result<()> {
         let (n, a) = (name.to_string(), alias.to_string());
         self.change(name, None, move |h| h.remove_alias(&n, &a))
             .await
@@ -507,29 +480,9 @@ impl Cluster {
     }
 }
 
-/// The MAC that authenticates an artifact named `name`.
-fn seal(key: &[u8; 32], name: &str, bytes: &[u8]) -> blake3::Hash {
-    let mut h = blake3::Hasher::new_keyed(key);
-    h.update(name.as_bytes());
-    h.update(&[0]);
-    h.update(bytes);
-    h.finalize()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_seal_binds_key_name_and_bytes() {
-        let k1 = [1u8; 32];
-        let k2 = [2u8; 32];
-        let s = seal(&k1, "a", b"code");
-        assert_eq!(s, seal(&k1, "a", b"code"));
-        assert_ne!(s, seal(&k2, "a", b"code"));
-        assert_ne!(s, seal(&k1, "b", b"code"));
-        assert_ne!(s, seal(&k1, "a", b"cods"));
-    }
 
     #[test]
     fn table_modules_lists_hashes_and_snapshots() {
