@@ -15,6 +15,8 @@
 //! All processes share this machine's cores: more nodes add no CPU here,
 //! so the numbers show the coordination cost, not scale-out.
 
+#[path = "../tests/support/listening.rs"]
+mod listening;
 #[path = "../tests/support/cluster.rs"]
 mod support;
 

@@ -61,10 +61,16 @@ enum Command {
         grace: String,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Turns on the control API (create/delete functions and aliases)
-        /// for requests with `Authorization: Bearer <token>`.
+        /// Turns on the control API (deploy functions, versions, aliases)
+        /// for requests signed with SigV4 using this token as the secret
+        /// access key (any access key id; what AWS SDKs and the AWS CLI
+        /// send), or with `Authorization: Bearer <token>`.
         #[arg(long, env = "FNHOST_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// An access key the control API also accepts, as `ID=SECRET`
+        /// (repeatable; SigV4 only).
+        #[arg(long = "admin-key", value_name = "ID=SECRET")]
+        admin_keys: Vec<String>,
     },
     /// Create a new function project.
     New {
@@ -229,6 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             grace,
             cluster,
             admin_token,
+            admin_keys,
         } => {
             let (cfg, base) = match &config {
                 Some(p) => (
@@ -247,6 +254,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "the admin token must be at least 16 bytes long"
                 );
             }
+            let mut keys = Vec::new();
+            for k in &admin_keys {
+                let Some((id, secret)) = k
+                    .split_once('=')
+                    .filter(|(i, s)| !i.is_empty() && !s.is_empty())
+                else {
+                    anyhow::bail!(
+                        "--admin-key must be ID=SECRET, not {:?}",
+                        k.split('=').next().unwrap_or("")
+                    );
+                };
+                anyhow::ensure!(
+                    secret.len() >= 16,
+                    "the secret of admin key {id} must be at least 16 bytes long"
+                );
+                keys.push((id.to_string(), secret.to_string()));
+            }
+            let admin = http::AdminKeys {
+                token: admin_token,
+                keys,
+            };
             let mut builder = Host::builder();
             if let Some(c) = cfg.concurrency {
                 builder = builder.concurrency_limit(c);
@@ -327,7 +355,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     routes,
                     max_body: cfg.max_body() as usize,
                     cluster,
-                    admin_token,
+                    admin,
                 };
                 http::serve(listener, gw, shutdown_signal(), grace).await
             })?;

@@ -1,11 +1,13 @@
 //! The `fnhost` binary as a user runs it: `invoke`, `serve` with a config
 //! file (and its errors), graceful shutdown on SIGTERM, `new` + `build`.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fnhost_test_guests as guests;
+
+#[path = "support/listening.rs"]
+mod listening;
 
 fn fnhost() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fnhost"));
@@ -147,15 +149,7 @@ fn serve_answers_then_drains_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
+    let base = listening::listening_base(&mut child, "fnhost serve");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = reqwest::Client::new();

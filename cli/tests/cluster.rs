@@ -30,6 +30,8 @@ use fnhost_test_guests as guests;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
+#[path = "support/listening.rs"]
+mod listening;
 #[path = "support/cluster.rs"]
 mod support;
 
@@ -128,6 +130,17 @@ impl Http {
             format!("{}/2015-03-31/{path}", node.base),
             &[("authorization", &format!("Bearer {TOKEN}"))],
             body.to_string(),
+        )
+        .await
+    }
+
+    /// A control-API read (`GET /2015-03-31/{path}`), with the token.
+    async fn read(&self, node: &Node, path: &str) -> Answer {
+        self.send(
+            reqwest::Method::GET,
+            format!("{}/2015-03-31/{path}", node.base),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            String::new(),
         )
         .await
     }
@@ -266,10 +279,7 @@ async fn register_through_one_node_invoke_through_another() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["GEN"], "1");
     eventually(Duration::from_secs(10), "n3 to have probe", || async {
-        http.get(&nodes[2], "/2015-03-31/functions/probe")
-            .await
-            .status
-            == 200
+        http.read(&nodes[2], "functions/probe").await.status == 200
     })
     .await;
 
@@ -993,7 +1003,7 @@ async fn a_nats_outage_refuses_truthfully_and_runs_nothing_refused() {
     let ran: HashSet<String> = results.keys().cloned().collect();
     assert_eq!(ran, accepted, "exactly the accepted events ran, each once");
     for node in &nodes {
-        let r = http.get(node, "/2015-03-31/functions/late").await;
+        let r = http.read(node, "functions/late").await;
         assert_eq!(r.status, 404, "the refused deploy is nowhere: {}", r.body);
         assert_eq!(http.counter(node, "events_expired").await, 0);
     }
@@ -1039,7 +1049,7 @@ async fn runs(http: &Http, nodes: &[Node], function: &str, outcome: &str) -> u64
 
 /// The functions a node lists, as (name, code hash), sorted.
 async fn listed(http: &Http, node: &Node) -> Vec<(String, String)> {
-    let r = http.get(node, "/2015-03-31/functions/").await;
+    let r = http.read(node, "functions/").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let mut out: Vec<(String, String)> = r.json()["Functions"]
         .as_array()

@@ -59,7 +59,13 @@ async fn start_with(admin_token: Option<&str>) -> Server {
         routes,
         max_body: 64 << 10,
         cluster: None,
-        admin_token: admin_token.map(str::to_string),
+        admin: fnhost_cli::http::AdminKeys {
+            token: admin_token.map(str::to_string),
+            // With the control API on, one configured key pair as well.
+            keys: admin_token
+                .map(|_| vec![("AKIDFNHOSTTEST".into(), "a-configured-secret-key".into())])
+                .unwrap_or_default(),
+        },
     };
     let done = tokio::spawn(serve(
         listener,

@@ -15,12 +15,14 @@
 //! names) are used by the handlers (`invoke`, `control`, `routes`,
 //! `ops`), and this module only wires them into the router.
 
+pub mod auth;
 pub mod aws;
 pub mod control;
 mod eventstream;
 mod invoke;
 mod ops;
 mod routes;
+mod sigv4;
 mod state;
 mod stream_invoke;
 mod streaming;
@@ -34,6 +36,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+pub use auth::AdminKeys;
 pub use routes::{Route, guest_may_set};
 pub use state::Gateway;
 

@@ -19,8 +19,8 @@ pub struct Gateway {
     pub max_body: usize,
     /// The cluster this node belongs to, if any.
     pub cluster: Option<Arc<Cluster>>,
-    /// Bearer token for the control API; `None` turns the control API off.
-    pub admin_token: Option<String>,
+    /// Credentials of the control API (none: it is off).
+    pub admin: super::auth::AdminKeys,
 }
 
 impl Gateway {
@@ -32,7 +32,7 @@ impl Gateway {
             routes: Vec::new(),
             max_body: 6 << 20,
             cluster: None,
-            admin_token: None,
+            admin: Default::default(),
         }
     }
 

@@ -1,8 +1,8 @@
 //! Real processes for the cluster tests and the cluster benchmark: a NATS
 //! server with JetStream on a free loopback port (its store in a temp
-//! dir) and `fnhost serve --cluster` nodes. Included with `#[path]`.
+//! dir) and `fnhost serve --cluster` nodes. Included with `#[path]`,
+//! beside `support/listening.rs` as `mod listening`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,15 +138,7 @@ impl Node {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("node {name} did not start: {line:?}"))
-            .to_string();
+        let base = super::listening::listening_base(&mut child, &format!("node {name}"));
         Node {
             name: name.into(),
             child,

@@ -4,56 +4,32 @@
 //! every node at once) with the AWS CLI's shapes.
 //!
 //! It is off unless the server has an admin token (`--admin-token` or
-//! `FNHOST_ADMIN_TOKEN`); requests then need `Authorization: Bearer
-//! <token>`. Registering a function means running its code on this
-//! machine, so never expose it without one.
+//! `FNHOST_ADMIN_TOKEN`) or admin keys; requests then need a SigV4
+//! signature or `Authorization: Bearer <token>` (see [`super::auth`]).
+//! Registering a function means running its code on this machine, so
+//! never expose it without one.
 //!
-//! `Code.ZipFile` holds the `.wasm` module itself (base64 in JSON, as the
-//! AWS CLI sends `--zip-file fileb://f.wasm`), not a zip archive.
+//! `Code.ZipFile` (base64 in JSON, as the AWS CLI sends `--zip-file
+//! fileb://f.zip`) is a zip archive holding the module, or the `.wasm`
+//! module itself (see `package`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use fnhost::{Alias, Error, ErrorKind, FunctionConfig, Host};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::aws::{aws_error, function_and_qualifier, read_body, refusal};
+mod package;
+
+use super::auth::{Authed, Reader};
+use super::aws::{aws_error, function_and_qualifier, refusal};
 use super::state::{Gateway, Shared};
-
-/// Largest control request (a base64 module in JSON: Lambda's 50 MB zip
-/// upload, base64-encoded).
-pub const MAX_CONTROL_BODY: usize = 70 << 20;
-
-/// The refusal for a request without the server's admin token (`None`:
-/// authorized).
-fn refuse_unauthorized(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = gw.admin_token.as_ref().filter(|t| !t.is_empty()) else {
-        return Some(aws_error(
-            StatusCode::FORBIDDEN,
-            "AccessDeniedException",
-            "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN)",
-        ));
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare hashes so the time taken says nothing about the token.
-    (blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes())).then(|| {
-        aws_error(
-            StatusCode::FORBIDDEN,
-            "AccessDeniedException",
-            "missing or wrong admin token (Authorization: Bearer <token>)",
-        )
-    })
-}
 
 fn bad_request(message: &str) -> Response {
     aws_error(
@@ -86,9 +62,8 @@ async fn change<T: Send + 'static>(
 }
 
 /// Reads and parses a JSON control body.
-async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
-    let bytes = read_body(body, MAX_CONTROL_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|e| bad_request(&format!("request body: {e}")))
+fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| Box::new(bad_request(&format!("request body: {e}"))))
 }
 
 #[derive(Deserialize)]
@@ -100,6 +75,7 @@ struct CreateFunction {
     timeout: Option<u64>,
     environment: Option<Environment>,
     ephemeral_storage: Option<Size>,
+    handler: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,24 +98,21 @@ struct Size {
 }
 
 /// `POST /2015-03-31/functions`: registers a new function (version 1).
-pub(crate) async fn create_function(
-    State(gw): State<Shared>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Some(r) = refuse_unauthorized(&gw, &headers) {
-        return r;
-    }
-    let req: CreateFunction = match json_body(body).await {
+pub(crate) async fn create_function(State(gw): State<Shared>, Authed(body): Authed) -> Response {
+    let req: CreateFunction = match json_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(zip) = req.code.zip_file else {
         return bad_request("Code.ZipFile (the .wasm module, base64) is required");
     };
-    let module = match base64::engine::general_purpose::STANDARD.decode(zip.trim()) {
-        Ok(m) => Bytes::from(m),
+    let package = match base64::engine::general_purpose::STANDARD.decode(zip.trim()) {
+        Ok(m) => m,
         Err(e) => return bad_request(&format!("Code.ZipFile is not base64: {e}")),
+    };
+    let module = match package::module_of(&package, req.handler.as_deref()) {
+        Ok(m) => Bytes::from(m),
+        Err(why) => return bad_request(&why),
     };
     let name = req.function_name;
     let mut cfg = FunctionConfig::from_bytes(name.clone(), module.clone());
@@ -178,11 +151,8 @@ pub(crate) async fn create_function(
 pub(crate) async fn delete_function(
     State(gw): State<Shared>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&gw, &headers) {
-        return r;
-    }
     let n = name.clone();
     match change(&gw, &name, None, move |h| h.unregister(&n)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -244,35 +214,24 @@ fn alias_json(function: &str, alias: &str, a: &Alias) -> serde_json::Value {
 pub(crate) async fn create_alias(
     State(gw): State<Shared>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Authed(body): Authed,
 ) -> Response {
-    set_alias(gw, name, None, headers, body).await
+    set_alias(gw, name, None, &body).await
 }
 
 /// `PUT /2015-03-31/functions/{name}/aliases/{alias}`.
 pub(crate) async fn update_alias(
     State(gw): State<Shared>,
     Path((name, alias)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    Authed(body): Authed,
 ) -> Response {
-    set_alias(gw, name, Some(alias), headers, body).await
+    set_alias(gw, name, Some(alias), &body).await
 }
 
-async fn set_alias(
-    gw: Shared,
-    name: String,
-    existing: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Some(r) = refuse_unauthorized(&gw, &headers) {
-        return r;
-    }
-    let req: AliasBody = match json_body(body).await {
+async fn set_alias(gw: Shared, name: String, existing: Option<String>, body: &[u8]) -> Response {
+    let req: AliasBody = match json_body(body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = match alias_of(&req) {
         Ok(a) => a,
@@ -316,11 +275,8 @@ async fn set_alias(
 pub(crate) async fn delete_alias(
     State(gw): State<Shared>,
     Path((name, alias)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&gw, &headers) {
-        return r;
-    }
     let (n, a) = (name.clone(), alias.clone());
     match change(&gw, &name, None, move |h| h.remove_alias(&n, &a)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -346,13 +302,17 @@ pub(crate) fn configuration(info: &fnhost::FunctionInfo) -> Value {
 }
 
 /// `GET /2015-03-31/functions/`.
-pub(super) async fn list_functions(State(gw): State<Shared>) -> Response {
+pub(super) async fn list_functions(State(gw): State<Shared>, _: Reader) -> Response {
     let functions: Vec<Value> = gw.host.functions().iter().map(configuration).collect();
     axum::Json(json!({"Functions": functions})).into_response()
 }
 
 /// `GET /2015-03-31/functions/{name}`.
-pub(super) async fn get_function(State(gw): State<Shared>, Path(raw): Path<String>) -> Response {
+pub(super) async fn get_function(
+    State(gw): State<Shared>,
+    Path(raw): Path<String>,
+    _: Reader,
+) -> Response {
     let (name, _) = function_and_qualifier(&raw);
     match gw.host.function_info(&name) {
         Ok(info) => {

@@ -1,0 +1,138 @@
+//! Who may use the control API: `Authorization: Bearer <admin token>`
+//! (for curl), or an AWS SigV4 signature (every SDK and the AWS CLI) made
+//! with the admin token as the secret access key (any access key id), or
+//! with one of the configured `--admin-key ID=SECRET` pairs.
+//!
+//! With neither a token nor keys the control API is off: writes are
+//! refused, reads (list and get) stay open. With either, every control
+//! request must be authorized, reads included.
+
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::aws::{aws_error, read_body};
+use super::sigv4;
+use super::state::Shared;
+
+/// Largest control request (a base64 module in JSON: Lambda's 50 MB zip
+/// upload, base64-encoded).
+pub const MAX_CONTROL_BODY: usize = 70 << 20;
+
+/// The server's control-API credentials.
+#[derive(Clone, Default)]
+pub struct AdminKeys {
+    /// The admin token: the Bearer token, and the SigV4 secret of any
+    /// access key id.
+    pub token: Option<String>,
+    /// Access key id → secret pairs SigV4 requests may also be signed with.
+    pub keys: Vec<(String, String)>,
+}
+
+impl AdminKeys {
+    /// Whether the control API is on.
+    pub fn is_on(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| !t.is_empty()) || !self.keys.is_empty()
+    }
+
+    /// The SigV4 secret for `access_key`: its configured pair, else the
+    /// admin token.
+    fn secret(&self, access_key: &str) -> Option<String> {
+        self.keys
+            .iter()
+            .find(|(id, _)| id == access_key)
+            .map(|(_, s)| s.clone())
+            .or_else(|| self.token.clone().filter(|t| !t.is_empty()))
+    }
+
+    /// Whether `given` is the admin token. Hashes are compared so the time
+    /// taken says nothing about the token (`blake3::Hash` compares in
+    /// constant time).
+    fn is_token(&self, given: &str) -> bool {
+        self.token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .is_some_and(|t| blake3::hash(given.as_bytes()) == blake3::hash(t.as_bytes()))
+    }
+}
+
+fn denied(message: &str) -> Response {
+    aws_error(StatusCode::FORBIDDEN, "AccessDeniedException", message)
+}
+
+/// Checks `req` (whose body is `body`) against the server's keys.
+fn check(
+    keys: &AdminKeys,
+    req: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
+    if !keys.is_on() {
+        return Err(Box::new(denied(
+            "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN) or --admin-key",
+        )));
+    }
+    if sigv4::is_sigv4(&req.headers) {
+        let signed = sigv4::Signed {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            headers: &req.headers,
+            body,
+        };
+        return sigv4::verify(&signed, |id| keys.secret(id), SystemTime::now())
+            .map(drop)
+            .map_err(|why| {
+                // SigV4 failures are 403 with the signature error's types.
+                let kind = if why.contains("does not match") || why.contains("expired") {
+                    "InvalidSignatureException"
+                } else {
+                    "UnrecognizedClientException"
+                };
+                Box::new(aws_error(StatusCode::FORBIDDEN, kind, &why))
+            });
+    }
+    let bearer = req
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(t) if keys.is_token(t) => Ok(()),
+        _ => Err(Box::new(denied(
+            "missing or wrong credentials: sign the request with SigV4 (the admin token as the secret access key) or send Authorization: Bearer <admin token>",
+        ))),
+    }
+}
+
+/// A control-API write (or an authorized read): the body, read whole
+/// (bounded) and verified with the request's credentials.
+pub struct Authed(pub Bytes);
+
+impl FromRequest<Shared> for Authed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, gw: &Shared) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body, MAX_CONTROL_BODY).await?;
+        check(&gw.admin, &parts, &bytes).map_err(|r| *r)?;
+        Ok(Authed(bytes))
+    }
+}
+
+/// A control-API read: open while the control API is off (nothing secret
+/// is shown then), else authorized like a write.
+pub struct Reader;
+
+impl FromRequest<Shared> for Reader {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, gw: &Shared) -> Result<Self, Self::Rejection> {
+        if !gw.admin.is_on() {
+            return Ok(Reader);
+        }
+        Authed::from_request(req, gw).await.map(|_| Reader)
+    }
+}
