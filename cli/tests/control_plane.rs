@@ -224,3 +224,137 @@ fn the_aws_cli_signs_with_sigv4_and_deploys_a_zip() {
     let err = failed(&s.aws(&["get-function", "--function-name", "hi"]));
     assert!(err.contains("ResourceNotFoundException"), "{err}");
 }
+
+#[test]
+fn reads_answer_per_version_and_alias_and_a_qualified_delete_keeps_the_function() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guests::HELLO).unwrap();
+    let package = zip_file(dir.path(), "hello.zip", &[("hello.wasm", &hello)]);
+    let created = ok(&s.aws(&[
+        "create-function",
+        "--function-name",
+        "hi",
+        "--role",
+        "arn:aws:iam::000000000000:role/fnhost",
+        "--zip-file",
+        &package,
+    ]));
+    assert_eq!(created["Version"], "1");
+
+    let latest = ok(&s.aws(&["get-function-configuration", "--function-name", "hi"]));
+    assert_eq!(latest["Version"], "$LATEST");
+    assert_eq!(latest["LastUpdateStatus"], "Successful");
+    assert_eq!(
+        latest["FunctionArn"],
+        "arn:aws:lambda:local:000000000000:function:hi"
+    );
+    let revision = latest["RevisionId"].as_str().unwrap().to_string();
+    assert_eq!(revision.len(), 36);
+    let one = ok(&s.aws(&[
+        "get-function-configuration",
+        "--function-name",
+        "hi",
+        "--qualifier",
+        "1",
+    ]));
+    assert_eq!(one["Version"], "1");
+    assert_eq!(
+        one["FunctionArn"],
+        "arn:aws:lambda:local:000000000000:function:hi:1"
+    );
+    let versions = ok(&s.aws(&["list-versions-by-function", "--function-name", "hi"]));
+    let listed: Vec<&str> = versions["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Version"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["$LATEST", "1"]);
+    let err = failed(&s.aws(&[
+        "get-function-configuration",
+        "--function-name",
+        "hi",
+        "--qualifier",
+        "7",
+    ]));
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+
+    // Aliases: create, read, update without FunctionVersion (it stays).
+    let alias = ok(&s.aws(&[
+        "create-alias",
+        "--function-name",
+        "hi",
+        "--name",
+        "live",
+        "--function-version",
+        "1",
+    ]));
+    assert_eq!(
+        alias["AliasArn"],
+        "arn:aws:lambda:local:000000000000:function:hi:live"
+    );
+    let got = ok(&s.aws(&["get-alias", "--function-name", "hi", "--name", "live"]));
+    assert_eq!(got["FunctionVersion"], "1");
+    assert_ne!(
+        got["RevisionId"],
+        json!(revision),
+        "the alias changed the function's revision"
+    );
+    let updated = ok(&s.aws(&[
+        "update-alias",
+        "--function-name",
+        "hi",
+        "--name",
+        "live",
+        "--description",
+        "prod",
+    ]));
+    assert_eq!(updated["FunctionVersion"], "1");
+    let aliases = ok(&s.aws(&["list-aliases", "--function-name", "hi"]));
+    assert_eq!(aliases["Aliases"].as_array().unwrap().len(), 1);
+    let via_alias = ok(&s.aws(&["get-function", "--function-name", "hi:live"]));
+    assert_eq!(via_alias["Configuration"]["Version"], "1");
+    assert_eq!(
+        via_alias["Configuration"]["FunctionArn"],
+        "arn:aws:lambda:local:000000000000:function:hi:live"
+    );
+
+    // A qualified delete deletes that version only: here refused (the
+    // alias points to it) and the function is untouched.
+    let err = failed(&s.aws(&[
+        "delete-function",
+        "--function-name",
+        "hi",
+        "--qualifier",
+        "1",
+    ]));
+    assert!(err.contains("ResourceConflictException"), "{err}");
+    let err = failed(&s.aws(&[
+        "delete-function",
+        "--function-name",
+        "hi",
+        "--qualifier",
+        "live",
+    ]));
+    assert!(
+        err.contains("InvalidParameterValueException") && err.contains("DeleteAlias"),
+        "{err}"
+    );
+    let err = failed(&s.aws(&[
+        "delete-function",
+        "--function-name",
+        "hi",
+        "--qualifier",
+        "$LATEST",
+    ]));
+    assert!(err.contains("InvalidParameterValueException"), "{err}");
+    assert_eq!(
+        ok(&s.aws(&["get-function", "--function-name", "hi"]))["Configuration"]["FunctionName"],
+        "hi"
+    );
+
+    let settings = ok(&s.aws(&["get-account-settings"]));
+    assert_eq!(settings["AccountUsage"]["FunctionCount"], 1);
+    assert_eq!(settings["AccountLimit"]["ConcurrentExecutions"], 1000);
+}

@@ -240,7 +240,26 @@ async fn lambda_errors_have_aws_shapes() {
     };
     let r = post(&s, "/2015-03-31/functions/ghost/invocations", &[], "{}").await;
     check(&r, 404, "ResourceNotFoundException");
+    assert_eq!(
+        r.headers()["x-amzn-RequestId"].len(),
+        36,
+        "every answer has an id"
+    );
     assert_eq!(json_of(r).await["Type"], "User");
+    // An unknown operation under an API version is the API's answer, never
+    // a route's (even a catch-all one).
+    for path in [
+        "/2015-03-31/functions/web/policy",
+        "/2019-09-25/functions/web/event-invoke-config/list",
+    ] {
+        let r = post(&s, path, &[], "{}").await;
+        check(&r, 404, "UnknownOperationException");
+        assert!(r.headers().contains_key("x-amzn-RequestId"));
+    }
+    // An empty payload reaches the handler as `{}`, as on AWS.
+    let r = post(&s, "/2015-03-31/functions/web/invocations", &[], "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "{}");
 
     let r = post(&s, INVOKE, &[], "this is not json").await;
     check(&r, 400, "InvalidRequestContentException");
@@ -873,6 +892,30 @@ async fn control_api_needs_the_token_and_changes_the_registry() {
     .await;
     assert_eq!(r.status(), 204);
     assert!(s.host.aliases("fresh").unwrap().is_empty());
+
+    // A qualified delete removes that version only (it used to delete the
+    // whole function).
+    s.host
+        .register(FunctionConfig::from_file("fresh", guests::HELLO))
+        .unwrap();
+    assert_eq!(s.host.versions("fresh").unwrap(), [1, 2]);
+    let r = admin(
+        &s,
+        reqwest::Method::DELETE,
+        "/2015-03-31/functions/fresh?Qualifier=1",
+        String::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.host.versions("fresh").unwrap(), [2]);
+    let r = admin(
+        &s,
+        reqwest::Method::DELETE,
+        "/2015-03-31/functions/fresh:1",
+        String::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 404, "version 1 is gone");
 
     // Delete: 204, then 404.
     for expected in [204, 404] {

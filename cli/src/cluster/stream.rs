@@ -1,7 +1,6 @@
 //! The event stream's layout: its three streams, the headers every event
 //! message and outcome carries, event ids and time stamps.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
@@ -120,18 +119,7 @@ pub(super) async fn open_streams(js: &jetstream::Context) -> anyhow::Result<()> 
 /// A fresh event id: 128 bits shown as a UUID, unique across nodes and
 /// restarts (node name, time and a counter, hashed).
 pub(super) fn new_id(node: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = blake3::Hasher::new();
-    h.update(node.as_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let b = h.finalize();
-    let v = u128::from_le_bytes(b.as_bytes()[..16].try_into().unwrap_or_default());
-    fnhost::RequestId(v).to_string()
+    crate::ids::fresh(node)
 }
 
 /// The headers every event message and outcome starts with: the

@@ -13,13 +13,33 @@ use serde_json::json;
 pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
     let mut r = (
         status,
-        axum::Json(json!({"Type": "User", "Message": message, "message": message})),
+        // Lambda's `Type`: `Service` for the service's own failures.
+        axum::Json(json!({
+            "Type": if status.is_server_error() { "Service" } else { "User" },
+            "Message": message,
+            "message": message,
+        })),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(error_type) {
         r.headers_mut().insert("x-amzn-ErrorType", v);
     }
     r
+}
+
+/// Whether `path` is under a Lambda API version prefix (`/2015-03-31/`,
+/// `/2021-11-15/`, …): such a request is answered by the Lambda API
+/// (an AWS-shaped error when no operation matches), never by a route.
+pub(crate) fn is_api_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() >= 12
+        && b[0] == b'/'
+        && b[5] == b'-'
+        && b[8] == b'-'
+        && b[11] == b'/'
+        && [1, 2, 3, 4, 6, 7, 9, 10]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
 }
 
 /// A non-Lambda JSON error (`{"message": ..}`, as API Gateway answers).
@@ -85,6 +105,17 @@ pub(crate) fn function_and_qualifier(raw: &str) -> (String, Option<String>) {
     let target = FunctionRef::parse(rest);
     let qualifier = rest.split_once(':').map(|(_, q)| q.to_string());
     (target.name.to_string(), qualifier)
+}
+
+/// The function and qualifier a request names: `raw` is the path's name
+/// (`name`, `name:qualifier` or an ARN); `?Qualifier=` wins over the
+/// path's.
+pub(crate) fn qualified_target(
+    raw: &str,
+    query: &std::collections::HashMap<String, String>,
+) -> (String, Option<String>) {
+    let (name, path_qualifier) = function_and_qualifier(raw);
+    (name, query.get("Qualifier").cloned().or(path_qualifier))
 }
 
 pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {

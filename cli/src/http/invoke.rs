@@ -1,7 +1,7 @@
 //! `Invoke`: the Lambda API's invocation call (`RequestResponse`, `Event`,
 //! `DryRun`) and the Lambda-shaped response.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use fnhost::{Error, ErrorKind, Invocation};
 use serde_json::json;
 
 use super::LOG_TAIL;
-use super::aws::{aws_error, function_and_qualifier, read_body, refusal};
+use super::aws::{aws_error, qualified_target, read_body, refusal};
 use super::state::Shared;
 
 /// `POST /2015-03-31/functions/{name}/invocations`.
@@ -34,9 +34,10 @@ pub(super) async fn invoke(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Err(r) = require_json(&payload) {
-        return *r;
-    }
+    let payload = match lambda_payload(payload) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     match invocation_type.as_str() {
         "RequestResponse" => {}
         "DryRun" => {
@@ -100,8 +101,7 @@ impl Call {
         query: &std::collections::HashMap<String, String>,
         headers: &HeaderMap,
     ) -> Result<Call, Box<Response>> {
-        let (name, path_qualifier) = function_and_qualifier(raw_name);
-        let qualifier = query.get("Qualifier").cloned().or(path_qualifier);
+        let (name, qualifier) = qualified_target(raw_name, query);
         let target = match &qualifier {
             Some(q) => format!("{name}:{q}"),
             None => name,
@@ -172,10 +172,14 @@ fn lambda_response(inv: Invocation, tail: bool) -> Response {
     }
 }
 
-/// Lambda's refusal of a payload that is not JSON (an empty one is).
-pub(super) fn require_json(payload: &[u8]) -> Result<(), Box<Response>> {
-    if payload.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() {
-        return Ok(());
+/// The payload a handler gets: an empty body becomes `{}` (as on AWS);
+/// one that is not JSON is Lambda's refusal.
+pub(super) fn lambda_payload(payload: Bytes) -> Result<Bytes, Box<Response>> {
+    if payload.is_empty() {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_ok() {
+        return Ok(payload);
     }
     Err(Box::new(aws_error(
         StatusCode::BAD_REQUEST,

@@ -73,12 +73,30 @@ pub fn router(gw: Gateway) -> Router {
             axum::routing::get(control::get_function).delete(control::delete_function),
         )
         .route(
+            "/2015-03-31/functions/{name}/configuration",
+            axum::routing::get(control::get_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            axum::routing::get(control::list_versions),
+        )
+        .route(
             "/2015-03-31/functions/{name}/aliases",
-            axum::routing::post(control::create_alias),
+            axum::routing::post(control::create_alias).get(control::list_aliases),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases/{alias}",
-            axum::routing::put(control::update_alias).delete(control::delete_alias),
+            axum::routing::put(control::update_alias)
+                .delete(control::delete_alias)
+                .get(control::get_alias),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            axum::routing::get(control::account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            axum::routing::get(control::account_settings),
         )
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/metrics", axum::routing::get(ops::metrics))
@@ -119,6 +137,14 @@ async fn guard_and_log(
     } else {
         next.run(req).await
     };
+    // Every Lambda API answer carries a request id (invocations carry
+    // their own).
+    if aws::is_api_path(&path)
+        && !resp.headers().contains_key("x-amzn-RequestId")
+        && let Ok(v) = axum::http::HeaderValue::from_str(&crate::ids::fresh(""))
+    {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
     if gw.cluster.as_ref().is_some_and(|c| !c.is_connected()) {
         resp.headers_mut().insert(
             CLUSTER_STATE_HEADER,

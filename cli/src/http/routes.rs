@@ -101,6 +101,16 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
         .unwrap_or_default();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
+    if super::aws::is_api_path(&path) {
+        return super::aws::aws_error(
+            axum::http::StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            &format!(
+                "{} {path} is not a Lambda API operation fnhost serves",
+                parts.method
+            ),
+        );
+    }
     let Some((route, params)) = gw
         .routes
         .iter()

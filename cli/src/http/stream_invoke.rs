@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::aws::{aws_error, read_body, refusal};
 use super::eventstream::{MAX_CHUNK, invoke_complete, payload_chunk};
-use super::invoke::{Call, error_message, error_type, log_result, require_json};
+use super::invoke::{Call, error_message, error_type, lambda_payload, log_result};
 use super::state::Shared;
 
 /// `POST /2021-11-15/functions/{name}/response-streaming-invocations`.
@@ -111,9 +111,10 @@ fn complete(inv: &Invocation, cut: Option<String>, tail: bool) -> Bytes {
 /// A plain function: run (here or in the cluster), then its output.
 async fn buffered(gw: &Shared, target: &str, payload: Bytes, tail: bool) -> Response {
     // As for Invoke (an HTTP component takes any body).
-    if let Err(r) = require_json(&payload) {
-        return *r;
-    }
+    let payload = match lambda_payload(payload) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let inv = match gw.run(target, payload).await {
         Ok(inv) => inv,
         Err(e) => return refusal(&e),

@@ -153,6 +153,12 @@ impl Host {
             .collect()
     }
 
+    /// The most invocations this host runs at once (its builder's
+    /// `concurrency_limit`), shared by every function.
+    pub fn concurrency_limit(&self) -> u32 {
+        self.inner.core.settings.concurrency_limit
+    }
+
     /// Registry counters.
     pub fn stats(&self) -> HostStats {
         let c = &self.inner.deploy.counters;

@@ -13,11 +13,11 @@
 //! fileb://f.zip`) is a zip archive holding the module, or the `.wasm`
 //! module itself (see `package`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -26,9 +26,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod package;
+mod read;
 
-use super::auth::{Authed, Reader};
-use super::aws::{aws_error, function_and_qualifier, refusal};
+pub(crate) use read::{
+    account_settings, get_alias, get_function, get_function_configuration, list_aliases,
+    list_functions, list_versions,
+};
+
+use super::auth::Authed;
+use super::aws::{aws_error, qualified_target, refusal};
 use super::state::{Gateway, Shared};
 
 fn bad_request(message: &str) -> Response {
@@ -139,22 +145,41 @@ pub(crate) async fn create_function(State(gw): State<Shared>, Authed(body): Auth
     };
     match change(&gw, &name, Some(module), create).await {
         Ok(info) => {
-            let mut c = configuration(&info);
-            c["Version"] = json!(info.version.to_string());
+            let c = read::configuration(&gw.host, &info, Some(info.version));
             (StatusCode::CREATED, axum::Json(c)).into_response()
         }
         Err(e) => refusal(&e),
     }
 }
 
-/// `DELETE /2015-03-31/functions/{name}`.
+/// `DELETE /2015-03-31/functions/{name}`: the whole function, or with a
+/// `Qualifier` (or `name:N`) that version only (409 while an alias points
+/// to it).
 pub(crate) async fn delete_function(
     State(gw): State<Shared>,
-    Path(name): Path<String>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     _: Authed,
 ) -> Response {
+    let (name, qualifier) = qualified_target(&raw, &query);
     let n = name.clone();
-    match change(&gw, &name, None, move |h| h.unregister(&n)).await {
+    let deleted = match qualifier.as_deref() {
+        None => change(&gw, &name, None, move |h| h.unregister(&n)).await,
+        Some(fnhost::LATEST) => {
+            return bad_request(
+                "$LATEST cannot be deleted on its own: delete the function (no Qualifier)",
+            );
+        }
+        Some(q) => match q.parse::<u32>() {
+            Ok(v) => change(&gw, &name, None, move |h| h.remove_version(&n, v)).await,
+            Err(_) => {
+                return bad_request(&format!(
+                    "Qualifier {q:?} is an alias: delete it with DeleteAlias"
+                ));
+            }
+        },
+    };
+    match deleted {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refusal(&e),
     }
@@ -164,7 +189,7 @@ pub(crate) async fn delete_function(
 #[serde(rename_all = "PascalCase")]
 struct AliasBody {
     name: Option<String>,
-    function_version: String,
+    function_version: Option<String>,
     routing_config: Option<Routing>,
 }
 
@@ -176,37 +201,68 @@ struct Routing {
 }
 
 fn version_number(s: &str) -> Result<u32, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a version number"))
+    s.parse().map_err(|_| {
+        format!(
+            "FunctionVersion {s:?} is not a version number (aliases to $LATEST are not supported)"
+        )
+    })
 }
 
-/// The alias a body describes, or what is wrong with it.
-fn alias_of(body: &AliasBody) -> Result<Alias, String> {
-    let version = version_number(&body.function_version)?;
+/// What a body asks of an alias: its version (if given) and its routing
+/// (if given: `Some(None)` clears the weights).
+type AliasChange = (Option<u32>, Option<Option<(u32, f64)>>);
+
+/// The change a body describes, or what is wrong with it.
+fn alias_change(body: &AliasBody) -> Result<AliasChange, String> {
+    let version = body
+        .function_version
+        .as_deref()
+        .map(version_number)
+        .transpose()?;
     let weights = body
         .routing_config
         .as_ref()
         .map(|r| &r.additional_version_weights);
-    match weights.map(|w| w.iter().collect::<Vec<_>>()).as_deref() {
-        None | Some([]) => Ok(Alias::to(version)),
-        Some([(other, weight)]) => Ok(Alias::weighted(version, version_number(other)?, **weight)),
+    let routing = match weights.map(|w| w.iter().collect::<Vec<_>>()).as_deref() {
+        None => None,
+        Some([]) => Some(None),
+        Some([(other, weight)]) => Some(Some((version_number(other)?, **weight))),
         Some(_) => {
-            Err("RoutingConfig.AdditionalVersionWeights: at most one additional version".into())
+            return Err(
+                "RoutingConfig.AdditionalVersionWeights: at most one additional version".into(),
+            );
         }
-    }
+    };
+    Ok((version, routing))
 }
 
-fn alias_json(function: &str, alias: &str, a: &Alias) -> serde_json::Value {
-    let weights: serde_json::Map<String, serde_json::Value> = a
+/// The alias `change` makes of `current` (`None`: a new alias).
+fn merged(current: Option<Alias>, (version, routing): AliasChange) -> Result<Alias, Error> {
+    let version = version
+        .or(current.map(|a| a.version))
+        .ok_or_else(|| Error::InvalidConfig {
+            field: "FunctionVersion",
+            reason: "required for a new alias".into(),
+        })?;
+    let additional = routing.unwrap_or(current.and_then(|a| a.additional));
+    Ok(Alias {
+        version,
+        additional,
+    })
+}
+
+pub(super) fn alias_json(function: &str, alias: &str, a: &Alias, revision: &str) -> Value {
+    let weights: serde_json::Map<String, Value> = a
         .additional
         .iter()
         .map(|(v, w)| (v.to_string(), json!(w)))
         .collect();
     json!({
-        "AliasArn": format!("arn:aws:lambda:local:000000000000:function:{function}:{alias}"),
+        "AliasArn": read::arn(function, Some(alias)),
         "Name": alias,
         "FunctionVersion": a.version.to_string(),
         "RoutingConfig": {"AdditionalVersionWeights": weights},
+        "RevisionId": revision,
     })
 }
 
@@ -233,7 +289,7 @@ async fn set_alias(gw: Shared, name: String, existing: Option<String>, body: &[u
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let target = match alias_of(&req) {
+    let asked = match alias_change(&req) {
         Ok(a) => a,
         Err(why) => return bad_request(&why),
     };
@@ -245,27 +301,34 @@ async fn set_alias(gw: Shared, name: String, existing: Option<String>, body: &[u
     // caught up with the cluster's registry.
     let (n, a) = (name.clone(), alias.clone());
     let set = move |h: &Host| {
-        let exists = h.aliases(&n)?.contains_key(&a);
-        if creating && exists {
+        let current = h.aliases(&n)?.get(&a).copied();
+        if creating && current.is_some() {
             return Err(Error::AlreadyExists {
                 name: format!("{n}:{a}"),
             });
         }
-        if !creating && !exists {
+        if !creating && current.is_none() {
             return Err(Error::NotFound {
                 name: format!("{n}:{a}"),
             });
         }
-        h.set_alias(&n, &a, target)
+        let target = merged(current, asked)?;
+        h.set_alias(&n, &a, target)?;
+        Ok(target)
     };
     match change(&gw, &name, None, set).await {
-        Ok(()) => {
+        Ok(target) => {
             let status = if creating {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            (status, axum::Json(alias_json(&name, &alias, &target))).into_response()
+            let revision = read::revision_id(&gw.host, &name);
+            (
+                status,
+                axum::Json(alias_json(&name, &alias, &target, &revision)),
+            )
+                .into_response()
         }
         Err(e) => refusal(&e),
     }
@@ -280,51 +343,6 @@ pub(crate) async fn delete_alias(
     let (n, a) = (name.clone(), alias.clone());
     match change(&gw, &name, None, move |h| h.remove_alias(&n, &a)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => refusal(&e),
-    }
-}
-
-pub(crate) fn configuration(info: &fnhost::FunctionInfo) -> Value {
-    json!({
-        "FunctionName": info.name,
-        "FunctionArn": format!("arn:aws:lambda:local:000000000000:function:{}", info.name),
-        "Runtime": "provided.wasm32-wasip1",
-        "Handler": "fnhost_handle",
-        "CodeSha256": info.module_hash,
-        "MemorySize": info.memory_limit >> 20,
-        "Timeout": info.timeout.as_secs_f64().ceil() as u64,
-        "Version": fnhost::LATEST,
-        "PackageType": "Zip",
-        "State": "Active",
-        "Architectures": ["wasm32"],
-        "EphemeralStorage": {"Size": info.tmp_quota >> 20},
-    })
-}
-
-/// `GET /2015-03-31/functions/`.
-pub(super) async fn list_functions(State(gw): State<Shared>, _: Reader) -> Response {
-    let functions: Vec<Value> = gw.host.functions().iter().map(configuration).collect();
-    axum::Json(json!({"Functions": functions})).into_response()
-}
-
-/// `GET /2015-03-31/functions/{name}`.
-pub(super) async fn get_function(
-    State(gw): State<Shared>,
-    Path(raw): Path<String>,
-    _: Reader,
-) -> Response {
-    let (name, _) = function_and_qualifier(&raw);
-    match gw.host.function_info(&name) {
-        Ok(info) => {
-            let mut r = json!({
-                "Configuration": configuration(&info),
-                "Code": {"RepositoryType": "fnhost", "Location": ""},
-            });
-            if let Some(c) = info.reserved_concurrency {
-                r["Concurrency"] = json!({"ReservedConcurrentExecutions": c});
-            }
-            axum::Json(r).into_response()
-        }
         Err(e) => refusal(&e),
     }
 }
