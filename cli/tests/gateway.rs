@@ -297,6 +297,10 @@ async fn lambda_errors_have_aws_shapes() {
     let (slow, fast) = tokio::join!(slow, fast);
     assert_eq!(slow.status(), 200);
     check(&fast, 429, "TooManyRequestsException");
+    assert_eq!(
+        json_of(fast).await["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
 
     // A host bug (a panic, injected) is the service's failure: 500
     // ServiceException, not a function error; the next call is served.
