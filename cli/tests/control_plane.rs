@@ -358,3 +358,37 @@ fn reads_answer_per_version_and_alias_and_a_qualified_delete_keeps_the_function(
     assert_eq!(settings["AccountUsage"]["FunctionCount"], 1);
     assert_eq!(settings["AccountLimit"]["ConcurrentExecutions"], 1000);
 }
+
+/// Sends headers promising a large body, sends none, and returns what the
+/// server answers (within 10 s): a refusal that needs no body must come
+/// without the body being read.
+fn answer_without_body(base: &str, authorization: &str) -> String {
+    use std::io::Read as _;
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        c,
+        "POST /2015-03-31/functions HTTP/1.1\r\nhost: {addr}\r\nauthorization: {authorization}\r\ncontent-length: 60000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).expect("an answer before the body");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn credentials_are_checked_before_a_body_is_read() {
+    let s = Server::start();
+    let r = answer_without_body(&s.base, "Bearer wrong-token");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(r.contains("AccessDeniedException"), "{r}");
+    // SigV4 without X-Amz-Date: malformed, refused at once.
+    let r = answer_without_body(
+        &s.base,
+        "AWS4-HMAC-SHA256 Credential=k/20261203/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+    );
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(r.contains("IncompleteSignatureException"), "{r}");
+}

@@ -63,61 +63,67 @@ fn denied(message: &str) -> Response {
     aws_error(StatusCode::FORBIDDEN, "AccessDeniedException", message)
 }
 
-/// Checks `req` (whose body is `body`) against the server's keys.
-fn check(
-    keys: &AdminKeys,
-    req: &axum::http::request::Parts,
-    body: &[u8],
-) -> Result<(), Box<Response>> {
-    if !keys.is_on() {
-        return Err(Box::new(denied(
-            "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN) or --admin-key",
-        )));
-    }
-    if sigv4::is_sigv4(&req.headers) {
-        let signed = sigv4::Signed {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &req.headers,
-            body,
-        };
-        return sigv4::verify(&signed, |id| keys.secret(id), SystemTime::now())
-            .map(drop)
-            .map_err(|why| {
-                // SigV4 failures are 403 with the signature error's types.
-                let kind = if why.contains("does not match") || why.contains("expired") {
-                    "InvalidSignatureException"
-                } else {
-                    "UnrecognizedClientException"
-                };
-                Box::new(aws_error(StatusCode::FORBIDDEN, kind, &why))
-            });
-    }
-    let bearer = req
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match bearer {
-        Some(t) if keys.is_token(t) => Ok(()),
-        _ => Err(Box::new(denied(
-            "missing or wrong credentials: sign the request with SigV4 (the admin token as the secret access key) or send Authorization: Bearer <admin token>",
-        ))),
-    }
+/// SigV4 requests whose body is being read before their signature can be
+/// checked (the signature covers the body). Any access key id signs with
+/// the admin token, so a caller without it can pass the header checks:
+/// this bounds what such callers make the server buffer to
+/// `SIGNED_BODIES × MAX_CONTROL_BODY`.
+const SIGNED_BODIES: usize = 2;
+static SIGNED_BODY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SIGNED_BODIES);
+
+fn signature_refused(r: sigv4::Refusal) -> Response {
+    aws_error(StatusCode::FORBIDDEN, r.kind, &r.message)
 }
 
 /// A control-API write (or an authorized read): the body, read whole
-/// (bounded) and verified with the request's credentials.
+/// (bounded) and verified with the request's credentials. Everything that
+/// can be checked without the body is checked before it is read.
 pub struct Authed(pub Bytes);
 
 impl FromRequest<Shared> for Authed {
     type Rejection = Response;
 
     async fn from_request(req: Request, gw: &Shared) -> Result<Self, Self::Rejection> {
+        let keys = &gw.admin;
+        if !keys.is_on() {
+            return Err(denied(
+                "the control API is off: start `fnhost serve` with --admin-token (or FNHOST_ADMIN_TOKEN) or --admin-key",
+            ));
+        }
         let (parts, body) = req.into_parts();
-        let bytes = read_body(body, MAX_CONTROL_BODY).await?;
-        check(&gw.admin, &parts, &bytes).map_err(|r| *r)?;
+        if !sigv4::is_sigv4(&parts.headers) {
+            let bearer = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !bearer.is_some_and(|t| keys.is_token(t)) {
+                return Err(denied(
+                    "missing or wrong credentials: sign the request with SigV4 (the admin token as the secret access key) or send Authorization: Bearer <admin token>",
+                ));
+            }
+            return Ok(Authed(read_body(body, MAX_CONTROL_BODY).await?));
+        }
+        let checked = sigv4::check_headers(&parts.headers, |id| keys.secret(id), SystemTime::now())
+            .map_err(signature_refused)?;
+        let bytes = {
+            let _slot = SIGNED_BODY_SLOTS.acquire().await.map_err(|_| {
+                aws_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceException",
+                    "shutting down",
+                )
+            })?;
+            read_body(body, MAX_CONTROL_BODY).await?
+        };
+        let signed = sigv4::Signed {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &bytes,
+        };
+        checked.verify(&signed).map_err(signature_refused)?;
         Ok(Authed(bytes))
     }
 }

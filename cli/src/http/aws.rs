@@ -11,16 +11,26 @@ use serde_json::json;
 
 /// An AWS-shaped error: `x-amzn-ErrorType` header, `{"Type","Message"}`.
 pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let mut r = (
-        status,
-        // Lambda's `Type`: `Service` for the service's own failures.
-        axum::Json(json!({
-            "Type": if status.is_server_error() { "Service" } else { "User" },
-            "Message": message,
-            "message": message,
-        })),
-    )
-        .into_response();
+    aws_error_because(status, error_type, message, None)
+}
+
+/// [`aws_error`] with Lambda's `Reason` field (throttles say which limit).
+fn aws_error_because(
+    status: StatusCode,
+    error_type: &str,
+    message: &str,
+    reason: Option<&str>,
+) -> Response {
+    // Lambda's `Type`: `Service` for the service's own failures.
+    let mut body = json!({
+        "Type": if status.is_server_error() { "Service" } else { "User" },
+        "Message": message,
+        "message": message,
+    });
+    if let Some(reason) = reason {
+        body["Reason"] = json!(reason);
+    }
+    let mut r = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(error_type) {
         r.headers_mut().insert("x-amzn-ErrorType", v);
     }
@@ -88,8 +98,32 @@ pub fn status_and_type(e: &Error) -> (StatusCode, &'static str) {
 /// A host error as the Lambda API answers it (a throttle with
 /// `Retry-After: 1`).
 pub(crate) fn refusal(e: &Error) -> Response {
+    refusal_because(e, None)
+}
+
+/// [`refusal`] of an invocation `host` refused: a throttle also says
+/// which limit it hit (Lambda's `Reason`): the function's reserved
+/// concurrency, or the server-wide limit.
+pub(crate) fn invocation_refusal(host: &fnhost::Host, e: &Error) -> Response {
+    let reason = match e {
+        Error::Throttled { function, limit } => Some(
+            if host
+                .function_info(function)
+                .is_ok_and(|i| i.reserved_concurrency == Some(*limit))
+            {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            } else {
+                "ConcurrentInvocationLimitExceeded"
+            },
+        ),
+        _ => None,
+    };
+    refusal_because(e, reason)
+}
+
+fn refusal_because(e: &Error, reason: Option<&str>) -> Response {
     let (status, error_type) = status_and_type(e);
-    let mut r = aws_error(status, error_type, &e.to_string());
+    let mut r = aws_error_because(status, error_type, &e.to_string(), reason);
     if status == StatusCode::TOO_MANY_REQUESTS {
         r.headers_mut()
             .insert("Retry-After", HeaderValue::from_static("1"));

@@ -10,7 +10,7 @@ use fnhost::{Error, ErrorKind, Invocation};
 use serde_json::json;
 
 use super::LOG_TAIL;
-use super::aws::{aws_error, qualified_target, read_body, refusal};
+use super::aws::{aws_error, invocation_refusal, qualified_target, read_body, refusal};
 use super::state::Shared;
 
 /// `POST /2015-03-31/functions/{name}/invocations`.
@@ -79,7 +79,7 @@ pub(super) async fn invoke(
     }
     let inv = match gw.run(&target, payload).await {
         Ok(inv) => inv,
-        Err(e) => return refusal_with_reason(&gw, &e),
+        Err(e) => return invocation_refusal(&gw.host, &e),
     };
     lambda_response(inv, tail)
 }
@@ -186,30 +186,6 @@ pub(super) fn lambda_payload(payload: Bytes) -> Result<Bytes, Box<Response>> {
         "InvalidRequestContentException",
         "Could not parse request body into json: the payload must be JSON",
     )))
-}
-
-/// [`refusal`], with Lambda's `Reason` on a throttle: the function's
-/// reserved concurrency, or the server-wide limit.
-pub(super) fn refusal_with_reason(gw: &Shared, e: &Error) -> Response {
-    let mut r = refusal(e);
-    if let Error::Throttled { function, limit } = e {
-        let reserved = gw
-            .host
-            .function_info(function)
-            .is_ok_and(|i| i.reserved_concurrency == Some(*limit));
-        let reason = if reserved {
-            "ReservedFunctionConcurrentInvocationLimitExceeded"
-        } else {
-            "ConcurrentInvocationLimitExceeded"
-        };
-        let message = e.to_string();
-        let body =
-            json!({"Type": "User", "Message": message, "message": message, "Reason": reason});
-        let headers = std::mem::take(r.headers_mut());
-        r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        r.headers_mut().extend(headers);
-    }
-    r
 }
 
 /// Lambda's `LogResult`: the last 4 KB of the logs with the END and

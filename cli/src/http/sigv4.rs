@@ -229,90 +229,152 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Verifies `req`'s SigV4 signature. `secret` gives the secret key of an
-/// access key id (`None`: unknown). `Ok` is the access key id; `Err` says
-/// what is wrong (never the expected signature).
-pub fn verify(
-    req: &Signed<'_>,
+/// Why a request's signature was refused: the AWS error type and a
+/// message (never the expected signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `IncompleteSignatureException` (malformed), `UnrecognizedClientException`
+    /// (unknown key) or `InvalidSignatureException` (wrong, expired).
+    pub kind: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn incomplete(message: impl Into<String>) -> Refusal {
+    Refusal {
+        kind: "IncompleteSignatureException",
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal {
+        kind: "InvalidSignatureException",
+        message: message.into(),
+    }
+}
+
+/// A request whose SigV4 headers passed every check that needs no body:
+/// well-formed, in the clock window, by a known key.
+pub struct Checked<'a> {
+    auth: Authorization<'a>,
+    amz_date: &'a str,
+    secret: String,
+}
+
+/// The checks of `headers` that need no body, so a request that cannot
+/// verify is refused before its body is read. `secret` gives the secret
+/// key of an access key id (`None`: unknown).
+pub fn check_headers<'a>(
+    headers: &'a HeaderMap,
     secret: impl Fn(&str) -> Option<String>,
     now: SystemTime,
-) -> Result<String, String> {
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let auth = parse_authorization(header("authorization").unwrap_or(""))?;
-    let amz_date = header("x-amz-date").ok_or("the request has no X-Amz-Date")?;
-    let at = parse_amz_date(amz_date).ok_or("X-Amz-Date is not yyyymmddThhmmssZ")?;
+) -> Result<Checked<'a>, Refusal> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let auth = parse_authorization(header("authorization").unwrap_or("")).map_err(incomplete)?;
+    let amz_date =
+        header("x-amz-date").ok_or_else(|| incomplete("the request has no X-Amz-Date"))?;
+    let at =
+        parse_amz_date(amz_date).ok_or_else(|| incomplete("X-Amz-Date is not yyyymmddThhmmssZ"))?;
     if !amz_date.starts_with(auth.date) {
-        return Err("X-Amz-Date and the Credential's date differ".into());
+        return Err(invalid("X-Amz-Date and the Credential's date differ"));
     }
     let now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     if at.abs_diff(now) > MAX_SKEW.as_secs() {
-        return Err(format!(
+        return Err(invalid(format!(
             "Signature expired: X-Amz-Date {amz_date} is more than 15 minutes from the server's time"
-        ));
+        )));
     }
     if !auth.signed_headers.contains(&"x-amz-date") {
-        return Err("SignedHeaders must include x-amz-date".into());
+        return Err(incomplete("SignedHeaders must include x-amz-date"));
     }
-    let body_hash = sha256_hex(req.body);
-    let payload_hash = match header("x-amz-content-sha256") {
-        None => body_hash,
-        Some(h) if h == body_hash => body_hash,
-        Some("UNSIGNED-PAYLOAD") => return Err("unsigned payloads are not accepted".into()),
-        Some(_) => return Err("X-Amz-Content-Sha256 does not match the body".into()),
-    };
-    let mut canonical = format!(
-        "{}\n{}\n{}\n",
-        req.method,
-        canonical_uri(req.path),
-        canonical_query(req.query)
-    );
-    for name in &auth.signed_headers {
-        let values: Vec<String> = req
-            .headers
-            .get_all(*name)
-            .iter()
-            .map(|v| canonical_value(v.as_bytes()))
-            .collect();
-        if values.is_empty() {
-            return Err(format!("signed header {name} is not in the request"));
+    match header("x-amz-content-sha256") {
+        Some("UNSIGNED-PAYLOAD") => return Err(invalid("unsigned payloads are not accepted")),
+        Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err(invalid("X-Amz-Content-Sha256 does not match the body"));
         }
-        canonical.push_str(&format!("{name}:{}\n", values.join(",")));
+        _ => {}
     }
-    canonical.push_str(&format!(
-        "\n{}\n{payload_hash}",
-        auth.signed_headers.join(";")
-    ));
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
+    for name in &auth.signed_headers {
+        if headers.get(*name).is_none() {
+            return Err(incomplete(format!(
+                "signed header {name} is not in the request"
+            )));
+        }
+    }
     let Some(secret) = secret(auth.access_key) else {
-        return Err(format!(
-            "The security token included in the request is invalid: unknown access key {:?}",
-            auth.access_key
-        ));
+        return Err(Refusal {
+            kind: "UnrecognizedClientException",
+            message: format!(
+                "The security token included in the request is invalid: unknown access key {:?}",
+                auth.access_key
+            ),
+        });
     };
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
-    for part in [auth.region, auth.service, "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes());
+    Ok(Checked {
+        auth,
+        amz_date,
+        secret,
+    })
+}
+
+impl Checked<'_> {
+    /// Verifies the signature over `req` (whose headers are the checked
+    /// ones). `Ok` is the access key id.
+    pub fn verify(&self, req: &Signed<'_>) -> Result<String, Refusal> {
+        let auth = &self.auth;
+        let body_hash = sha256_hex(req.body);
+        if let Some(h) = req.headers.get("x-amz-content-sha256")
+            && h.as_bytes() != body_hash.as_bytes()
+        {
+            return Err(invalid("X-Amz-Content-Sha256 does not match the body"));
+        }
+        let mut canonical = format!(
+            "{}\n{}\n{}\n",
+            req.method,
+            canonical_uri(req.path),
+            canonical_query(req.query)
+        );
+        for name in &auth.signed_headers {
+            let values: Vec<String> = req
+                .headers
+                .get_all(*name)
+                .iter()
+                .map(|v| canonical_value(v.as_bytes()))
+                .collect();
+            canonical.push_str(&format!("{name}:{}\n", values.join(",")));
+        }
+        canonical.push_str(&format!("\n{}\n{body_hash}", auth.signed_headers.join(";")));
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            auth.date, auth.region, auth.service
+        );
+        let to_sign = format!(
+            "{ALGORITHM}\n{}\n{scope}\n{}",
+            self.amz_date,
+            sha256_hex(canonical.as_bytes())
+        );
+        let mut key = hmac_sha256(
+            format!("AWS4{}", self.secret).as_bytes(),
+            auth.date.as_bytes(),
+        );
+        for part in [auth.region, auth.service, "aws4_request"] {
+            key = hmac_sha256(&key, part.as_bytes());
+        }
+        // `ring::hmac::verify` compares in constant time.
+        hmac::verify(
+            &hmac::Key::new(hmac::HMAC_SHA256, &key),
+            to_sign.as_bytes(),
+            &auth.signature,
+        )
+        .map_err(|_| {
+            invalid("The request signature we calculated does not match the signature you provided")
+        })?;
+        Ok(auth.access_key.to_string())
     }
-    // `ring::hmac::verify` compares in constant time.
-    hmac::verify(
-        &hmac::Key::new(hmac::HMAC_SHA256, &key),
-        to_sign.as_bytes(),
-        &auth.signature,
-    )
-    .map_err(|_| {
-        "The request signature we calculated does not match the signature you provided".to_string()
-    })?;
-    Ok(auth.access_key.to_string())
 }
 
 #[cfg(test)]

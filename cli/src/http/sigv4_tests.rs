@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Both steps, as the control API runs them.
+fn verify(
+    req: &Signed<'_>,
+    secret: impl Fn(&str) -> Option<String>,
+    now: SystemTime,
+) -> Result<String, Refusal> {
+    check_headers(req.headers, secret, now)?.verify(req)
+}
+
 /// 2026-12-03T12:00:00Z, when the vectors below were signed.
 const AT: u64 = 1_796_299_200;
 const SECRET: &str = "fnhost-admin-token";
@@ -39,6 +48,7 @@ fn check(
         |id| (id == "AKIDEXAMPLE").then(|| SECRET.to_string()),
         SystemTime::UNIX_EPOCH + Duration::from_secs(now),
     )
+    .map_err(|r| r.message)
 }
 
 fn auth(headers: &str, sig: &str) -> String {
@@ -177,11 +187,18 @@ fn any_change_to_a_signed_request_is_refused() {
         body: CREATE_BODY,
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(AT);
-    assert_eq!(verify(&req, |_| Some("other".into()), now), mismatch);
-    assert!(
-        verify(&req, |_| None, now)
-            .unwrap_err()
-            .contains("unknown access key")
+    let wrong = verify(&req, |_| Some("other".into()), now);
+    assert_eq!(wrong.clone().map_err(|r| r.message), mismatch);
+    assert_eq!(wrong.unwrap_err().kind, "InvalidSignatureException");
+    let unknown = verify(&req, |_| None, now).unwrap_err();
+    assert!(unknown.message.contains("unknown access key"));
+    assert_eq!(unknown.kind, "UnrecognizedClientException");
+    // What needs no body is refused before the body is read.
+    assert_eq!(
+        check_headers(&HeaderMap::new(), |_| None, now)
+            .err()
+            .map(|r| r.kind),
+        Some("IncompleteSignatureException")
     );
     // Outside the 15-minute window, either way; inside it, fine.
     assert!(

@@ -19,7 +19,7 @@ use fnhost::{Error, Invocation};
 use http_body_util::BodyExt as _;
 use tokio::sync::mpsc;
 
-use super::aws::{aws_error, read_body, refusal};
+use super::aws::{aws_error, invocation_refusal, read_body, refusal};
 use super::eventstream::{MAX_CHUNK, invoke_complete, payload_chunk};
 use super::invoke::{Call, error_message, error_type, lambda_payload, log_result};
 use super::state::Shared;
@@ -117,7 +117,7 @@ async fn buffered(gw: &Shared, target: &str, payload: Bytes, tail: bool) -> Resp
     };
     let inv = match gw.run(target, payload).await {
         Ok(inv) => inv,
-        Err(e) => return refusal(&e),
+        Err(e) => return invocation_refusal(&gw.host, &e),
     };
     let (tx, rx) = mpsc::channel(4);
     let r = event_stream(rx, &inv.report.version);

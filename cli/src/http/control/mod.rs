@@ -145,7 +145,8 @@ pub(crate) async fn create_function(State(gw): State<Shared>, Authed(body): Auth
     };
     match change(&gw, &name, Some(module), create).await {
         Ok(info) => {
-            let c = read::configuration(&gw.host, &info, Some(info.version));
+            let revision = read::revision_id(&gw.host, &info.name);
+            let c = read::configuration(&info, Some(info.version), &revision);
             (StatusCode::CREATED, axum::Json(c)).into_response()
         }
         Err(e) => refusal(&e),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::alias_json;
 use crate::http::auth::Reader;
-use crate::http::aws::{qualified_target, refusal};
+use crate::http::aws::{function_and_qualifier, qualified_target, refusal};
 use crate::http::state::Shared;
 
 const ARN_PREFIX: &str = "arn:aws:lambda:local:000000000000:function:";
@@ -52,8 +52,9 @@ fn version_of(host: &Host, name: &str, qualifier: Option<&str>) -> Result<Option
 }
 
 /// Lambda's `FunctionConfiguration` of `info`, shown as `version`
-/// (`None`: `$LATEST`).
-pub(super) fn configuration(host: &Host, info: &FunctionInfo, version: Option<u32>) -> Value {
+/// (`None`: `$LATEST`); `revision` is the function's [`revision_id`]
+/// (one per request: it digests the whole table).
+pub(super) fn configuration(info: &FunctionInfo, version: Option<u32>, revision: &str) -> Value {
     let label = version.map_or_else(|| fnhost::LATEST.to_string(), |v| v.to_string());
     json!({
         "FunctionName": info.name,
@@ -67,7 +68,7 @@ pub(super) fn configuration(host: &Host, info: &FunctionInfo, version: Option<u3
         "PackageType": "Zip",
         "State": "Active",
         "LastUpdateStatus": "Successful",
-        "RevisionId": revision_id(host, &info.name),
+        "RevisionId": revision,
         "Architectures": ["wasm32"],
         "EphemeralStorage": {"Size": info.tmp_quota >> 20},
     })
@@ -87,7 +88,7 @@ fn configuration_of(
         None => name.clone(),
     };
     let info = host.function_info(&target)?;
-    let mut c = configuration(host, &info, version);
+    let mut c = configuration(&info, version, &revision_id(host, &name));
     if let Some(q) = qualifier.filter(|q| q != fnhost::LATEST) {
         c["FunctionArn"] = json!(arn(&name, Some(&q)));
     }
@@ -100,7 +101,7 @@ pub(crate) async fn list_functions(State(gw): State<Shared>, _: Reader) -> Respo
         .host
         .functions()
         .iter()
-        .map(|f| configuration(&gw.host, f, None))
+        .map(|f| configuration(f, None, &revision_id(&gw.host, &f.name)))
         .collect();
     axum::Json(json!({"Functions": functions})).into_response()
 }
@@ -147,13 +148,14 @@ pub(crate) async fn list_versions(
     Path(raw): Path<String>,
     _: Reader,
 ) -> Response {
-    let (name, _) = qualified_target(&raw, &HashMap::new());
+    let (name, _) = function_and_qualifier(&raw);
     let listed = (|| -> Result<Vec<Value>, Error> {
         let latest = gw.host.function_info(&name)?;
-        let mut out = vec![configuration(&gw.host, &latest, None)];
+        let revision = revision_id(&gw.host, &name);
+        let mut out = vec![configuration(&latest, None, &revision)];
         for v in gw.host.versions(&name)? {
             let info = gw.host.function_info(&format!("{name}:{v}"))?;
-            out.push(configuration(&gw.host, &info, Some(v)));
+            out.push(configuration(&info, Some(v), &revision));
         }
         Ok(out)
     })();
@@ -169,7 +171,7 @@ pub(crate) async fn list_aliases(
     Path(raw): Path<String>,
     _: Reader,
 ) -> Response {
-    let (name, _) = qualified_target(&raw, &HashMap::new());
+    let (name, _) = function_and_qualifier(&raw);
     match gw.host.aliases(&name) {
         Ok(aliases) => {
             let revision = revision_id(&gw.host, &name);
@@ -189,7 +191,7 @@ pub(crate) async fn get_alias(
     Path((raw, alias)): Path<(String, String)>,
     _: Reader,
 ) -> Response {
-    let (name, _) = qualified_target(&raw, &HashMap::new());
+    let (name, _) = function_and_qualifier(&raw);
     let found = gw.host.aliases(&name).and_then(|a| {
         a.get(&alias).copied().ok_or_else(|| Error::NotFound {
             name: format!("{name}:{alias}"),
