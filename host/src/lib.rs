@@ -140,7 +140,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use exchange::{HttpBody, HttpBodyError, HttpResponse};
 pub use function::registry::Alias;
 pub use function::{
-    FunctionConfig, FunctionInfo, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
+    FunctionConfig, FunctionInfo, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
     WASM32_MAX_MEMORY,
 };
 pub use host::{Host, HostBuilder, HostStats};

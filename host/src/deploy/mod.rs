@@ -26,7 +26,6 @@ use wasmtime::Linker;
 use crate::capability::{Capability, Grants};
 use crate::error::{Error, Result};
 use crate::function::pool::WarmPool;
-use crate::function::registry::Entry;
 use crate::function::{Function, FunctionConfig, FunctionInfo, ModuleSource};
 use crate::guest::{self, Linked, Provided, State};
 use crate::metrics::Metrics;
@@ -70,15 +69,32 @@ pub(crate) struct Deployer {
     pub counters: Counters,
 }
 
-/// Whether a publish numbers the version itself or restores one.
+/// Whether a publish numbers the version itself or restores one, and
+/// whether it is published or a draft (`$LATEST` only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Numbering {
-    /// The next number; registering unchanged code and settings again
-    /// publishes nothing (Lambda's PublishVersion with no change).
+    /// Published under the draft's number (replacing the draft) or the
+    /// next one; registering what `$LATEST` already is publishes the
+    /// draft, or nothing.
     Next,
-    /// This number (restoring a data dir, replicating another host): at
-    /// least the next one.
-    Exactly(u32),
+    /// A draft: replaces the draft in place, else takes the next number
+    /// unpublished; staging what `$LATEST` already is changes nothing.
+    Stage,
+    /// This number (restoring a data dir, replicating another host): the
+    /// draft's when it is the draft's, else at least the next one.
+    Exactly {
+        version: u32,
+        draft: bool,
+        /// Its registration time (ms since the epoch; 0: now).
+        modified_ms: u64,
+    },
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Deployer {
@@ -116,6 +132,39 @@ impl Deployer {
     /// Publishes `cfg` as a new version and saves the table.
     pub(crate) fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
         let info = self.publish(cfg, Numbering::Next)?;
+        self.persist()?;
+        Ok(info)
+    }
+
+    /// Makes `cfg` the function's `$LATEST` without publishing it (the
+    /// draft), and saves the table.
+    pub(crate) fn stage(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        let info = self.publish(cfg, Numbering::Stage)?;
+        self.persist()?;
+        Ok(info)
+    }
+
+    /// Publishes `name`'s draft; without one, or when the draft is what the
+    /// newest published version already is, that version (nothing new).
+    pub(crate) fn publish_latest(&self, name: &str) -> Result<FunctionInfo> {
+        let registering = self.lock.lock();
+        let info = self.core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let (_, latest) = e
+                .latest()
+                .ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let newest = e.newest_published().map(|(_, f)| f);
+            if !e.draft {
+                return Ok((Some(e.clone()), latest.info()));
+            }
+            if let Some(p) = newest.filter(|p| unchanged(p, &latest.module_hash, &latest.config)) {
+                return Ok((Some(e.clone()), p.info()));
+            }
+            let mut next = e.clone();
+            next.draft = false;
+            Ok((Some(next), latest.info()))
+        })?;
+        drop(registering);
         self.persist()?;
         Ok(info)
     }
@@ -184,14 +233,20 @@ impl Deployer {
         let prev_latest = prev
             .as_ref()
             .and_then(|e| e.latest().map(|(v, f)| (*v, f.clone())));
+        let prev_draft = prev.as_ref().and_then(|e| e.draft_version());
         let bytes = self.module_bytes(&cfg)?;
         let module_hash = blake3::hash(&bytes).to_hex().to_string();
-        if numbering == Numbering::Next
-            && let Some((_, latest)) = &prev_latest
-            && latest.module_hash == module_hash
-            && persist::same_settings(&latest.config, &cfg)
+        if let Some((_, latest)) = &prev_latest
+            && matches!(numbering, Numbering::Next | Numbering::Stage)
+            && unchanged(latest, &module_hash, &cfg)
         {
-            return Ok(latest.info());
+            if numbering == Numbering::Next && prev_draft.is_some() {
+                drop(_registering);
+                return self.publish_latest(&cfg.name);
+            }
+            let mut info = latest.info();
+            info.draft = prev_draft.is_some();
+            return Ok(info);
         }
         let spec = Arc::new(cfg.spec(
             core.secret,
@@ -218,11 +273,9 @@ impl Deployer {
                 d.store_module(&module_hash, &bytes)?;
                 persist::with_module_file(&cfg, d.module_path(&module_hash))
             }
-            None => {
-                let mut c = cfg.clone();
-                c.source = ModuleSource::Bytes(Bytes::new());
-                c
-            }
+            // Without a data dir the bytes stay in memory with the
+            // version, so it can be re-registered with other settings.
+            None => cfg.clone().with_source(ModuleSource::Bytes(bytes.clone())),
         };
         let linked = self.link(&artifact)?;
         if linked.is_http() && cfg.reuse.is_some() {
@@ -237,9 +290,28 @@ impl Deployer {
         let gate = core.gate_for(cfg.reserved_concurrency, prev_fn);
         core.reserve(prev_reserved, cfg.reserved_concurrency)?;
         let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
-        let version = match numbering {
-            Numbering::Next => next,
-            Numbering::Exactly(v) => v.max(next),
+        let (version, draft, modified_ms) = match numbering {
+            Numbering::Next => (prev_draft.unwrap_or(next), false, now_ms()),
+            Numbering::Stage => (prev_draft.unwrap_or(next), true, now_ms()),
+            Numbering::Exactly {
+                version,
+                draft,
+                modified_ms,
+            } => {
+                let v = match prev_draft {
+                    Some(d) if d == version => d,
+                    _ => version.max(next),
+                };
+                (
+                    v,
+                    draft,
+                    if modified_ms == 0 {
+                        now_ms()
+                    } else {
+                        modified_ms
+                    },
+                )
+            }
         };
         let function = Arc::new(Function {
             spec,
@@ -253,27 +325,35 @@ impl Deployer {
             version,
             version_label: version.to_string().into(),
             config: kept,
+            modified_ms,
         });
         // Provisioned instances are ready before the version is visible; a
         // failing init fails the registration and registers nothing.
         let published = core.refill(&function).and_then(|()| {
             core.registry.update(&cfg.name, |e| {
-                let mut e = e.cloned().unwrap_or(Entry {
-                    versions: Default::default(),
-                    aliases: Default::default(),
-                });
-                e.versions.insert(version, function.clone());
-                Ok((Some(e), ()))
+                let mut e = e.cloned().unwrap_or_default();
+                let replaced = e.versions.insert(version, function.clone());
+                e.draft = draft;
+                Ok((Some(e), replaced))
             })
         });
-        if let Err(e) = published {
-            function.pool.clear(&core.idle_budget);
-            let _ = core.reserve(cfg.reserved_concurrency, prev_reserved);
-            return Err(e);
+        match published {
+            // A replaced draft's idle instances go; running ones finish.
+            Ok(replaced) => {
+                if let Some(old) = replaced {
+                    old.pool.clear(&core.idle_budget);
+                }
+            }
+            Err(e) => {
+                function.pool.clear(&core.idle_budget);
+                let _ = core.reserve(cfg.reserved_concurrency, prev_reserved);
+                return Err(e);
+            }
         }
         core.drain_inactive(&cfg.name);
-        let info = function.info();
-        tracing::info!(module_hash = %info.module_hash, version, "registered");
+        let mut info = function.info();
+        info.draft = draft;
+        tracing::info!(module_hash = %info.module_hash, version, draft, "registered");
         Ok(info)
     }
 
@@ -327,4 +407,9 @@ impl Deployer {
         }
         Ok(artifact)
     }
+}
+
+/// Is `f` already `module_hash` with `cfg`'s settings?
+fn unchanged(f: &Function, module_hash: &str, cfg: &FunctionConfig) -> bool {
+    f.module_hash == module_hash && persist::same_settings(&f.config, cfg)
 }

@@ -24,6 +24,9 @@ pub(crate) struct SavedVersion {
     pub version: u32,
     pub module_hash: String,
     pub config: FunctionConfig,
+    /// When it was registered, in ms since the Unix epoch (0: unknown, a
+    /// table from before the field).
+    pub modified_ms: u64,
 }
 
 /// One persisted function.
@@ -32,6 +35,8 @@ pub(crate) struct SavedFunction {
     pub name: String,
     pub versions: Vec<SavedVersion>,
     pub aliases: BTreeMap<String, Alias>,
+    /// The newest version is an unpublished draft (`$LATEST` only).
+    pub draft: bool,
 }
 
 pub(crate) struct DataDir {
@@ -68,6 +73,8 @@ struct StoredConfig {
     max_fuel: Option<u64>,
     #[serde(default)]
     snapshot: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,6 +106,7 @@ impl StoredConfig {
             max_host_call_bytes: Some(c.max_host_call_bytes),
             max_fuel: c.max_fuel,
             snapshot: c.snapshot,
+            annotations: c.annotations.clone(),
         }
     }
 
@@ -134,6 +142,7 @@ impl StoredConfig {
         if let Some(r) = self.reserved_concurrency {
             c = c.reserved_concurrency(r);
         }
+        c.annotations = self.annotations;
         c.reuse = self.reuse.map(|r| Reuse {
             max_uses: r.max_uses,
             idle_ttl: Duration::from_millis(r.idle_ttl_ms),
@@ -149,6 +158,13 @@ struct StoredFunction {
     versions: BTreeMap<String, StoredVersion>,
     #[serde(default)]
     aliases: BTreeMap<String, StoredAlias>,
+    /// The newest version is an unpublished draft.
+    #[serde(default, skip_serializing_if = "is_false")]
+    draft: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -156,6 +172,8 @@ struct StoredVersion {
     /// BLAKE3 of the module bytes, hex.
     module: String,
     config: StoredConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    modified_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -233,6 +251,7 @@ pub(crate) fn function_json(f: &SavedFunction) -> Value {
                 let version = StoredVersion {
                     module: v.module_hash.clone(),
                     config: StoredConfig::of(&v.config),
+                    modified_ms: (v.modified_ms != 0).then_some(v.modified_ms),
                 };
                 (v.version.to_string(), version)
             })
@@ -248,6 +267,7 @@ pub(crate) fn function_json(f: &SavedFunction) -> Value {
                 (n.clone(), alias)
             })
             .collect(),
+        draft: f.draft,
     };
     serde_json::to_value(stored).unwrap_or_default()
 }
@@ -276,6 +296,7 @@ pub(crate) fn function_from_json(
             version,
             module_hash: hash,
             config,
+            modified_ms: ver.modified_ms.unwrap_or(0),
         });
     }
     versions.sort_by_key(|v| v.version);
@@ -294,6 +315,7 @@ pub(crate) fn function_from_json(
         name: name.to_string(),
         versions,
         aliases,
+        draft: stored.draft,
     })
 }
 

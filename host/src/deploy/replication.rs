@@ -47,17 +47,31 @@ impl Deployer {
         };
         let want = persist::function_from_json(name, table, &|h| PathBuf::from(h))
             .map_err(|why| Error::config("table", format!("function `{name}`: {why}")))?;
+        // A draft here may be replaced in place (or published) by the
+        // table's version of the same number; published versions may not.
+        let have_draft = have
+            .as_ref()
+            .filter(|f| f.draft)
+            .and_then(|f| f.versions.last().map(|v| v.version));
         let mut have: BTreeMap<u32, SavedVersion> = have
             .map(|f| f.versions.into_iter().map(|v| (v.version, v)).collect())
             .unwrap_or_default();
         let mut changed = false;
-        let have_max = have.keys().next_back().copied().unwrap_or(0);
+        let settled = |v: &u32| Some(*v) != have_draft;
+        let have_max = have
+            .keys()
+            .copied()
+            .filter(settled)
+            .next_back()
+            .unwrap_or(0);
         let want_max = want.versions.last().map_or(0, |v| v.version);
+        let same = |h: &SavedVersion, w: &SavedVersion| {
+            h.module_hash == w.module_hash && persist::same_settings(&h.config, &w.config)
+        };
         let diverged = have_max > want_max
+            || have_draft.is_some_and(|d| d > want_max)
             || want.versions.iter().any(|w| match have.get(&w.version) {
-                Some(h) => {
-                    h.module_hash != w.module_hash || !persist::same_settings(&h.config, &w.config)
-                }
+                Some(h) => settled(&w.version) && !same(h, w),
                 None => w.version < have_max,
             });
         if diverged {
@@ -66,7 +80,7 @@ impl Deployer {
             changed = true;
         }
         for w in &want.versions {
-            if have.contains_key(&w.version) {
+            if have.get(&w.version).is_some_and(|h| same(h, w)) {
                 continue;
             }
             let bytes = module(&w.module_hash).map_err(|reason| Error::Store {
@@ -83,11 +97,16 @@ impl Deployer {
                     ),
                 });
             }
-            let mut cfg = w.config.clone();
-            cfg.source = ModuleSource::Bytes(bytes);
-            self.publish(cfg, Numbering::Exactly(w.version))?;
+            let cfg = w.config.clone().with_source(ModuleSource::Bytes(bytes));
+            let numbering = Numbering::Exactly {
+                version: w.version,
+                draft: want.draft && w.version == want_max,
+                modified_ms: w.modified_ms,
+            };
+            self.publish(cfg, numbering)?;
             changed = true;
         }
+        changed |= self.set_draft(name, want.draft)?;
         let aliases = self
             .core
             .registry
@@ -115,5 +134,17 @@ impl Deployer {
             self.persist()?;
         }
         Ok(changed)
+    }
+
+    /// Marks `name`'s newest version as a draft or published; whether
+    /// that changed anything.
+    fn set_draft(&self, name: &str, draft: bool) -> Result<bool> {
+        let _registering = self.lock.lock();
+        self.core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let mut next = e.clone();
+            next.draft = draft;
+            Ok((Some(next), e.draft != draft))
+        })
     }
 }

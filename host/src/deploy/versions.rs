@@ -4,7 +4,7 @@
 use super::persist::{SavedFunction, SavedVersion};
 use super::{Deployer, Numbering};
 use crate::error::{Error, Result};
-use crate::function::registry::{Alias, check_alias};
+use crate::function::registry::{Alias, Entry, check_alias};
 
 impl Deployer {
     /// Re-registers what the data dir holds (through the artifact cache).
@@ -14,8 +14,14 @@ impl Deployer {
             return Ok(());
         };
         for f in data.load()? {
+            let newest = f.versions.last().map(|v| v.version);
             for v in f.versions {
-                self.publish(v.config, Numbering::Exactly(v.version))?;
+                let numbering = Numbering::Exactly {
+                    version: v.version,
+                    draft: f.draft && Some(v.version) == newest,
+                    modified_ms: v.modified_ms,
+                };
+                self.publish(v.config, numbering)?;
             }
             for (alias, target) in f.aliases {
                 core.registry.update(&f.name, |e| {
@@ -51,23 +57,35 @@ impl Deployer {
         self.persist()
     }
 
-    /// Removes version `version` of `name`. Refused (naming the alias) while
-    /// an alias points to it, and for the newest version (`$LATEST`).
+    /// Removes published version `version` of `name`. Refused (naming the
+    /// alias) while an alias points to it. When it is also `$LATEST` (no
+    /// draft), `$LATEST` keeps its code and settings as a draft under the
+    /// next number, so numbers are never reused.
     pub(crate) fn remove_version(&self, name: &str, version: u32) -> Result<()> {
         let core = &self.core;
+        if let Some(e) = core.registry.get(name)
+            && let Some((&newest, f)) = e.latest()
+            && newest == version
+            && !e.draft
+            && alias_on(&e, version).is_none()
+        {
+            let keep = Numbering::Exactly {
+                version: version + 1,
+                draft: true,
+                modified_ms: f.modified_ms,
+            };
+            self.publish(f.config.clone(), keep)?;
+        }
         let _registering = self.lock.lock();
         let removed = core.registry.update(name, |e| {
             let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
             let f = e
-                .versions
-                .get(&version)
+                .published(version)
                 .cloned()
                 .ok_or_else(|| Error::NotFound {
                     name: format!("{name}:{version}"),
                 })?;
-            if let Some((alias, _)) = e.aliases.iter().find(|(_, a)| {
-                a.version == version || a.additional.is_some_and(|(v, _)| v == version)
-            }) {
+            if let Some(alias) = alias_on(e, version) {
                 return Err(Error::InUse {
                     what: format!("{name}:{version}"),
                     by: format!("alias `{name}:{alias}`"),
@@ -76,7 +94,7 @@ impl Deployer {
             if e.latest().is_some_and(|(v, _)| *v == version) {
                 return Err(Error::InUse {
                     what: format!("{name}:{version}"),
-                    by: "$LATEST (publish a newer version or unregister the function)".into(),
+                    by: "$LATEST (it changed while being removed: try again)".into(),
                 });
             }
             let mut next = e.clone();
@@ -131,9 +149,11 @@ impl Deployer {
                     version: *v,
                     module_hash: f.module_hash.clone(),
                     config: f.config.clone(),
+                    modified_ms: f.modified_ms,
                 })
                 .collect(),
             aliases: e.aliases.clone(),
+            draft: e.draft,
             name: name.to_string(),
         })
     }
@@ -153,4 +173,12 @@ impl Deployer {
             .collect();
         data.save(&saved)
     }
+}
+
+/// An alias that routes to `version`.
+fn alias_on(e: &Entry, version: u32) -> Option<&String> {
+    e.aliases
+        .iter()
+        .find(|(_, a)| a.version == version || a.additional.is_some_and(|(v, _)| v == version))
+        .map(|(name, _)| name)
 }

@@ -2,6 +2,7 @@
 //! by field, and how it becomes the instance's [`Spec`] and the function's
 //! [`Policy`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Most bytes of environment (`KEY=VALUE` pairs) a function may have
 /// (Lambda's 4 KB).
 pub const MAX_ENV_BYTES: usize = 4096;
+/// Most annotations a function version may carry, and most bytes of keys
+/// and values together (see [`FunctionConfig::annotate`]).
+pub const MAX_ANNOTATIONS: (usize, usize) = (64, 16 << 10);
 
 /// Where a function's WebAssembly comes from.
 #[derive(Debug, Clone)]
@@ -54,6 +58,7 @@ pub struct FunctionConfig {
     pub(crate) max_host_call_bytes: usize,
     pub(crate) max_fuel: Option<u64>,
     pub(crate) snapshot: bool,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 /// Lambda-style execution-environment reuse (see
@@ -98,7 +103,41 @@ impl FunctionConfig {
             max_host_call_bytes: 1 << 20,
             max_fuel: None,
             snapshot: false,
+            annotations: BTreeMap::new(),
         }
+    }
+
+    /// Attaches `value` under `key` to this version: caller metadata the
+    /// host never interprets (the gateway keeps Lambda's `Description`,
+    /// `Handler`, `Role` and the package's `CodeSha256` here). Annotations
+    /// are persisted and replicated with the version and count as
+    /// settings: registering the same module with other annotations is a
+    /// change. At most [`MAX_ANNOTATIONS`] (entries, bytes).
+    pub fn annotate(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// The annotations (see [`annotate`](FunctionConfig::annotate)).
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// The environment, in the order given.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Removes every environment variable (to set a new environment).
+    pub fn clear_env(mut self) -> Self {
+        self.env.clear();
+        self
+    }
+
+    /// The same configuration with other code.
+    pub fn with_source(mut self, source: ModuleSource) -> Self {
+        self.source = source;
+        self
     }
 
     /// Snapshot after init (default off): at register time the guest's
@@ -325,6 +364,22 @@ impl FunctionConfig {
             return Err(Error::config(
                 "env",
                 format!("{env_bytes} bytes; at most {MAX_ENV_BYTES} allowed"),
+            ));
+        }
+        let (max_entries, max_bytes) = MAX_ANNOTATIONS;
+        let annotation_bytes: usize = self
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if self.annotations.len() > max_entries || annotation_bytes > max_bytes {
+            return Err(Error::config(
+                "annotations",
+                format!(
+                    "{} entries of {annotation_bytes} bytes; at most {max_entries} entries of \
+                     {max_bytes} bytes",
+                    self.annotations.len()
+                ),
             ));
         }
         if self.max_host_call_bytes == 0 || self.max_host_call_bytes > 64 << 20 {

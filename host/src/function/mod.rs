@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{
-    FunctionConfig, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse, WASM32_MAX_MEMORY,
+    FunctionConfig, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
+    WASM32_MAX_MEMORY,
 };
 
 use crate::guest::{Linked, Spec};
@@ -54,8 +55,10 @@ pub(crate) struct Function {
     /// The version as reports show it.
     pub version_label: Arc<str>,
     /// The configuration it was registered with (the module as a file in
-    /// the data dir, or empty bytes without one): what persistence saves.
+    /// the data dir, or its bytes without one): what persistence saves.
     pub config: FunctionConfig,
+    /// When it was registered, ms since the Unix epoch.
+    pub modified_ms: u64,
 }
 
 /// What a registered function is, for callers (`Host::function_info`).
@@ -86,6 +89,12 @@ pub struct FunctionInfo {
     /// An HTTP component (world `wasi:http/proxy`): invoked with
     /// [`Host::invoke_http`](crate::Host::invoke_http), not a payload.
     pub is_http: bool,
+    /// When this version was registered (for a `$LATEST` draft: last
+    /// changed); restored and replicated with it.
+    pub last_modified: std::time::SystemTime,
+    /// `$LATEST` is an unpublished draft and this is it: its number is
+    /// not addressable (see [`Host::stage`](crate::Host::stage)).
+    pub draft: bool,
 }
 
 impl Function {
@@ -103,6 +112,8 @@ impl Function {
             max_input: self.policy.max_input,
             max_wait: self.policy.max_wait,
             is_http: self.linked.is_http(),
+            last_modified: std::time::UNIX_EPOCH + Duration::from_millis(self.modified_ms),
+            draft: false,
         }
     }
 }

@@ -19,6 +19,9 @@ use crate::target::{FunctionRef, Qualifier};
 
 /// Where an alias points: a version, optionally sharing traffic with a
 /// second one (`additional = Some((version, weight))`, weight in 0..=1).
+/// `version` may be [`Alias::LATEST`] (the alias follows `$LATEST`; no
+/// second version then, as on Lambda); `additional` is a published
+/// version.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Alias {
     /// The primary version.
@@ -28,6 +31,9 @@ pub struct Alias {
 }
 
 impl Alias {
+    /// The `version` of an alias that follows `$LATEST` (numbers start at 1).
+    pub const LATEST: u32 = 0;
+
     /// All traffic to `version`.
     pub fn to(version: u32) -> Alias {
         Alias {
@@ -46,15 +52,39 @@ impl Alias {
 }
 
 /// One function: its versions and aliases.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct Entry {
     pub versions: BTreeMap<u32, Arc<Function>>,
     pub aliases: BTreeMap<String, Alias>,
+    /// The newest version is a draft: it is `$LATEST`, but not published
+    /// (its number is not addressable, no alias may point to it, and it
+    /// can be replaced in place). Lambda's mutable `$LATEST`.
+    pub draft: bool,
 }
 
 impl Entry {
+    /// `$LATEST`: the newest version, draft or not.
     pub(crate) fn latest(&self) -> Option<(&u32, &Arc<Function>)> {
         self.versions.last_key_value()
+    }
+
+    /// The draft's number, if the newest version is one.
+    pub(crate) fn draft_version(&self) -> Option<u32> {
+        self.draft.then(|| self.latest().map(|(v, _)| *v)).flatten()
+    }
+
+    /// A published version (it exists and is not the draft).
+    pub(crate) fn published(&self, version: u32) -> Option<&Arc<Function>> {
+        if self.draft_version() == Some(version) {
+            return None;
+        }
+        self.versions.get(&version)
+    }
+
+    /// The newest published version.
+    pub(crate) fn newest_published(&self) -> Option<(&u32, &Arc<Function>)> {
+        let skip = usize::from(self.draft);
+        self.versions.iter().rev().nth(skip)
     }
 }
 
@@ -92,6 +122,16 @@ impl Registry {
     /// Resolves `name[:qualifier]` to the version to run and its label
     /// (`$LATEST` or the version number).
     pub(crate) fn resolve(&self, qualified: &str) -> Result<(Arc<Function>, Option<u32>)> {
+        self.resolve_with(qualified, true)
+    }
+
+    /// What `name[:qualifier]` names, an alias' primary version (no
+    /// weighted pick).
+    pub(crate) fn resolve_primary(&self, qualified: &str) -> Result<Arc<Function>> {
+        self.resolve_with(qualified, false).map(|(f, _)| f)
+    }
+
+    fn resolve_with(&self, qualified: &str, route: bool) -> Result<(Arc<Function>, Option<u32>)> {
         let target = FunctionRef::parse(qualified);
         let not_found = || Error::NotFound {
             name: qualified.to_string(),
@@ -107,12 +147,16 @@ impl Registry {
             Qualifier::Alias(q) => {
                 let alias = entry.aliases.get(q).ok_or_else(not_found)?;
                 match alias.additional {
-                    Some((other, w)) if uniform() < w => other,
+                    Some((other, w)) if route && uniform() < w => other,
+                    _ if alias.version == Alias::LATEST => {
+                        let (_, f) = entry.latest().ok_or_else(not_found)?;
+                        return Ok((f.clone(), None));
+                    }
                     _ => alias.version,
                 }
             }
         };
-        let f = entry.versions.get(&version).ok_or_else(not_found)?;
+        let f = entry.published(version).ok_or_else(not_found)?;
         Ok((f.clone(), Some(version)))
     }
 
@@ -166,8 +210,15 @@ pub(crate) fn check_alias(
             format!("{alias_name:?}: use letters, digits, '-' and '_', not a number or $LATEST"),
         ));
     }
-    for v in std::iter::once(alias.version).chain(alias.additional.map(|(v, _)| v)) {
-        if !entry.versions.contains_key(&v) {
+    if alias.version == Alias::LATEST && alias.additional.is_some() {
+        return Err(Error::config(
+            "alias",
+            "an alias to $LATEST cannot route to a second version",
+        ));
+    }
+    let numbers = std::iter::once(alias.version).filter(|v| *v != Alias::LATEST);
+    for v in numbers.chain(alias.additional.map(|(v, _)| v)) {
+        if entry.published(v).is_none() {
             return Err(Error::NotFound {
                 name: format!("{name}:{v}"),
             });

@@ -18,10 +18,48 @@ impl Host {
     /// Nothing is registered if any step fails.
     ///
     /// Registering a name that exists publishes its next version: versions
-    /// are immutable and numbered from 1; `$LATEST` is the newest. With a
-    /// data dir the table and the module bytes are persisted.
+    /// are immutable and numbered from 1; `$LATEST` is the newest.
+    /// Registering what `$LATEST` already is (same module, same settings)
+    /// publishes nothing new (a staged draft is published). With a data
+    /// dir the table and the module bytes are persisted; without one the
+    /// module bytes are kept in memory with each version.
     pub fn register(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
         self.inner.deploy.register(cfg)
+    }
+
+    /// Makes `cfg` the function's `$LATEST` without publishing a version
+    /// (Lambda's `UpdateFunctionCode` without `Publish`): `$LATEST`
+    /// becomes a *draft*, replaced in place by the next `stage`, published
+    /// by [`publish_version`](Host::publish_version) or
+    /// [`register`](Host::register). A draft runs as `name` and
+    /// `name:$LATEST` and through aliases to `$LATEST` only: its number
+    /// ([`FunctionInfo::version`], with [`FunctionInfo::draft`] set) is not
+    /// addressable, listed by [`versions`](Host::versions) or aliasable
+    /// until published. Checked, compiled and linked like `register`;
+    /// staging what `$LATEST` already is changes nothing. A new name
+    /// stages its first version.
+    pub fn stage(&self, cfg: FunctionConfig) -> Result<FunctionInfo> {
+        self.inner.deploy.stage(cfg)
+    }
+
+    /// Publishes `name`'s draft under its number (Lambda's
+    /// `PublishVersion`). Without a draft, or when the draft's module and
+    /// settings are the newest published version's, nothing new is
+    /// published and that version is returned.
+    pub fn publish_version(&self, name: &str) -> Result<FunctionInfo> {
+        self.inner.deploy.publish_latest(name)
+    }
+
+    /// The configuration `name` (or `name:version`, `name:alias`: its
+    /// primary version) was registered with, its module as a file in the
+    /// data dir or as bytes: change it and [`stage`](Host::stage) or
+    /// [`register`](Host::register) it to make a new version from it.
+    pub fn function_config(&self, name: &str) -> Result<FunctionConfig> {
+        self.inner
+            .core
+            .registry
+            .resolve_primary(name)
+            .map(|f| f.config.clone())
     }
 
     /// Removes a function and all its versions and aliases: new
@@ -31,8 +69,10 @@ impl Host {
         self.inner.deploy.unregister(name)
     }
 
-    /// Removes version `version` of `name`. Refused (naming the alias) while
-    /// an alias points to it, and for the newest version (`$LATEST`).
+    /// Removes published version `version` of `name`. Refused (naming the
+    /// alias) while an alias points to it. When it is also `$LATEST` (no
+    /// draft), `$LATEST` keeps its code and settings as a draft under the
+    /// next number, so a number is never reused.
     pub fn remove_version(&self, name: &str, version: u32) -> Result<()> {
         self.inner.deploy.remove_version(name, version)
     }
@@ -115,10 +155,15 @@ impl Host {
         }
     }
 
-    /// Published versions of `name`, oldest first.
+    /// Published versions of `name`, oldest first (a draft is not one).
     pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
         let e = self.entry(name)?;
-        Ok(e.versions.keys().copied().collect())
+        let draft = e.draft_version();
+        Ok(e.versions
+            .keys()
+            .copied()
+            .filter(|v| Some(*v) != draft)
+            .collect())
     }
 
     /// Aliases of `name`.
@@ -134,13 +179,16 @@ impl Host {
             .ok_or_else(|| Error::NotFound { name: name.into() })
     }
 
-    /// What `name` (or `name:version`, `name:alias`) resolves to now.
+    /// What `name` (or `name:version`, `name:alias`: its primary version)
+    /// resolves to now.
     pub fn function_info(&self, name: &str) -> Result<FunctionInfo> {
-        self.inner
-            .core
-            .registry
-            .resolve(name)
-            .map(|(f, _)| f.info())
+        let registry = &self.inner.core.registry;
+        let f = registry.resolve_primary(name)?;
+        let mut info = f.info();
+        info.draft = registry
+            .get(f.spec.name.as_ref())
+            .is_some_and(|e| e.draft_version() == Some(f.version));
+        Ok(info)
     }
 
     /// Every registered function ($LATEST of each), sorted by name.
@@ -149,7 +197,7 @@ impl Host {
         core.registry
             .names()
             .iter()
-            .filter_map(|n| core.registry.resolve(n).ok().map(|(f, _)| f.info()))
+            .filter_map(|n| self.function_info(n).ok())
             .collect()
     }
 

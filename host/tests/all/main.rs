@@ -12,6 +12,7 @@ mod capabilities;
 mod component_http;
 mod component_runtime;
 mod components;
+mod drafts;
 mod engine;
 mod events;
 mod hostile;
