@@ -231,6 +231,7 @@ async fn register_through_one_node_invoke_through_another() {
             "MemorySize": 64,
             "Timeout": 5,
             "Environment": {"Variables": {"GEN": env}},
+            "Publish": true,
         })
     };
 

@@ -239,6 +239,7 @@ fn reads_answer_per_version_and_alias_and_a_qualified_delete_keeps_the_function(
         "arn:aws:iam::000000000000:role/fnhost",
         "--zip-file",
         &package,
+        "--publish",
     ]));
     assert_eq!(created["Version"], "1");
 
@@ -391,4 +392,345 @@ fn credentials_are_checked_before_a_body_is_read() {
     );
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     assert!(r.contains("IncompleteSignatureException"), "{r}");
+}
+
+/// `POST path` with `body` and no credentials (an invocation); the body
+/// of the answer.
+fn unsigned_post(base: &str, path: &str, body: &str) -> String {
+    use std::io::Read as _;
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{out}");
+    body.to_string()
+}
+
+/// base64(SHA-256) of a file, Lambda's `CodeSha256`.
+fn code_sha256(zip: &str) -> String {
+    use base64::Engine as _;
+    let bytes = std::fs::read(zip.strip_prefix("fileb://").unwrap()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+impl Server {
+    /// `aws lambda invoke` of `target` with `payload`: the handler's answer.
+    fn invoke(&self, dir: &Path, target: &str, payload: &str) -> Value {
+        let out = dir.join("out.json");
+        let meta = ok(&self.aws(&[
+            "invoke",
+            "--function-name",
+            target,
+            "--payload",
+            payload,
+            out.to_str().unwrap(),
+        ]));
+        assert_eq!(meta["StatusCode"], 200, "{meta}");
+        assert!(meta.get("FunctionError").is_none(), "{meta}");
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    }
+
+    /// The `GEN` variable `target` runs with (the probe guest).
+    fn generation(&self, target: &str) -> Value {
+        let path = format!("/2015-03-31/functions/{target}/invocations");
+        let answer: Value =
+            serde_json::from_str(&unsigned_post(&self.base, &path, r#"{"op":"env"}"#)).unwrap();
+        answer["GEN"].clone()
+    }
+}
+
+fn versions(s: &Server) -> Vec<String> {
+    ok(&s.aws(&["list-versions-by-function", "--function-name", "app"]))["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Version"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The deploy cycle a Lambda user runs, with the real AWS CLI and its
+/// waiters: create from a zip, update code and configuration (`$LATEST`
+/// changes, nothing is published), publish, alias, weighted routing,
+/// rollback, delete one version.
+#[test]
+fn the_aws_cli_runs_a_whole_deploy_cycle() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guests::HELLO).unwrap();
+    let probe = std::fs::read(guests::PROBE).unwrap();
+    let v0 = zip_file(dir.path(), "v0.zip", &[("app.wasm", &hello)]);
+    let v1 = zip_file(dir.path(), "v1.zip", &[("app.wasm", &probe)]);
+
+    // Create: $LATEST only, with Lambda's digest of the package.
+    let created = ok(&s.aws(&[
+        "create-function",
+        "--function-name",
+        "app",
+        "--runtime",
+        "provided.al2023",
+        "--role",
+        "arn:aws:iam::000000000000:role/app",
+        "--handler",
+        "app.handler",
+        "--description",
+        "the app",
+        "--timeout",
+        "7",
+        "--zip-file",
+        &v0,
+    ]));
+    assert_eq!(created["Version"], "$LATEST");
+    assert_eq!(created["CodeSha256"], code_sha256(&v0));
+    assert_eq!(
+        created["CodeSize"],
+        std::fs::metadata(dir.path().join("v0.zip")).unwrap().len()
+    );
+    assert_eq!(
+        (
+            &created["Handler"],
+            &created["Role"],
+            &created["Description"],
+            &created["Runtime"],
+            &created["Timeout"]
+        ),
+        (
+            &json!("app.handler"),
+            &json!("arn:aws:iam::000000000000:role/app"),
+            &json!("the app"),
+            &json!("provided.al2023"),
+            &json!(7)
+        )
+    );
+    let modified = created["LastModified"].as_str().unwrap().to_string();
+    assert!(
+        modified.len() == 28 && modified.ends_with("+0000"),
+        "{modified}"
+    );
+    ok(&s.aws(&["wait", "function-active-v2", "--function-name", "app"]));
+    ok(&s.aws(&["wait", "function-exists", "--function-name", "app"]));
+    ok(&s.aws(&["wait", "function-active", "--function-name", "app"]));
+    assert_eq!(
+        s.invoke(dir.path(), "app", r#"{"name":"v0"}"#),
+        json!({"message": "Hello, v0!", "function": "app"})
+    );
+    assert_eq!(versions(&s), ["$LATEST"]);
+
+    // New code: $LATEST changes, no version yet. A stale RevisionId and
+    // a dry run change nothing.
+    let err = failed(&s.aws(&[
+        "update-function-code",
+        "--function-name",
+        "app",
+        "--zip-file",
+        &v1,
+        "--revision-id",
+        "00000000-0000-0000-0000-000000000000",
+    ]));
+    assert!(err.contains("PreconditionFailedException"), "{err}");
+    let dry = ok(&s.aws(&[
+        "update-function-code",
+        "--function-name",
+        "app",
+        "--zip-file",
+        &v1,
+        "--dry-run",
+    ]));
+    assert_eq!(dry["CodeSha256"], code_sha256(&v1));
+    assert_eq!(
+        s.invoke(dir.path(), "app", r#"{"name":"still v0"}"#)["message"],
+        "Hello, still v0!"
+    );
+    let revision =
+        ok(&s.aws(&["get-function", "--function-name", "app"]))["Configuration"]["RevisionId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let updated = ok(&s.aws(&[
+        "update-function-code",
+        "--function-name",
+        "app",
+        "--zip-file",
+        &v1,
+        "--revision-id",
+        &revision,
+    ]));
+    assert_eq!(updated["Version"], "$LATEST");
+    assert_eq!(updated["CodeSha256"], code_sha256(&v1));
+    assert_eq!(updated["Handler"], "app.handler", "settings are kept");
+    assert_eq!(updated["Timeout"], 7);
+    ok(&s.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
+    ok(&s.aws(&["wait", "function-updated", "--function-name", "app"]));
+    assert_eq!(s.generation("app"), Value::Null);
+    assert_eq!(versions(&s), ["$LATEST"]);
+
+    // Publish: version 1; again with nothing changed: still 1. A wrong
+    // CodeSha256 publishes nothing.
+    let err = failed(&s.aws(&[
+        "publish-version",
+        "--function-name",
+        "app",
+        "--code-sha256",
+        &code_sha256(&v0),
+    ]));
+    assert!(err.contains("PreconditionFailedException"), "{err}");
+    let one = ok(&s.aws(&[
+        "publish-version",
+        "--function-name",
+        "app",
+        "--code-sha256",
+        &code_sha256(&v1),
+    ]));
+    assert_eq!(one["Version"], "1");
+    assert_eq!(
+        one["FunctionArn"],
+        "arn:aws:lambda:local:000000000000:function:app:1"
+    );
+    assert_eq!(
+        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        "1"
+    );
+    assert_eq!(versions(&s), ["$LATEST", "1"]);
+
+    // New configuration: $LATEST again (with its environment), then 2.
+    let reconfigured = ok(&s.aws(&[
+        "update-function-configuration",
+        "--function-name",
+        "app",
+        "--environment",
+        "Variables={GEN=two}",
+        "--memory-size",
+        "256",
+    ]));
+    assert_eq!(reconfigured["Version"], "$LATEST");
+    assert_eq!(reconfigured["MemorySize"], 256);
+    assert_eq!(
+        reconfigured["Environment"],
+        json!({"Variables": {"GEN": "two"}})
+    );
+    assert_eq!(reconfigured["CodeSha256"], code_sha256(&v1));
+    ok(&s.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
+    assert_eq!(s.generation("app"), "two");
+    assert_eq!(s.generation("app:1"), Value::Null);
+    let err = failed(&s.aws(&[
+        "update-function-configuration",
+        "--function-name",
+        "app",
+        "--timeout",
+        "901",
+    ]));
+    assert!(
+        err.contains("InvalidParameterValueException") && err.contains("Timeout"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        "2"
+    );
+    ok(&s.aws(&[
+        "wait",
+        "published-version-active",
+        "--function-name",
+        "app",
+        "--qualifier",
+        "2",
+    ]));
+
+    // Alias on 1, then 2 with half the traffic still on 1.
+    ok(&s.aws(&[
+        "create-alias",
+        "--function-name",
+        "app",
+        "--name",
+        "live",
+        "--function-version",
+        "1",
+    ]));
+    assert_eq!(s.generation("app:live"), Value::Null);
+    let canary = ok(&s.aws(&[
+        "update-alias",
+        "--function-name",
+        "app",
+        "--name",
+        "live",
+        "--function-version",
+        "2",
+        "--routing-config",
+        "AdditionalVersionWeights={1=0.5}",
+    ]));
+    assert_eq!(
+        canary["RoutingConfig"],
+        json!({"AdditionalVersionWeights": {"1": 0.5}})
+    );
+    let seen: std::collections::BTreeSet<String> = (0..40)
+        .map(|_| s.generation("app:live").to_string())
+        .collect();
+    assert_eq!(
+        seen,
+        ["\"two\"".to_string(), "null".to_string()].into(),
+        "both versions serve (a 2^-39 chance of a false failure)"
+    );
+    assert_eq!(
+        s.invoke(dir.path(), "app:live", r#"{"op":"echo","data":7}"#),
+        json!(7)
+    );
+
+    // Rollback: everything to 1 again.
+    let rolled = ok(&s.aws(&[
+        "update-alias",
+        "--function-name",
+        "app",
+        "--name",
+        "live",
+        "--function-version",
+        "1",
+        "--routing-config",
+        "AdditionalVersionWeights={}",
+    ]));
+    assert_eq!(rolled["FunctionVersion"], "1");
+    for _ in 0..5 {
+        assert_eq!(s.generation("app:live"), Value::Null);
+    }
+
+    // An alias may follow $LATEST.
+    let edge = ok(&s.aws(&[
+        "create-alias",
+        "--function-name",
+        "app",
+        "--name",
+        "edge",
+        "--function-version",
+        "$LATEST",
+    ]));
+    assert_eq!(edge["FunctionVersion"], "$LATEST");
+    assert_eq!(s.generation("app:edge"), "two");
+
+    // Delete version 2 (nothing points to it): $LATEST keeps its code.
+    assert_eq!(
+        ok(&s.aws(&[
+            "delete-function",
+            "--function-name",
+            "app",
+            "--qualifier",
+            "2"
+        ])),
+        json!({"StatusCode": 204})
+    );
+    assert_eq!(versions(&s), ["$LATEST", "1"]);
+    assert_eq!(s.generation("app"), "two");
+    let err = failed(&s.aws(&["get-function", "--function-name", "app", "--qualifier", "2"]));
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+    // The next publish takes a new number: numbers are never reused.
+    assert_eq!(
+        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        "3"
+    );
+    assert_eq!(versions(&s), ["$LATEST", "1", "3"]);
 }

@@ -765,6 +765,7 @@ async fn control_api_needs_the_token_and_changes_the_registry() {
         "Timeout": 2,
         "Environment": {"Variables": {"GEN": "1"}},
         "Runtime": "ignored", "Role": "ignored", "Handler": "ignored",
+        "Publish": true,
     })
     .to_string();
     let bearer = [("authorization", "Bearer s3cret")];

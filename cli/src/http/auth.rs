@@ -128,17 +128,18 @@ impl FromRequest<Shared> for Authed {
     }
 }
 
-/// A control-API read: open while the control API is off (nothing secret
-/// is shown then), else authorized like a write.
-pub struct Reader;
+/// A control-API read: open while the control API is off, else
+/// authorized like a write. `Reader(true)`: the caller presented admin
+/// credentials, so secrets (a function's environment) may be shown.
+pub struct Reader(pub bool);
 
 impl FromRequest<Shared> for Reader {
     type Rejection = Response;
 
     async fn from_request(req: Request, gw: &Shared) -> Result<Self, Self::Rejection> {
         if !gw.admin.is_on() {
-            return Ok(Reader);
+            return Ok(Reader(false));
         }
-        Authed::from_request(req, gw).await.map(|_| Reader)
+        Authed::from_request(req, gw).await.map(|_| Reader(true))
     }
 }

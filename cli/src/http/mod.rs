@@ -74,11 +74,16 @@ pub fn router(gw: Gateway) -> Router {
         )
         .route(
             "/2015-03-31/functions/{name}/configuration",
-            axum::routing::get(control::get_function_configuration),
+            axum::routing::get(control::get_function_configuration)
+                .put(control::update_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(control::update_function_code),
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
-            axum::routing::get(control::list_versions),
+            axum::routing::get(control::list_versions).post(control::publish_version),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases",

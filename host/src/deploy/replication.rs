@@ -58,12 +58,7 @@ impl Deployer {
             .unwrap_or_default();
         let mut changed = false;
         let settled = |v: &u32| Some(*v) != have_draft;
-        let have_max = have
-            .keys()
-            .copied()
-            .filter(settled)
-            .next_back()
-            .unwrap_or(0);
+        let have_max = have.keys().copied().rfind(settled).unwrap_or(0);
         let want_max = want.versions.last().map_or(0, |v| v.version);
         let same = |h: &SavedVersion, w: &SavedVersion| {
             h.module_hash == w.module_hash && persist::same_settings(&h.config, &w.config)

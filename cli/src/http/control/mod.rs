@@ -1,7 +1,14 @@
-//! The control API: Lambda's `CreateFunction`, `DeleteFunction`,
-//! `CreateAlias`, `UpdateAlias` and `DeleteAlias` on the gateway, so
-//! functions can be deployed to a running server (and, in a cluster, to
-//! every node at once) with the AWS CLI's shapes.
+//! The control API: Lambda's deploy operations on the gateway
+//! (`CreateFunction`, `UpdateFunctionCode`, `UpdateFunctionConfiguration`,
+//! `PublishVersion`, `DeleteFunction`, the alias operations and the reads
+//! in `read`), so functions can be deployed to a running server (and, in a
+//! cluster, to every node at once) with the AWS CLI's shapes.
+//!
+//! Lambda's mutable `$LATEST` is the host's draft ([`Host::stage`]);
+//! publishing is [`Host::publish_version`] or [`Host::register`]. Lambda's
+//! per-version fields the host does not interpret (the package's
+//! `CodeSha256` and `CodeSize`, `Handler`, `Role`, `Description`,
+//! `Runtime`) are version annotations under [`keys`].
 //!
 //! It is off unless the server has an admin token (`--admin-token` or
 //! `FNHOST_ADMIN_TOKEN`) or admin keys; requests then need a SigV4
@@ -27,11 +34,30 @@ use serde_json::{Value, json};
 
 mod package;
 mod read;
+mod update;
 
 pub(crate) use read::{
     account_settings, get_alias, get_function, get_function_configuration, list_aliases,
     list_functions, list_versions,
 };
+pub(crate) use update::{publish_version, update_function_code, update_function_configuration};
+
+/// The annotation keys (see [`FunctionConfig::annotate`]) under which a
+/// version keeps Lambda's fields.
+pub(crate) mod keys {
+    /// base64(SHA-256) of the uploaded package.
+    pub const CODE_SHA256: &str = "aws.CodeSha256";
+    /// The uploaded package's size in bytes.
+    pub const CODE_SIZE: &str = "aws.CodeSize";
+    /// `Handler` (also picks the package's entry).
+    pub const HANDLER: &str = "aws.Handler";
+    /// `Role` (not used: fnhost has no IAM).
+    pub const ROLE: &str = "aws.Role";
+    /// `Description`.
+    pub const DESCRIPTION: &str = "aws.Description";
+    /// `Runtime` as given.
+    pub const RUNTIME: &str = "aws.Runtime";
+}
 
 use super::auth::Authed;
 use super::aws::{aws_error, qualified_target, refusal};
@@ -77,11 +103,120 @@ fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Box<Respon
 struct CreateFunction {
     function_name: String,
     code: Code,
+    #[serde(default)]
+    publish: bool,
+    #[serde(flatten)]
+    settings: Settings,
+}
+
+/// The settings `CreateFunction` and `UpdateFunctionConfiguration` take.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Settings {
     memory_size: Option<u64>,
     timeout: Option<u64>,
     environment: Option<Environment>,
     ephemeral_storage: Option<Size>,
     handler: Option<String>,
+    description: Option<String>,
+    role: Option<String>,
+    runtime: Option<String>,
+}
+
+impl Settings {
+    /// `cfg` with these settings: each one given replaces the old (the
+    /// environment as a whole, as on Lambda).
+    fn apply(&self, mut cfg: FunctionConfig) -> Result<FunctionConfig, String> {
+        if let Some(mb) = self.memory_size {
+            if !(1..=10_240).contains(&mb) {
+                return Err(format!("MemorySize {mb}: must be 1 to 10240 (MB)"));
+            }
+            cfg = cfg.memory_limit(mb << 20);
+        }
+        if let Some(s) = self.timeout {
+            if !(1..=900).contains(&s) {
+                return Err(format!("Timeout {s}: must be 1 to 900 (seconds)"));
+            }
+            cfg = cfg.timeout(Duration::from_secs(s));
+        }
+        if let Some(mb) = self.ephemeral_storage.as_ref().map(|s| s.size) {
+            if !(1..=10_240).contains(&mb) {
+                return Err(format!(
+                    "EphemeralStorage.Size {mb}: must be 1 to 10240 (MB)"
+                ));
+            }
+            cfg = cfg.tmp_quota(mb << 20);
+        }
+        if let Some(env) = &self.environment {
+            cfg = cfg.clear_env();
+            for (k, v) in &env.variables {
+                cfg = cfg.env(k, v);
+            }
+        }
+        for (key, value, max) in [
+            (keys::HANDLER, &self.handler, 128),
+            (keys::DESCRIPTION, &self.description, 256),
+            (keys::ROLE, &self.role, 2048),
+            (keys::RUNTIME, &self.runtime, 64),
+        ] {
+            if let Some(v) = value {
+                if v.len() > max {
+                    let field = key.trim_start_matches("aws.");
+                    return Err(format!("{field}: at most {max} characters"));
+                }
+                cfg = cfg.annotate(key, v);
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// An uploaded package: the module it holds and Lambda's digest and size
+/// of the package itself.
+#[derive(Clone)]
+struct Package {
+    module: Bytes,
+    sha256: String,
+    size: usize,
+}
+
+impl Package {
+    /// The package a base64 `ZipFile` holds (see `package`).
+    fn decode(zip_file: &str, handler: Option<&str>) -> Result<Package, String> {
+        let package = base64::engine::general_purpose::STANDARD
+            .decode(zip_file.trim())
+            .map_err(|e| format!("ZipFile is not base64: {e}"))?;
+        Ok(Package {
+            module: Bytes::from(package::module_of(&package, handler)?),
+            sha256: read::package_sha256(&package),
+            size: package.len(),
+        })
+    }
+
+    /// `cfg` with this package's code.
+    fn install(&self, cfg: FunctionConfig) -> FunctionConfig {
+        cfg.with_source(fnhost::ModuleSource::Bytes(self.module.clone()))
+            .annotate(keys::CODE_SHA256, &self.sha256)
+            .annotate(keys::CODE_SIZE, self.size.to_string())
+    }
+}
+
+/// The answer to a change that made `info`: its configuration as
+/// `$LATEST` (a draft) or as its published number.
+fn changed(host: &Host, status: StatusCode, info: &fnhost::FunctionInfo) -> Response {
+    let target = match info.draft {
+        true => info.name.clone(),
+        false => format!("{}:{}", info.name, info.version),
+    };
+    match read::describe(host, &target) {
+        Ok(d) => {
+            let version = (!info.draft).then_some(info.version);
+            let revision = read::revision_id(host, &info.name);
+            let c = read::configuration(&d, version, &revision, true);
+            (status, axum::Json(c)).into_response()
+        }
+        Err(e) => refusal(&e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,7 +238,8 @@ struct Size {
     size: u64,
 }
 
-/// `POST /2015-03-31/functions`: registers a new function (version 1).
+/// `POST /2015-03-31/functions`: a new function, its `$LATEST` a draft
+/// (or published as version 1 with `Publish`).
 pub(crate) async fn create_function(State(gw): State<Shared>, Authed(body): Authed) -> Response {
     let req: CreateFunction = match json_body(&body) {
         Ok(r) => r,
@@ -112,43 +248,33 @@ pub(crate) async fn create_function(State(gw): State<Shared>, Authed(body): Auth
     let Some(zip) = req.code.zip_file else {
         return bad_request("Code.ZipFile (the .wasm module, base64) is required");
     };
-    let package = match base64::engine::general_purpose::STANDARD.decode(zip.trim()) {
-        Ok(m) => m,
-        Err(e) => return bad_request(&format!("Code.ZipFile is not base64: {e}")),
-    };
-    let module = match package::module_of(&package, req.handler.as_deref()) {
-        Ok(m) => Bytes::from(m),
+    let name = req.function_name;
+    let cfg = match req
+        .settings
+        .apply(FunctionConfig::from_bytes(name.clone(), Bytes::new()))
+    {
+        Ok(c) => c,
         Err(why) => return bad_request(&why),
     };
-    let name = req.function_name;
-    let mut cfg = FunctionConfig::from_bytes(name.clone(), module.clone());
-    if let Some(mb) = req.memory_size {
-        cfg = cfg.memory_limit(mb.saturating_mul(1 << 20));
-    }
-    if let Some(s) = req.timeout {
-        cfg = cfg.timeout(Duration::from_secs(s));
-    }
-    if let Some(mb) = req.ephemeral_storage.map(|s| s.size) {
-        cfg = cfg.tmp_quota(mb.saturating_mul(1 << 20));
-    }
-    for (k, v) in req.environment.map(|e| e.variables).unwrap_or_default() {
-        cfg = cfg.env(k, v);
-    }
+    let package = match Package::decode(&zip, req.settings.handler.as_deref()) {
+        Ok(p) => p,
+        Err(why) => return bad_request(&format!("Code.{why}")),
+    };
+    let (cfg, module) = (package.install(cfg), package.module);
     // The existence check runs inside the change, after this node has
     // caught up with the cluster's registry.
-    let n = name.clone();
+    let (n, publish) = (name.clone(), req.publish);
     let create = move |h: &Host| {
         if h.function_info(&n).is_ok() {
             return Err(Error::AlreadyExists { name: n.clone() });
         }
-        h.register(cfg.clone())
+        match publish {
+            true => h.register(cfg.clone()),
+            false => h.stage(cfg.clone()),
+        }
     };
     match change(&gw, &name, Some(module), create).await {
-        Ok(info) => {
-            let revision = read::revision_id(&gw.host, &info.name);
-            let c = read::configuration(&info, Some(info.version), &revision);
-            (StatusCode::CREATED, axum::Json(c)).into_response()
-        }
+        Ok(info) => changed(&gw.host, StatusCode::CREATED, &info),
         Err(e) => refusal(&e),
     }
 }
@@ -201,12 +327,24 @@ struct Routing {
     additional_version_weights: BTreeMap<String, f64>,
 }
 
+/// A version an alias may name: a number, or `$LATEST` as
+/// [`Alias::LATEST`].
 fn version_number(s: &str) -> Result<u32, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "FunctionVersion {s:?} is not a version number (aliases to $LATEST are not supported)"
-        )
-    })
+    if s == fnhost::LATEST {
+        return Ok(Alias::LATEST);
+    }
+    s.parse()
+        .ok()
+        .filter(|v| *v != Alias::LATEST)
+        .ok_or_else(|| format!("FunctionVersion {s:?} is neither a version number nor $LATEST"))
+}
+
+/// How an alias names `version`.
+fn version_label(version: u32) -> String {
+    match version {
+        Alias::LATEST => fnhost::LATEST.to_string(),
+        v => v.to_string(),
+    }
 }
 
 /// What a body asks of an alias: its version (if given) and its routing
@@ -256,12 +394,12 @@ pub(super) fn alias_json(function: &str, alias: &str, a: &Alias, revision: &str)
     let weights: serde_json::Map<String, Value> = a
         .additional
         .iter()
-        .map(|(v, w)| (v.to_string(), json!(w)))
+        .map(|(v, w)| (version_label(*v), json!(w)))
         .collect();
     json!({
         "AliasArn": read::arn(function, Some(alias)),
         "Name": alias,
-        "FunctionVersion": a.version.to_string(),
+        "FunctionVersion": version_label(a.version),
         "RoutingConfig": {"AdditionalVersionWeights": weights},
         "RevisionId": revision,
     })

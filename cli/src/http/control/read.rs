@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use fnhost::{Error, FunctionInfo, Host};
+use base64::Engine as _;
+use fnhost::{Alias, Error, FunctionConfig, FunctionInfo, Host};
 use serde_json::{Value, json};
 
-use super::alias_json;
+use super::{alias_json, keys};
 use crate::http::auth::Reader;
 use crate::http::aws::{function_and_qualifier, qualified_target, refusal};
 use crate::http::state::Shared;
@@ -43,7 +44,7 @@ fn version_of(host: &Host, name: &str, qualifier: Option<&str>) -> Result<Option
             Err(_) => host
                 .aliases(name)?
                 .get(q)
-                .map(|a| Some(a.version))
+                .map(|a| Some(a.version).filter(|v| *v != Alias::LATEST))
                 .ok_or_else(|| Error::NotFound {
                     name: format!("{name}:{q}"),
                 }),
@@ -51,19 +52,86 @@ fn version_of(host: &Host, name: &str, qualifier: Option<&str>) -> Result<Option
     }
 }
 
-/// Lambda's `FunctionConfiguration` of `info`, shown as `version`
-/// (`None`: `$LATEST`); `revision` is the function's [`revision_id`]
-/// (one per request: it digests the whole table).
-pub(super) fn configuration(info: &FunctionInfo, version: Option<u32>, revision: &str) -> Value {
+/// A version as the control plane describes it: what the host says of
+/// it, and the configuration it was registered with (its annotations hold
+/// Lambda's package digest, handler, role and description).
+pub(super) struct Described {
+    pub info: FunctionInfo,
+    pub config: FunctionConfig,
+}
+
+/// [`Described`] of `target` (`name`, `name:N`, `name:alias`).
+pub(super) fn describe(host: &Host, target: &str) -> Result<Described, Error> {
+    Ok(Described {
+        info: host.function_info(target)?,
+        config: host.function_config(target)?,
+    })
+}
+
+/// Lambda's `CodeSha256` (base64 SHA-256 of the uploaded package) and
+/// `CodeSize` (its bytes): kept when the package came through the control
+/// plane, else those of the module (fnhost.toml registers modules as they
+/// are).
+fn code_identity(config: &FunctionConfig) -> (String, u64) {
+    let a = config.annotations();
+    if let (Some(sha), Some(size)) = (a.get(keys::CODE_SHA256), a.get(keys::CODE_SIZE))
+        && let Ok(size) = size.parse()
+    {
+        return (sha.clone(), size);
+    }
+    let module = config.module_bytes().unwrap_or_default();
+    (package_sha256(&module), module.len() as u64)
+}
+
+/// Lambda's `CodeSha256` of a version (see [`code_identity`]).
+pub(super) fn code_sha256(config: &FunctionConfig) -> String {
+    code_identity(config).0
+}
+
+/// base64(SHA-256(`package`)), Lambda's `CodeSha256`.
+pub(super) fn package_sha256(package: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, package);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// Lambda's time format (`2026-12-03T17:00:00.000+0000`).
+fn lambda_time(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.3f%z")
+        .to_string()
+}
+
+/// Lambda's `FunctionConfiguration` of `d`, shown as `version` (`None`:
+/// `$LATEST`); `revision` is the function's [`revision_id`] (one per
+/// request: it digests the whole table). The environment is shown only
+/// to a caller with credentials (`secrets`).
+pub(super) fn configuration(
+    d: &Described,
+    version: Option<u32>,
+    revision: &str,
+    secrets: bool,
+) -> Value {
+    let info = &d.info;
     let label = version.map_or_else(|| fnhost::LATEST.to_string(), |v| v.to_string());
-    json!({
+    let (sha, size) = code_identity(&d.config);
+    let note = |key: &str| d.config.annotations().get(key).cloned();
+    let runtime = if info.is_http {
+        "provided.wasi-http"
+    } else {
+        "provided.wasm32-wasip1"
+    };
+    let mut c = json!({
         "FunctionName": info.name,
         "FunctionArn": arn(&info.name, version.is_some().then_some(label.as_str())),
-        "Runtime": if info.is_http { "provided.wasi-http" } else { "provided.wasm32-wasip1" },
-        "Handler": "fnhost_handle",
-        "CodeSha256": info.module_hash,
+        "Runtime": note(keys::RUNTIME).unwrap_or_else(|| runtime.into()),
+        "Role": note(keys::ROLE).unwrap_or_else(|| "arn:aws:iam::000000000000:role/fnhost".into()),
+        "Handler": note(keys::HANDLER).unwrap_or_else(|| "fnhost_handle".into()),
+        "CodeSha256": sha,
+        "CodeSize": size,
+        "Description": note(keys::DESCRIPTION).unwrap_or_default(),
         "MemorySize": info.memory_limit >> 20,
         "Timeout": info.timeout.as_secs_f64().ceil() as u64,
+        "LastModified": lambda_time(info.last_modified),
         "Version": label,
         "PackageType": "Zip",
         "State": "Active",
@@ -71,7 +139,17 @@ pub(super) fn configuration(info: &FunctionInfo, version: Option<u32>, revision:
         "RevisionId": revision,
         "Architectures": ["wasm32"],
         "EphemeralStorage": {"Size": info.tmp_quota >> 20},
-    })
+    });
+    if secrets && !d.config.env_vars().is_empty() {
+        let vars: serde_json::Map<String, Value> = d
+            .config
+            .env_vars()
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        c["Environment"] = json!({"Variables": vars});
+    }
+    c
 }
 
 /// The configuration `GetFunction[Configuration]` answers for `raw`
@@ -80,6 +158,7 @@ fn configuration_of(
     host: &Host,
     raw: &str,
     query: &HashMap<String, String>,
+    secrets: bool,
 ) -> Result<(Value, FunctionInfo), Error> {
     let (name, qualifier) = qualified_target(raw, query);
     let version = version_of(host, &name, qualifier.as_deref())?;
@@ -87,21 +166,22 @@ fn configuration_of(
         Some(v) => format!("{name}:{v}"),
         None => name.clone(),
     };
-    let info = host.function_info(&target)?;
-    let mut c = configuration(&info, version, &revision_id(host, &name));
+    let d = describe(host, &target)?;
+    let mut c = configuration(&d, version, &revision_id(host, &name), secrets);
     if let Some(q) = qualifier.filter(|q| q != fnhost::LATEST) {
         c["FunctionArn"] = json!(arn(&name, Some(&q)));
     }
-    Ok((c, info))
+    Ok((c, d.info))
 }
 
 /// `GET /2015-03-31/functions/`.
-pub(crate) async fn list_functions(State(gw): State<Shared>, _: Reader) -> Response {
+pub(crate) async fn list_functions(State(gw): State<Shared>, Reader(secrets): Reader) -> Response {
     let functions: Vec<Value> = gw
         .host
         .functions()
         .iter()
-        .map(|f| configuration(f, None, &revision_id(&gw.host, &f.name)))
+        .filter_map(|f| describe(&gw.host, &f.name).ok())
+        .map(|d| configuration(&d, None, &revision_id(&gw.host, &d.info.name), secrets))
         .collect();
     axum::Json(json!({"Functions": functions})).into_response()
 }
@@ -111,9 +191,9 @@ pub(crate) async fn get_function(
     State(gw): State<Shared>,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    _: Reader,
+    Reader(secrets): Reader,
 ) -> Response {
-    match configuration_of(&gw.host, &raw, &query) {
+    match configuration_of(&gw.host, &raw, &query, secrets) {
         Ok((c, info)) => {
             let mut r = json!({
                 "Configuration": c,
@@ -133,9 +213,9 @@ pub(crate) async fn get_function_configuration(
     State(gw): State<Shared>,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    _: Reader,
+    Reader(secrets): Reader,
 ) -> Response {
-    match configuration_of(&gw.host, &raw, &query) {
+    match configuration_of(&gw.host, &raw, &query, secrets) {
         Ok((c, _)) => axum::Json(c).into_response(),
         Err(e) => refusal(&e),
     }
@@ -146,16 +226,16 @@ pub(crate) async fn get_function_configuration(
 pub(crate) async fn list_versions(
     State(gw): State<Shared>,
     Path(raw): Path<String>,
-    _: Reader,
+    Reader(secrets): Reader,
 ) -> Response {
     let (name, _) = function_and_qualifier(&raw);
     let listed = (|| -> Result<Vec<Value>, Error> {
-        let latest = gw.host.function_info(&name)?;
+        let latest = describe(&gw.host, &name)?;
         let revision = revision_id(&gw.host, &name);
-        let mut out = vec![configuration(&latest, None, &revision)];
+        let mut out = vec![configuration(&latest, None, &revision, secrets)];
         for v in gw.host.versions(&name)? {
-            let info = gw.host.function_info(&format!("{name}:{v}"))?;
-            out.push(configuration(&info, Some(v), &revision));
+            let d = describe(&gw.host, &format!("{name}:{v}"))?;
+            out.push(configuration(&d, Some(v), &revision, secrets));
         }
         Ok(out)
     })();
