@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use fnhost_test_guests as guests;
 use serde_json::{Value, json};
 
+#[allow(dead_code)]
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/listening.rs"]
 mod listening;
 
@@ -20,8 +23,22 @@ const KEY_SECRET: &str = "a-configured-secret-for-the-test";
 /// An `fnhost serve` process with the control API on, killed on drop.
 struct Server {
     child: Child,
-    base: String,
+    endpoint: Endpoint,
     _dir: tempfile::TempDir,
+}
+
+/// Where the AWS CLI is pointed, and the admin token it signs with.
+struct Endpoint {
+    base: String,
+    token: &'static str,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 impl Server {
@@ -41,11 +58,13 @@ impl Server {
         let base = listening::listening_base(&mut child, "the server");
         Server {
             child,
-            base,
+            endpoint: Endpoint { base, token: TOKEN },
             _dir: dir,
         }
     }
+}
 
+impl Endpoint {
     /// Runs the AWS CLI's `lambda` command signed as `key_id`/`secret`.
     fn aws_as(&self, key_id: &str, secret: &str, args: &[&str]) -> Output {
         Command::new("aws")
@@ -69,7 +88,7 @@ impl Server {
 
     /// The AWS CLI with the admin token as the secret (any key id).
     fn aws(&self, args: &[&str]) -> Output {
-        self.aws_as("any-key-id", TOKEN, args)
+        self.aws_as("any-key-id", self.token, args)
     }
 }
 
@@ -421,7 +440,7 @@ fn code_sha256(zip: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
-impl Server {
+impl Endpoint {
     /// `aws lambda invoke` of `target` with `payload`: the handler's answer.
     fn invoke(&self, dir: &Path, target: &str, payload: &str) -> Value {
         let out = dir.join("out.json");
@@ -447,7 +466,13 @@ impl Server {
     }
 }
 
-fn versions(s: &Server) -> Vec<String> {
+/// `alias`'s version as `r` reads it (the read catches `r` up).
+fn alias_version(r: &Endpoint, alias: &str) -> String {
+    let a = ok(&r.aws(&["get-alias", "--function-name", "app", "--name", alias]));
+    a["FunctionVersion"].as_str().unwrap().to_string()
+}
+
+fn versions(s: &Endpoint) -> Vec<String> {
     ok(&s.aws(&["list-versions-by-function", "--function-name", "app"]))["Versions"]
         .as_array()
         .unwrap()
@@ -463,6 +488,32 @@ fn versions(s: &Server) -> Vec<String> {
 #[test]
 fn the_aws_cli_runs_a_whole_deploy_cycle() {
     let s = Server::start();
+    deploy_cycle(&s, &s);
+}
+
+/// The same deploy cycle on a two-node cluster: every change through the
+/// first node, every read and invocation through the second (a control
+/// read catches its node up with the shared registry first).
+#[test]
+fn the_deploy_cycle_runs_across_a_two_node_cluster() {
+    let nats = cluster::Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fnhost.toml");
+    std::fs::write(&config, "").unwrap();
+    let fnhost = Path::new(env!("CARGO_BIN_EXE_fnhost"));
+    let nodes: Vec<cluster::Node> = ["n1", "n2"]
+        .iter()
+        .map(|n| cluster::Node::start_with(fnhost, &nats, n, &config, &dir.path().join(n)))
+        .collect();
+    let [a, b] = [&nodes[0], &nodes[1]].map(|n| Endpoint {
+        base: n.base.clone(),
+        token: cluster::TOKEN,
+    });
+    deploy_cycle(&a, &b);
+}
+
+/// Changes through `w`, reads and invocations through `r`.
+fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
     let dir = tempfile::tempdir().unwrap();
     let hello = std::fs::read(guests::HELLO).unwrap();
     let probe = std::fs::read(guests::PROBE).unwrap();
@@ -470,7 +521,7 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
     let v1 = zip_file(dir.path(), "v1.zip", &[("app.wasm", &probe)]);
 
     // Create: $LATEST only, with Lambda's digest of the package.
-    let created = ok(&s.aws(&[
+    let created = ok(&w.aws(&[
         "create-function",
         "--function-name",
         "app",
@@ -514,18 +565,18 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         modified.len() == 28 && modified.ends_with("+0000"),
         "{modified}"
     );
-    ok(&s.aws(&["wait", "function-active-v2", "--function-name", "app"]));
-    ok(&s.aws(&["wait", "function-exists", "--function-name", "app"]));
-    ok(&s.aws(&["wait", "function-active", "--function-name", "app"]));
+    ok(&r.aws(&["wait", "function-active-v2", "--function-name", "app"]));
+    ok(&r.aws(&["wait", "function-exists", "--function-name", "app"]));
+    ok(&r.aws(&["wait", "function-active", "--function-name", "app"]));
     assert_eq!(
-        s.invoke(dir.path(), "app", r#"{"name":"v0"}"#),
+        r.invoke(dir.path(), "app", r#"{"name":"v0"}"#),
         json!({"message": "Hello, v0!", "function": "app"})
     );
-    assert_eq!(versions(&s), ["$LATEST"]);
+    assert_eq!(versions(r), ["$LATEST"]);
 
     // New code: $LATEST changes, no version yet. A stale RevisionId and
     // a dry run change nothing.
-    let err = failed(&s.aws(&[
+    let err = failed(&w.aws(&[
         "update-function-code",
         "--function-name",
         "app",
@@ -535,7 +586,7 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "00000000-0000-0000-0000-000000000000",
     ]));
     assert!(err.contains("PreconditionFailedException"), "{err}");
-    let dry = ok(&s.aws(&[
+    let dry = ok(&w.aws(&[
         "update-function-code",
         "--function-name",
         "app",
@@ -545,15 +596,15 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
     ]));
     assert_eq!(dry["CodeSha256"], code_sha256(&v1));
     assert_eq!(
-        s.invoke(dir.path(), "app", r#"{"name":"still v0"}"#)["message"],
+        r.invoke(dir.path(), "app", r#"{"name":"still v0"}"#)["message"],
         "Hello, still v0!"
     );
     let revision =
-        ok(&s.aws(&["get-function", "--function-name", "app"]))["Configuration"]["RevisionId"]
+        ok(&r.aws(&["get-function", "--function-name", "app"]))["Configuration"]["RevisionId"]
             .as_str()
             .unwrap()
             .to_string();
-    let updated = ok(&s.aws(&[
+    let updated = ok(&w.aws(&[
         "update-function-code",
         "--function-name",
         "app",
@@ -566,14 +617,14 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
     assert_eq!(updated["CodeSha256"], code_sha256(&v1));
     assert_eq!(updated["Handler"], "app.handler", "settings are kept");
     assert_eq!(updated["Timeout"], 7);
-    ok(&s.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
-    ok(&s.aws(&["wait", "function-updated", "--function-name", "app"]));
-    assert_eq!(s.generation("app"), Value::Null);
-    assert_eq!(versions(&s), ["$LATEST"]);
+    ok(&r.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
+    ok(&r.aws(&["wait", "function-updated", "--function-name", "app"]));
+    assert_eq!(r.generation("app"), Value::Null);
+    assert_eq!(versions(r), ["$LATEST"]);
 
     // Publish: version 1; again with nothing changed: still 1. A wrong
     // CodeSha256 publishes nothing.
-    let err = failed(&s.aws(&[
+    let err = failed(&w.aws(&[
         "publish-version",
         "--function-name",
         "app",
@@ -581,7 +632,7 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         &code_sha256(&v0),
     ]));
     assert!(err.contains("PreconditionFailedException"), "{err}");
-    let one = ok(&s.aws(&[
+    let one = ok(&w.aws(&[
         "publish-version",
         "--function-name",
         "app",
@@ -594,13 +645,13 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "arn:aws:lambda:local:000000000000:function:app:1"
     );
     assert_eq!(
-        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        ok(&w.aws(&["publish-version", "--function-name", "app"]))["Version"],
         "1"
     );
-    assert_eq!(versions(&s), ["$LATEST", "1"]);
+    assert_eq!(versions(r), ["$LATEST", "1"]);
 
     // New configuration: $LATEST again (with its environment), then 2.
-    let reconfigured = ok(&s.aws(&[
+    let reconfigured = ok(&w.aws(&[
         "update-function-configuration",
         "--function-name",
         "app",
@@ -616,10 +667,10 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         json!({"Variables": {"GEN": "two"}})
     );
     assert_eq!(reconfigured["CodeSha256"], code_sha256(&v1));
-    ok(&s.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
-    assert_eq!(s.generation("app"), "two");
-    assert_eq!(s.generation("app:1"), Value::Null);
-    let err = failed(&s.aws(&[
+    ok(&r.aws(&["wait", "function-updated-v2", "--function-name", "app"]));
+    assert_eq!(r.generation("app"), "two");
+    assert_eq!(r.generation("app:1"), Value::Null);
+    let err = failed(&w.aws(&[
         "update-function-configuration",
         "--function-name",
         "app",
@@ -631,10 +682,10 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "{err}"
     );
     assert_eq!(
-        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        ok(&w.aws(&["publish-version", "--function-name", "app"]))["Version"],
         "2"
     );
-    ok(&s.aws(&[
+    ok(&r.aws(&[
         "wait",
         "published-version-active",
         "--function-name",
@@ -644,7 +695,7 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
     ]));
 
     // Alias on 1, then 2 with half the traffic still on 1.
-    ok(&s.aws(&[
+    ok(&w.aws(&[
         "create-alias",
         "--function-name",
         "app",
@@ -653,8 +704,9 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "--function-version",
         "1",
     ]));
-    assert_eq!(s.generation("app:live"), Value::Null);
-    let canary = ok(&s.aws(&[
+    assert_eq!(alias_version(r, "live"), "1");
+    assert_eq!(r.generation("app:live"), Value::Null);
+    let canary = ok(&w.aws(&[
         "update-alias",
         "--function-name",
         "app",
@@ -669,8 +721,9 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         canary["RoutingConfig"],
         json!({"AdditionalVersionWeights": {"1": 0.5}})
     );
+    assert_eq!(alias_version(r, "live"), "2");
     let seen: std::collections::BTreeSet<String> = (0..40)
-        .map(|_| s.generation("app:live").to_string())
+        .map(|_| r.generation("app:live").to_string())
         .collect();
     assert_eq!(
         seen,
@@ -678,12 +731,12 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "both versions serve (a 2^-39 chance of a false failure)"
     );
     assert_eq!(
-        s.invoke(dir.path(), "app:live", r#"{"op":"echo","data":7}"#),
+        r.invoke(dir.path(), "app:live", r#"{"op":"echo","data":7}"#),
         json!(7)
     );
 
     // Rollback: everything to 1 again.
-    let rolled = ok(&s.aws(&[
+    let rolled = ok(&w.aws(&[
         "update-alias",
         "--function-name",
         "app",
@@ -695,12 +748,13 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "AdditionalVersionWeights={}",
     ]));
     assert_eq!(rolled["FunctionVersion"], "1");
+    assert_eq!(alias_version(r, "live"), "1");
     for _ in 0..5 {
-        assert_eq!(s.generation("app:live"), Value::Null);
+        assert_eq!(r.generation("app:live"), Value::Null);
     }
 
     // An alias may follow $LATEST.
-    let edge = ok(&s.aws(&[
+    let edge = ok(&w.aws(&[
         "create-alias",
         "--function-name",
         "app",
@@ -710,11 +764,12 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         "$LATEST",
     ]));
     assert_eq!(edge["FunctionVersion"], "$LATEST");
-    assert_eq!(s.generation("app:edge"), "two");
+    assert_eq!(alias_version(r, "edge"), "$LATEST");
+    assert_eq!(r.generation("app:edge"), "two");
 
     // Delete version 2 (nothing points to it): $LATEST keeps its code.
     assert_eq!(
-        ok(&s.aws(&[
+        ok(&w.aws(&[
             "delete-function",
             "--function-name",
             "app",
@@ -723,14 +778,14 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
         ])),
         json!({"StatusCode": 204})
     );
-    assert_eq!(versions(&s), ["$LATEST", "1"]);
-    assert_eq!(s.generation("app"), "two");
-    let err = failed(&s.aws(&["get-function", "--function-name", "app", "--qualifier", "2"]));
+    assert_eq!(versions(r), ["$LATEST", "1"]);
+    assert_eq!(r.generation("app"), "two");
+    let err = failed(&r.aws(&["get-function", "--function-name", "app", "--qualifier", "2"]));
     assert!(err.contains("ResourceNotFoundException"), "{err}");
     // The next publish takes a new number: numbers are never reused.
     assert_eq!(
-        ok(&s.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        ok(&w.aws(&["publish-version", "--function-name", "app"]))["Version"],
         "3"
     );
-    assert_eq!(versions(&s), ["$LATEST", "1", "3"]);
+    assert_eq!(versions(r), ["$LATEST", "1", "3"]);
 }

@@ -45,6 +45,15 @@ impl Gateway {
         }
     }
 
+    /// Brings this node's `name` in line with the cluster's registry
+    /// before a control-plane read, so a read on any node shows every
+    /// change acknowledged before it (no-op without a cluster).
+    pub(crate) async fn catch_up(&self, name: &str) {
+        if let Some(c) = &self.cluster {
+            c.refresh(name).await;
+        }
+    }
+
     /// Runs `target` here. With a cluster, a function this node does not
     /// have yet is first fetched from the cluster's registry; an
     /// invocation this node has no slot for (or still cannot find) goes to

@@ -78,12 +78,17 @@ impl Deployer {
             if have.get(&w.version).is_some_and(|h| same(h, w)) {
                 continue;
             }
-            let bytes = module(&w.module_hash).map_err(|reason| Error::Store {
-                reason: format!(
-                    "module {} of `{name}:{}`: {reason}",
-                    w.module_hash, w.version
-                ),
-            })?;
+            // A module a version here already has (a draft republished
+            // with other settings) is not fetched again.
+            let bytes = match self.local_module(name, &w.module_hash) {
+                Some(b) => b,
+                None => module(&w.module_hash).map_err(|reason| Error::Store {
+                    reason: format!(
+                        "module {} of `{name}:{}`: {reason}",
+                        w.module_hash, w.version
+                    ),
+                })?,
+            };
             if blake3::hash(&bytes).to_hex().as_str() != w.module_hash {
                 return Err(Error::Store {
                     reason: format!(
@@ -129,6 +134,13 @@ impl Deployer {
             self.persist()?;
         }
         Ok(changed)
+    }
+
+    /// The bytes of module `hash` if a version of `name` here has it.
+    fn local_module(&self, name: &str, hash: &str) -> Option<Bytes> {
+        let e = self.core.registry.get(name)?;
+        let f = e.versions.values().find(|f| f.module_hash == hash)?;
+        f.config.module_bytes().ok()
     }
 
     /// Marks `name`'s newest version as a draft or published; whether

@@ -201,4 +201,15 @@ fn a_draft_survives_a_restart_and_replicates() {
         b.export_function("f").unwrap(),
         a.export_function("f").unwrap()
     );
+
+    // New settings for the same code: the replica has the module already
+    // and fetches nothing.
+    a.stage(probe("f", 4)).unwrap();
+    let table = a.export_function("f").unwrap();
+    let fetched = b
+        .apply_function("f", Some(&table), &mut |h| Err(format!("fetched {h}")))
+        .unwrap();
+    assert!(fetched);
+    assert_eq!(env_gen(&b, "f"), "4");
+    assert_eq!(b.export_function("f").unwrap(), table);
 }

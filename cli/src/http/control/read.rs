@@ -193,6 +193,7 @@ pub(crate) async fn get_function(
     Query(query): Query<HashMap<String, String>>,
     Reader(secrets): Reader,
 ) -> Response {
+    gw.catch_up(&function_and_qualifier(&raw).0).await;
     match configuration_of(&gw.host, &raw, &query, secrets) {
         Ok((c, info)) => {
             let mut r = json!({
@@ -215,6 +216,7 @@ pub(crate) async fn get_function_configuration(
     Query(query): Query<HashMap<String, String>>,
     Reader(secrets): Reader,
 ) -> Response {
+    gw.catch_up(&function_and_qualifier(&raw).0).await;
     match configuration_of(&gw.host, &raw, &query, secrets) {
         Ok((c, _)) => axum::Json(c).into_response(),
         Err(e) => refusal(&e),
@@ -229,6 +231,7 @@ pub(crate) async fn list_versions(
     Reader(secrets): Reader,
 ) -> Response {
     let (name, _) = function_and_qualifier(&raw);
+    gw.catch_up(&name).await;
     let listed = (|| -> Result<Vec<Value>, Error> {
         let latest = describe(&gw.host, &name)?;
         let revision = revision_id(&gw.host, &name);
@@ -252,6 +255,7 @@ pub(crate) async fn list_aliases(
     _: Reader,
 ) -> Response {
     let (name, _) = function_and_qualifier(&raw);
+    gw.catch_up(&name).await;
     match gw.host.aliases(&name) {
         Ok(aliases) => {
             let revision = revision_id(&gw.host, &name);
@@ -272,6 +276,7 @@ pub(crate) async fn get_alias(
     _: Reader,
 ) -> Response {
     let (name, _) = function_and_qualifier(&raw);
+    gw.catch_up(&name).await;
     let found = gw.host.aliases(&name).and_then(|a| {
         a.get(&alias).copied().ok_or_else(|| Error::NotFound {
             name: format!("{name}:{alias}"),
