@@ -788,4 +788,54 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
         "3"
     );
     assert_eq!(versions(r), ["$LATEST", "1", "3"]);
+
+    // Reserved concurrency is $LATEST's: 0 stops it, published versions
+    // keep theirs; removing it makes $LATEST version 3 again.
+    let put = |n: &str| {
+        ok(&w.aws(&[
+            "put-function-concurrency",
+            "--function-name",
+            "app",
+            "--reserved-concurrent-executions",
+            n,
+        ]))
+    };
+    assert_eq!(put("3"), json!({"ReservedConcurrentExecutions": 3}));
+    let get = || ok(&r.aws(&["get-function-concurrency", "--function-name", "app"]));
+    assert_eq!(get(), json!({"ReservedConcurrentExecutions": 3}));
+    assert_eq!(
+        ok(&r.aws(&["get-function", "--function-name", "app"]))["Concurrency"],
+        json!({"ReservedConcurrentExecutions": 3})
+    );
+    assert_eq!(r.generation("app"), "two");
+    assert_eq!(put("0"), json!({"ReservedConcurrentExecutions": 0}));
+    assert_eq!(get(), json!({"ReservedConcurrentExecutions": 0}));
+    let out = dir.path().join("throttled.json");
+    let err = failed(&r.aws(&[
+        "invoke",
+        "--function-name",
+        "app",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("TooManyRequestsException"), "{err}");
+    assert_eq!(r.generation("app:3"), "two");
+    ok(&w.aws(&["delete-function-concurrency", "--function-name", "app"]));
+    // No reservation: `{}`, which the CLI prints as nothing.
+    assert_eq!(get(), Value::Null);
+    assert_eq!(
+        ok(&w.aws(&["publish-version", "--function-name", "app"]))["Version"],
+        "3",
+        "nothing new to publish"
+    );
+    let err = failed(&w.aws(&[
+        "put-function-concurrency",
+        "--function-name",
+        "app",
+        "--reserved-concurrent-executions",
+        "5000",
+    ]));
+    assert!(
+        err.contains("InvalidParameterValueException") && err.contains("unreserved"),
+        "{err}"
+    );
 }

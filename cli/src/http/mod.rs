@@ -96,6 +96,15 @@ pub fn router(gw: Gateway) -> Router {
                 .get(control::get_alias),
         )
         .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(control::put_function_concurrency)
+                .delete(control::delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            axum::routing::get(control::get_function_concurrency),
+        )
+        .route(
             "/2016-08-19/account-settings",
             axum::routing::get(control::account_settings),
         )

@@ -198,6 +198,13 @@ impl FunctionConfig {
         self
     }
 
+    /// No reserved concurrency: the function shares the unreserved pool
+    /// (the default; undoes [`reserved_concurrency`](FunctionConfig::reserved_concurrency)).
+    pub fn unreserved(mut self) -> Self {
+        self.reserved_concurrency = None;
+        self
+    }
+
     /// Provisioned concurrency: keep this many instances initialised
     /// ahead of time (refilled in the background), so invocations that
     /// find one start warm. Without [`reuse`](Self::reuse) each prepared

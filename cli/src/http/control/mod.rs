@@ -40,7 +40,10 @@ pub(crate) use read::{
     account_settings, get_alias, get_function, get_function_configuration, list_aliases,
     list_functions, list_versions,
 };
-pub(crate) use update::{publish_version, update_function_code, update_function_configuration};
+pub(crate) use update::{
+    delete_function_concurrency, get_function_concurrency, publish_version,
+    put_function_concurrency, update_function_code, update_function_configuration,
+};
 
 /// The annotation keys (see [`FunctionConfig::annotate`]) under which a
 /// version keeps Lambda's fields.

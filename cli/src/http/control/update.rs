@@ -46,14 +46,14 @@ fn revision_mismatch(h: &Host, name: &str, wanted: Option<&str>) -> Option<Strin
 }
 
 /// Runs `op` on `$LATEST`'s configuration through [`change`], after the
-/// revision check.
+/// revision check: what it made, or the refusal to answer.
 async fn change_latest(
     gw: &Shared,
     name: &str,
     module: Option<Bytes>,
     revision: Option<String>,
     op: impl Fn(&Host, fnhost::FunctionConfig) -> fnhost::Result<FunctionInfo> + Clone + Send + 'static,
-) -> Response {
+) -> Result<FunctionInfo, Response> {
     let n = name.to_string();
     let run = move |h: &Host| {
         let latest = h.function_config(&n)?;
@@ -63,9 +63,17 @@ async fn change_latest(
         op(h, latest).map(Outcome::Made)
     };
     match change(gw, name, module, run).await {
-        Ok(Outcome::Made(info)) => changed(&gw.host, StatusCode::OK, &info),
-        Ok(Outcome::Stale(why)) => stale(&why),
-        Err(e) => refusal(&e),
+        Ok(Outcome::Made(info)) => Ok(info),
+        Ok(Outcome::Stale(why)) => Err(stale(&why)),
+        Err(e) => Err(refusal(&e)),
+    }
+}
+
+/// The answer to a change of `$LATEST`: its configuration.
+fn answer(gw: &Shared, made: Result<FunctionInfo, Response>) -> Response {
+    match made {
+        Ok(info) => changed(&gw.host, StatusCode::OK, &info),
+        Err(r) => r,
     }
 }
 
@@ -125,7 +133,10 @@ pub(crate) async fn update_function_code(
             false => h.stage(cfg),
         }
     };
-    change_latest(&gw, &name, Some(module), req.revision_id, replace).await
+    answer(
+        &gw,
+        change_latest(&gw, &name, Some(module), req.revision_id, replace).await,
+    )
 }
 
 /// What `UpdateFunctionCode` with `DryRun` answers: `$LATEST` as it is,
@@ -189,7 +200,10 @@ pub(crate) async fn update_function_configuration(
             })?;
         h.stage(cfg)
     };
-    change_latest(&gw, &name, None, req.revision_id, reconfigure).await
+    answer(
+        &gw,
+        change_latest(&gw, &name, None, req.revision_id, reconfigure).await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -240,5 +254,70 @@ pub(crate) async fn publish_version(
         Ok(Outcome::Made(info)) => changed(&gw.host, StatusCode::CREATED, &info),
         Ok(Outcome::Stale(why)) => stale(&why),
         Err(e) => refusal(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Concurrency {
+    reserved_concurrent_executions: u32,
+}
+
+/// `PUT /2017-10-31/functions/{name}/concurrency`: reserves concurrency
+/// for `$LATEST` (0 stops every invocation, as on Lambda). fnhost's
+/// reservation is a version setting: published versions keep theirs.
+pub(crate) async fn put_function_concurrency(
+    State(gw): State<Shared>,
+    Path(raw): Path<String>,
+    Authed(body): Authed,
+) -> Response {
+    let req: Concurrency = match json_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let (name, _) = function_and_qualifier(&raw);
+    let n = req.reserved_concurrent_executions;
+    let reserve =
+        move |h: &Host, latest: fnhost::FunctionConfig| h.stage(latest.reserved_concurrency(n));
+    match change_latest(&gw, &name, None, None, reserve).await {
+        Ok(info) => axum::Json(concurrency_json(info.reserved_concurrency)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /2017-10-31/functions/{name}/concurrency`: `$LATEST` shares
+/// the unreserved pool again.
+pub(crate) async fn delete_function_concurrency(
+    State(gw): State<Shared>,
+    Path(raw): Path<String>,
+    _: Authed,
+) -> Response {
+    let (name, _) = function_and_qualifier(&raw);
+    let release = |h: &Host, latest: fnhost::FunctionConfig| h.stage(latest.unreserved());
+    match change_latest(&gw, &name, None, None, release).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /2019-09-30/functions/{name}/concurrency`: `$LATEST`'s
+/// reservation (`{}` without one).
+pub(crate) async fn get_function_concurrency(
+    State(gw): State<Shared>,
+    Path(raw): Path<String>,
+    _: crate::http::auth::Reader,
+) -> Response {
+    let (name, _) = function_and_qualifier(&raw);
+    gw.catch_up(&name).await;
+    match gw.host.function_info(&name) {
+        Ok(info) => axum::Json(concurrency_json(info.reserved_concurrency)).into_response(),
+        Err(e) => refusal(&e),
+    }
+}
+
+fn concurrency_json(reserved: Option<u32>) -> serde_json::Value {
+    match reserved {
+        Some(n) => serde_json::json!({"ReservedConcurrentExecutions": n}),
+        None => serde_json::json!({}),
     }
 }
