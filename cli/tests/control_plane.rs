@@ -811,12 +811,7 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
     assert_eq!(put("0"), json!({"ReservedConcurrentExecutions": 0}));
     assert_eq!(get(), json!({"ReservedConcurrentExecutions": 0}));
     let out = dir.path().join("throttled.json");
-    let err = failed(&r.aws(&[
-        "invoke",
-        "--function-name",
-        "app",
-        out.to_str().unwrap(),
-    ]));
+    let err = failed(&r.aws(&["invoke", "--function-name", "app", out.to_str().unwrap()]));
     assert!(err.contains("TooManyRequestsException"), "{err}");
     assert_eq!(r.generation("app:3"), "two");
     ok(&w.aws(&["delete-function-concurrency", "--function-name", "app"]));
@@ -838,4 +833,81 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
         err.contains("InvalidParameterValueException") && err.contains("unreserved"),
         "{err}"
     );
+    // Event invoke config: put (replace), update (merge), read through
+    // the other node, delete.
+    let put = ok(&w.aws(&[
+        "put-function-event-invoke-config",
+        "--function-name",
+        "app",
+        "--maximum-retry-attempts",
+        "1",
+        "--maximum-event-age-in-seconds",
+        "600",
+        "--destination-config",
+        r#"{"OnSuccess":{"Destination":"arn:aws:lambda:us-east-1:000000000000:function:app"}}"#,
+    ]));
+    assert_eq!(put["MaximumRetryAttempts"], 1);
+    let got = ok(&r.aws(&[
+        "get-function-event-invoke-config",
+        "--function-name",
+        "app",
+    ]));
+    assert_eq!(
+        (
+            &got["MaximumRetryAttempts"],
+            &got["MaximumEventAgeInSeconds"],
+            &got["DestinationConfig"]["OnSuccess"]["Destination"]
+        ),
+        (
+            &json!(1),
+            &json!(600),
+            &json!("arn:aws:lambda:local:000000000000:function:app")
+        )
+    );
+    let updated = ok(&w.aws(&[
+        "update-function-event-invoke-config",
+        "--function-name",
+        "app",
+        "--maximum-retry-attempts",
+        "0",
+    ]));
+    assert_eq!(
+        (
+            &updated["MaximumRetryAttempts"],
+            &updated["MaximumEventAgeInSeconds"]
+        ),
+        (&json!(0), &json!(600))
+    );
+    let err = failed(&w.aws(&[
+        "put-function-event-invoke-config",
+        "--function-name",
+        "app",
+        "--destination-config",
+        r#"{"OnFailure":{"Destination":"arn:aws:s3:::bucket"}}"#,
+    ]));
+    assert!(
+        err.contains("InvalidParameterValueException") && err.contains("SQS queue"),
+        "{err}"
+    );
+    let err = failed(&w.aws(&[
+        "put-function-event-invoke-config",
+        "--function-name",
+        "app",
+        "--qualifier",
+        "1",
+        "--maximum-retry-attempts",
+        "1",
+    ]));
+    assert!(err.contains("InvalidParameterValueException"), "{err}");
+    ok(&w.aws(&[
+        "delete-function-event-invoke-config",
+        "--function-name",
+        "app",
+    ]));
+    let err = failed(&r.aws(&[
+        "get-function-event-invoke-config",
+        "--function-name",
+        "app",
+    ]));
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
 }

@@ -105,6 +105,13 @@ pub fn router(gw: Gateway) -> Router {
             axum::routing::get(control::get_function_concurrency),
         )
         .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            axum::routing::put(control::put_event_invoke_config)
+                .post(control::update_event_invoke_config)
+                .get(control::get_event_invoke_config)
+                .delete(control::delete_event_invoke_config),
+        )
+        .route(
             "/2016-08-19/account-settings",
             axum::routing::get(control::account_settings),
         )

@@ -133,6 +133,16 @@ impl EventConfig {
         self.max_event_age
     }
 
+    /// The on-success destination, if any.
+    pub fn success_destination(&self) -> Option<&Destination> {
+        self.on_success.as_ref()
+    }
+
+    /// The on-failure destination.
+    pub fn failure_destination(&self) -> &Destination {
+        &self.on_failure
+    }
+
     /// The delay before the retry that follows failed attempt `attempts`
     /// (1 for the first): the retry delay, doubled for each later retry.
     pub fn retry_after(&self, attempts: u32) -> Duration {

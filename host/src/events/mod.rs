@@ -322,6 +322,23 @@ impl Events {
         }
     }
 
+    /// `function`'s event config if one was set ([`configure`](Events::configure)).
+    pub fn configured(&self, function: &str) -> Option<EventConfig> {
+        self.sh.configs.read().get(function).cloned()
+    }
+
+    /// Removes `function`'s event config (its events then follow the
+    /// defaults); whether it had one.
+    pub fn remove_config(&self, function: &str) -> Result<bool> {
+        if !self.sh.configs.read().contains_key(function) {
+            return Ok(false);
+        }
+        self.sh
+            .store
+            .apply(vec![Op::DeleteConfig(function.to_string())])?;
+        Ok(self.sh.configs.write().remove(function).is_some())
+    }
+
     /// `function`'s event config (the default if none was set).
     pub fn config(&self, function: &str) -> EventConfig {
         let name = function.split(':').next().unwrap_or(function);

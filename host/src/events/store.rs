@@ -134,6 +134,8 @@ pub(crate) enum Op {
     Count(Counter, u64),
     /// Stores a function's event config.
     PutConfig(String, Vec<u8>),
+    /// Removes a function's event config.
+    DeleteConfig(String),
 }
 
 /// The event system's persisted counters (their keys in the counters
@@ -358,6 +360,9 @@ impl Store {
                         configs
                             .insert(name.as_str(), json.as_slice())
                             .map_err(err)?;
+                    }
+                    Op::DeleteConfig(name) => {
+                        configs.remove(name.as_str()).map_err(err)?;
                     }
                 }
             }

@@ -66,7 +66,8 @@ impl Host {
     /// invocations get `NotFound`; running ones finish; idle instances and
     /// reserved concurrency are released.
     pub fn unregister(&self, name: &str) -> Result<()> {
-        self.inner.deploy.unregister(name)
+        self.inner.deploy.unregister(name)?;
+        self.inner.events.remove_config(name).map(drop)
     }
 
     /// Removes published version `version` of `name`. Refused (naming the
@@ -91,12 +92,18 @@ impl Host {
     }
 
     /// `name`'s table entry, portable to another host: every version
-    /// (module hash and configuration) and every alias, as JSON — the
-    /// same form the data dir's `registry.json` holds per function. A
-    /// cluster shares registries this way ([`apply_function`](Host::apply_function)
-    /// on the other side).
+    /// (module hash and configuration), every alias, whether `$LATEST` is
+    /// a draft, and its event config if one was set (`"events"`), as JSON
+    /// — the form the data dir's `registry.json` holds per function (the
+    /// event config is kept in the event store there). A cluster shares
+    /// registries this way ([`apply_function`](Host::apply_function) on
+    /// the other side).
     pub fn export_function(&self, name: &str) -> Result<serde_json::Value> {
-        self.inner.deploy.export_function(name)
+        let mut table = self.inner.deploy.export_function(name)?;
+        if let Some(c) = self.inner.events.configured(name) {
+            table["events"] = serde_json::to_value(c).unwrap_or_default();
+        }
+        Ok(table)
     }
 
     /// Makes `name` here match `table` (what [`export_function`](Host::export_function)
@@ -107,14 +114,34 @@ impl Host {
     /// host's history of `name` cannot be brought in line step by step (a
     /// version with the same number but other code or settings, or newer
     /// versions here), the function is unregistered and rebuilt from the
-    /// table. Returns whether anything changed.
+    /// table. The event config follows the table's `"events"` (removed
+    /// when it has none). Returns whether anything changed.
     pub fn apply_function(
         &self,
         name: &str,
         table: Option<&serde_json::Value>,
         module: &mut dyn FnMut(&str) -> std::result::Result<Bytes, String>,
     ) -> Result<bool> {
-        self.inner.deploy.apply_function(name, table, module)
+        let mut changed = self.inner.deploy.apply_function(name, table, module)?;
+        let events = &self.inner.events;
+        let want = match table.and_then(|t| t.get("events")) {
+            Some(c) => Some(
+                serde_json::from_value::<crate::events::EventConfig>(c.clone()).map_err(|e| {
+                    Error::config("table", format!("function `{name}`: events: {e}"))
+                })?,
+            ),
+            None => None,
+        };
+        if want != events.configured(name) {
+            match want {
+                Some(c) => events.configure(name, c)?,
+                None => {
+                    events.remove_config(name)?;
+                }
+            }
+            changed = true;
+        }
+        Ok(changed)
     }
 
     /// The compiled form of the module whose hash is `module_hash`, as this

@@ -154,3 +154,28 @@ fn env_gen_or_none(host: &Host) -> Option<String> {
         .and_then(|v| v.as_str())
         .map(str::to_string)
 }
+
+#[test]
+fn an_event_config_travels_with_the_table_and_goes_with_the_function() {
+    let (a, b) = (host(), host());
+    publish(&a, "f", 1);
+    let config = fnhost::events::EventConfig::default()
+        .max_retries(1)
+        .max_event_age(std::time::Duration::from_secs(600));
+    a.events().configure("f", config.clone()).unwrap();
+    assert!(apply(&b, &a, "f"));
+    assert_eq!(b.events().configured("f"), Some(config));
+    assert!(!apply(&b, &a, "f"), "nothing left to change");
+    // Removed on one side, removed by the next apply.
+    assert!(a.events().remove_config("f").unwrap());
+    assert!(apply(&b, &a, "f"));
+    assert_eq!(b.events().configured("f"), None);
+    // Unregistering a function drops its config (a new function of the
+    // same name starts from the defaults, as on Lambda).
+    b.events()
+        .configure("f", fnhost::events::EventConfig::default().max_retries(0))
+        .unwrap();
+    b.unregister("f").unwrap();
+    publish(&b, "f", 2);
+    assert_eq!(b.events().configured("f"), None);
+}

@@ -32,10 +32,15 @@ use fnhost::{Alias, Error, ErrorKind, FunctionConfig, Host};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod event_config;
 mod package;
 mod read;
 mod update;
 
+pub(crate) use event_config::{
+    delete_event_invoke_config, get_event_invoke_config, put_event_invoke_config,
+    update_event_invoke_config,
+};
 pub(crate) use read::{
     account_settings, get_alias, get_function, get_function_configuration, list_aliases,
     list_functions, list_versions,
