@@ -97,6 +97,9 @@ pub mod context_str {
     /// The event's stable id, the same on every delivery of one event
     /// (event invocations only; `-1` otherwise).
     pub const EVENT_ID: i32 = 3;
+    /// The caller's client context: the JSON text an AWS SDK sends
+    /// base64-encoded in `X-Amz-Client-Context` (`-1` when none was sent).
+    pub const CLIENT_CONTEXT: i32 = 4;
 }
 
 /// `fnhost_v1.context_u64` keys.

@@ -3,6 +3,7 @@
 
 #![deny(missing_docs)]
 
+pub mod client_context;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -833,6 +833,34 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
         err.contains("InvalidParameterValueException") && err.contains("unreserved"),
         "{err}"
     );
+    // A client context reaches the handler's context as sent; a bad one
+    // is refused before anything runs.
+    use base64::Engine as _;
+    let sent = r#"{"client":{"app_title":"deploy test"},"custom":{"k":"v"}}"#;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sent);
+    let out = dir.path().join("context.json");
+    ok(&r.aws(&[
+        "invoke",
+        "--function-name",
+        "app:3",
+        "--client-context",
+        &encoded,
+        "--payload",
+        r#"{"op":"context"}"#,
+        out.to_str().unwrap(),
+    ]));
+    let seen: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(seen["client_context"], sent);
+    let err = failed(&r.aws(&[
+        "invoke",
+        "--function-name",
+        "app:3",
+        "--client-context",
+        "not base64!",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("InvalidRequestContentException"), "{err}");
+
     // Event invoke config: put (replace), update (merge), read through
     // the other node, delete.
     let put = ok(&w.aws(&[
@@ -847,11 +875,7 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
         r#"{"OnSuccess":{"Destination":"arn:aws:lambda:us-east-1:000000000000:function:app"}}"#,
     ]));
     assert_eq!(put["MaximumRetryAttempts"], 1);
-    let got = ok(&r.aws(&[
-        "get-function-event-invoke-config",
-        "--function-name",
-        "app",
-    ]));
+    let got = ok(&r.aws(&["get-function-event-invoke-config", "--function-name", "app"]));
     assert_eq!(
         (
             &got["MaximumRetryAttempts"],
@@ -904,10 +928,6 @@ fn deploy_cycle(w: &Endpoint, r: &Endpoint) {
         "--function-name",
         "app",
     ]));
-    let err = failed(&r.aws(&[
-        "get-function-event-invoke-config",
-        "--function-name",
-        "app",
-    ]));
+    let err = failed(&r.aws(&["get-function-event-invoke-config", "--function-name", "app"]));
     assert!(err.contains("ResourceNotFoundException"), "{err}");
 }

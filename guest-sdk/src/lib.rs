@@ -126,6 +126,13 @@ impl Context {
         ffi::context_opt_string(context_str::EVENT_ID)
     }
 
+    /// The caller's client context, if it sent one: the JSON text an AWS
+    /// SDK sends base64-encoded in `X-Amz-Client-Context` (Lambda's
+    /// `context.client_context`).
+    pub fn client_context(&self) -> Option<String> {
+        ffi::context_opt_string(context_str::CLIENT_CONTEXT)
+    }
+
     /// For an event invocation, which delivery attempt this is (from 1).
     pub fn event_attempt(&self) -> Option<u32> {
         ffi::context_opt_i64(context_u64::EVENT_ATTEMPT).map(|n| n as u32)

@@ -33,6 +33,9 @@ pub const STATUS: &str = "Fnhost-Status";
 /// Header: the invocation's meta (`ok`) or the error's JSON (`refused`,
 /// `retry`).
 pub const META: &str = "Fnhost-Meta";
+/// Header: the caller's client context (`X-Amz-Client-Context`, base64
+/// of the JSON text, as the caller sent it).
+pub const CLIENT_CONTEXT: &str = "Fnhost-Client-Context";
 /// Header: when the asker sent the request (Unix ms).
 pub const SENT: &str = "Fnhost-Sent";
 /// Header: when the asker stops waiting for the answer (Unix ms).
@@ -92,7 +95,10 @@ impl Cluster {
                 tracing::warn!(target: "fnhost::cluster", function = %target, "dropped a forwarded invocation that arrived too late");
                 return;
             }
-            (Some(target), _) => match self.run_here(&target, req.payload.clone()).await {
+            (Some(target), _) => match self
+                .run_here(&target, req.payload.clone(), client_context(&get))
+                .await
+            {
                 Ok(inv) => {
                     self.stats.forwarded_in.fetch_add(1, Ordering::Relaxed);
                     let (meta, body) = self.encode_answer(inv);
@@ -172,11 +178,17 @@ impl Cluster {
 
     /// Runs a forwarded invocation on this node, first catching up with
     /// the registry if the function is not here yet.
-    async fn run_here(&self, target: &str, payload: Bytes) -> fnhost::Result<Invocation> {
-        match self.host.invoke_async(target, payload.clone()).await {
+    async fn run_here(
+        &self,
+        target: &str,
+        payload: Bytes,
+        client: Option<String>,
+    ) -> fnhost::Result<Invocation> {
+        let client = client.as_deref();
+        match crate::client_context::start(&self.host, target, payload.clone(), client).await {
             Err(Error::NotFound { .. }) => {
                 self.refresh(function_of(target)).await;
-                self.host.invoke_async(target, payload).await
+                crate::client_context::start(&self.host, target, payload, client).await
             }
             other => other,
         }
@@ -188,6 +200,7 @@ impl Cluster {
         &self,
         target: &str,
         payload: Bytes,
+        client: Option<&str>,
         local: Error,
     ) -> fnhost::Result<Invocation> {
         let function = function_of(target);
@@ -214,6 +227,11 @@ impl Cluster {
         headers.insert(ORIGIN, self.opts.node.as_str());
         headers.insert(SENT, unix_ms(sent).to_string().as_str());
         headers.insert(DEADLINE, unix_ms(sent + timeout).to_string().as_str());
+        if let Some(c) = client {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(c);
+            headers.insert(CLIENT_CONTEXT, encoded.as_str());
+        }
         let epoch = self.connection_epoch();
         let mut last = local;
         // Answers from this node itself (NATS may hand the request to its
@@ -297,4 +315,15 @@ fn parse_error(meta: Option<&str>) -> Error {
             message: "a peer refused without saying why".into(),
         },
     }
+}
+
+/// The client context a forwarded request carries (`None`: none, or not
+/// base64 of UTF-8: a peer of this build never sends that).
+fn client_context(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    use base64::Engine as _;
+    let encoded = get(CLIENT_CONTEXT)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }

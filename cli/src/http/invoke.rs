@@ -25,6 +25,7 @@ pub(super) async fn invoke(
         target,
         tail,
         invocation_type,
+        client_context,
         ..
     } = match Call::of(&raw_name, &query, &headers) {
         Ok(c) => c,
@@ -77,7 +78,7 @@ pub(super) async fn invoke(
             );
         }
     }
-    let inv = match gw.run(&target, payload).await {
+    let inv = match gw.run(&target, payload, client_context.as_deref()).await {
         Ok(inv) => inv,
         Err(e) => return invocation_refusal(&gw.host, &e),
     };
@@ -92,6 +93,8 @@ pub(super) struct Call {
     pub qualifier: Option<String>,
     pub tail: bool,
     pub invocation_type: String,
+    /// `X-Amz-Client-Context`, decoded (JSON text).
+    pub client_context: Option<String>,
 }
 
 impl Call {
@@ -121,11 +124,22 @@ impl Call {
         let invocation_type = header("x-amz-invocation-type")
             .unwrap_or("RequestResponse")
             .to_string();
+        let client_context = match headers.get("x-amz-client-context") {
+            None => None,
+            Some(v) => Some(crate::client_context::decode(v.as_bytes()).map_err(|why| {
+                Box::new(aws_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContentException",
+                    &why,
+                ))
+            })?),
+        };
         Ok(Call {
             target,
             qualifier,
             tail,
             invocation_type,
+            client_context,
         })
     }
 }

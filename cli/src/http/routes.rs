@@ -208,7 +208,7 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
         event["body"] = body_field;
     }
     let payload = Bytes::from(event.to_string());
-    match gw.run(&route.function, payload).await {
+    match gw.run(&route.function, payload, None).await {
         Ok(inv) => match inv.outcome {
             Ok(out) => http_response(&out),
             Err(e) => {

@@ -58,15 +58,20 @@ impl Gateway {
     /// have yet is first fetched from the cluster's registry; an
     /// invocation this node has no slot for (or still cannot find) goes to
     /// another node. `Err` means no guest ran anywhere.
-    pub(crate) async fn run(&self, target: &str, payload: Bytes) -> Result<Invocation, Error> {
-        let here = self.host.invoke_async(target, payload.clone()).await;
+    pub(crate) async fn run(
+        &self,
+        target: &str,
+        payload: Bytes,
+        client: Option<&str>,
+    ) -> Result<Invocation, Error> {
+        let here = crate::client_context::start(&self.host, target, payload.clone(), client).await;
         let Some(c) = &self.cluster else {
             return here;
         };
         let here = match here {
             Err(Error::NotFound { .. }) => {
                 c.refresh(crate::cluster::function_of(target)).await;
-                self.host.invoke_async(target, payload.clone()).await
+                crate::client_context::start(&self.host, target, payload.clone(), client).await
             }
             other => other,
         };
@@ -74,7 +79,7 @@ impl Gateway {
             // No slot here; or the function is in the cluster but this node
             // could not apply it (another node may have).
             Err(e @ (Error::Throttled { .. } | Error::NotFound { .. })) => {
-                c.forward(target, payload, e).await
+                c.forward(target, payload, client, e).await
             }
             other => other,
         }

@@ -37,6 +37,7 @@ pub(super) async fn invoke_stream(
         qualifier,
         tail,
         invocation_type,
+        client_context,
     } = match Call::of(&raw_name, &query, &headers) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -60,7 +61,7 @@ pub(super) async fn invoke_stream(
         Ok(i) => i,
         // Not here: a plain function may still run in the cluster.
         Err(Error::NotFound { .. }) if gw.cluster.is_some() && !dry_run => {
-            return buffered(&gw, &target, payload, tail).await;
+            return buffered(&gw, &target, payload, tail, client_context.as_deref()).await;
         }
         Err(e) => return refusal(&e),
     };
@@ -68,7 +69,7 @@ pub(super) async fn invoke_stream(
         return StatusCode::NO_CONTENT.into_response();
     }
     if !info.is_http {
-        return buffered(&gw, &target, payload, tail).await;
+        return buffered(&gw, &target, payload, tail, client_context.as_deref()).await;
     }
     let version = match &qualifier {
         Some(_) => info.version.to_string(),
@@ -109,13 +110,19 @@ fn complete(inv: &Invocation, cut: Option<String>, tail: bool) -> Bytes {
 }
 
 /// A plain function: run (here or in the cluster), then its output.
-async fn buffered(gw: &Shared, target: &str, payload: Bytes, tail: bool) -> Response {
+async fn buffered(
+    gw: &Shared,
+    target: &str,
+    payload: Bytes,
+    tail: bool,
+    client: Option<&str>,
+) -> Response {
     // As for Invoke (an HTTP component takes any body).
     let payload = match lambda_payload(payload) {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let inv = match gw.run(target, payload).await {
+    let inv = match gw.run(target, payload, client).await {
         Ok(inv) => inv,
         Err(e) => return invocation_refusal(&gw.host, &e),
     };

@@ -235,6 +235,7 @@ impl Shared {
                     let ctx = EventCtx {
                         id: Arc::from(rec.id.as_str()),
                         attempt: rec.attempts + 1,
+                        client_context: None,
                     };
                     let tx = self.completions.0.clone();
                     let signal = self.signal.clone();

@@ -99,10 +99,21 @@ pub(crate) fn add_to_linker(
                 context_str::FUNCTION_VERSION => {
                     st.call.version.as_deref().unwrap_or(crate::target::LATEST)
                 }
-                context_str::EVENT_ID => match &st.call.event {
-                    Some(e) => &e.id,
+                context_str::EVENT_ID => match st.call.event.as_ref().and_then(|e| e.event()) {
+                    Some((id, _)) => id,
                     None => return Ok(-1),
                 },
+                context_str::CLIENT_CONTEXT => {
+                    match st
+                        .call
+                        .event
+                        .as_ref()
+                        .and_then(|e| e.client_context.as_deref())
+                    {
+                        Some(c) => c,
+                        None => return Ok(-1),
+                    }
+                }
                 _ => return Ok(-1),
             };
             let n = value.len().min(cap as u32 as usize);
@@ -183,9 +194,12 @@ pub(crate) fn add_to_linker(
                     .saturating_duration_since(std::time::Instant::now())
                     .as_nanos() as i64,
                 context_u64::TIMEOUT_NS => st.spec.timeout.as_nanos() as i64,
-                context_u64::EVENT_ATTEMPT => {
-                    st.call.event.as_ref().map_or(-1, |e| e.attempt as i64)
-                }
+                context_u64::EVENT_ATTEMPT => st
+                    .call
+                    .event
+                    .as_ref()
+                    .and_then(|e| e.event())
+                    .map_or(-1, |(_, attempt)| attempt as i64),
                 _ => -1,
             }
         },

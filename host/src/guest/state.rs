@@ -71,7 +71,7 @@ pub(crate) struct Call {
     pub logs: LogBuffer,
     /// The version invoked (`None`: `$LATEST`).
     pub version: Option<Arc<str>>,
-    /// Set when this is an event invocation.
+    /// Set when this is an event invocation or carries a client context.
     pub event: Option<EventCtx>,
     /// Host calls made, and how many were refused (not granted, over a
     /// limit).
@@ -81,13 +81,24 @@ pub(crate) struct Call {
     pub host_result: Vec<u8>,
 }
 
-/// What an event invocation tells the guest about its event.
+/// What an invocation tells the guest beyond the common context: its
+/// event (event invocations) and the caller's client context.
 #[derive(Debug, Clone)]
 pub(crate) struct EventCtx {
-    /// The event's stable id (the same on every attempt).
+    /// The event's stable id (the same on every attempt); empty when this
+    /// is not an event invocation.
     pub id: Arc<str>,
-    /// 1 on the first attempt.
+    /// 1 on the first attempt; 0 when this is not an event invocation.
     pub attempt: u32,
+    /// Lambda's client context (JSON text), if the caller sent one.
+    pub client_context: Option<Arc<str>>,
+}
+
+impl EventCtx {
+    /// The event's id and attempt, for an event invocation.
+    pub(crate) fn event(&self) -> Option<(&str, u32)> {
+        (self.attempt > 0).then_some((&*self.id, self.attempt))
+    }
 }
 
 impl Call {

@@ -166,7 +166,26 @@ impl Host {
     ) -> InvokeFuture {
         let ctx = EventCtx {
             id: Arc::from(event_id),
-            attempt,
+            attempt: attempt.max(1),
+            client_context: None,
+        };
+        self.inner.core.future(name, payload.into(), Some(ctx))
+    }
+
+    /// [`invoke_async`](Host::invoke_async) with Lambda's client context:
+    /// `client_context` (JSON text, as an AWS SDK sends it base64-encoded
+    /// in `X-Amz-Client-Context`) is what the guest reads as its context's
+    /// client context (docs/abi.md).
+    pub fn invoke_async_with_client_context(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        client_context: &str,
+    ) -> InvokeFuture {
+        let ctx = EventCtx {
+            id: Arc::from(""),
+            attempt: 0,
+            client_context: Some(Arc::from(client_context)),
         };
         self.inner.core.future(name, payload.into(), Some(ctx))
     }

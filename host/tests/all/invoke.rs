@@ -172,6 +172,17 @@ fn context_reports_request_function_and_limits() {
     assert_eq!(v["timeout_ms"], json!(7000));
     let remaining = v["remaining_ms"].as_u64().unwrap();
     assert!(remaining <= 7000 && remaining > 0, "remaining {remaining}");
+    assert_eq!(v["client_context"], Value::Null);
+    // A client context reaches the guest as sent.
+    let sent = r#"{"client":{"app_title":"probe"},"custom":{"k":"v"}}"#;
+    let inv = futures::executor::block_on(host.invoke_async_with_client_context(
+        "ctx",
+        br#"{"op":"context"}"#.to_vec(),
+        sent,
+    ))
+    .unwrap();
+    let v: Value = serde_json::from_slice(inv.output().unwrap()).unwrap();
+    assert_eq!(v["client_context"], json!(sent));
 }
 
 #[test]

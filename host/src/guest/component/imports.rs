@@ -52,13 +52,16 @@ impl self::fnhost::function::context::Host for State {
     }
 
     fn event(&mut self) -> Option<self::fnhost::function::context::EventInfo> {
-        self.call
-            .event
-            .as_ref()
-            .map(|e| self::fnhost::function::context::EventInfo {
-                id: e.id.to_string(),
-                attempt: e.attempt,
-            })
+        let (id, attempt) = self.call.event.as_ref()?.event()?;
+        Some(self::fnhost::function::context::EventInfo {
+            id: id.to_string(),
+            attempt,
+        })
+    }
+
+    fn client_context(&mut self) -> Option<String> {
+        let c = self.call.event.as_ref()?.client_context.as_deref()?;
+        Some(c.to_string())
     }
 }
 

@@ -225,6 +225,7 @@ pub fn probe(op: Op, ctx: &Context) -> Result<Value, Error> {
             "memory_limit": ctx.memory_limit(),
             "remaining_ms": ctx.remaining_time().as_millis() as u64,
             "timeout_ms": ctx.timeout().as_millis() as u64,
+            "client_context": ctx.client_context(),
         }),
         // std has no public random API on wasip1; `RandomState` keys come
         // from `random_get`, so read them through a hasher.
