@@ -60,6 +60,9 @@ impl context::Host for RawComponentState {
     fn event(&mut self) -> Option<context::EventInfo> {
         None
     }
+    fn client_context(&mut self) -> Option<String> {
+        None
+    }
 }
 
 impl capabilities::Host for RawComponentState {

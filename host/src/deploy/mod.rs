@@ -90,6 +90,9 @@ pub(crate) enum Numbering {
     },
 }
 
+/// Proof that the caller holds the deploy lock.
+pub(super) type Held<'a> = parking_lot::MutexGuard<'a, ()>;
+
 /// Milliseconds since the Unix epoch, now.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -147,8 +150,17 @@ impl Deployer {
     /// Publishes `name`'s draft; without one, or when the draft is what the
     /// newest published version already is, that version (nothing new).
     pub(crate) fn publish_latest(&self, name: &str) -> Result<FunctionInfo> {
-        let registering = self.lock.lock();
-        let info = self.core.registry.update(name, |e| {
+        let held = self.lock.lock();
+        let info = self.publish_draft(&held, name)?;
+        drop(held);
+        self.persist()?;
+        Ok(info)
+    }
+
+    /// [`publish_latest`](Deployer::publish_latest) under the deploy lock,
+    /// without saving.
+    fn publish_draft(&self, _held: &Held<'_>, name: &str) -> Result<FunctionInfo> {
+        self.core.registry.update(name, |e| {
             let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
             let (_, latest) = e
                 .latest()
@@ -163,10 +175,7 @@ impl Deployer {
             let mut next = e.clone();
             next.draft = false;
             Ok((Some(next), latest.info()))
-        })?;
-        drop(registering);
-        self.persist()?;
-        Ok(info)
+        })
     }
 
     /// The capabilities `names` refer to; an unknown name is an
@@ -211,6 +220,19 @@ impl Deployer {
     }
 
     fn publish(&self, cfg: FunctionConfig, numbering: Numbering) -> Result<FunctionInfo> {
+        // Registrations are rare; one at a time keeps version numbers and
+        // reservations simple.
+        let held = self.lock.lock();
+        self.publish_held(&held, cfg, numbering)
+    }
+
+    /// [`publish`](Deployer::publish) under the deploy lock.
+    fn publish_held(
+        &self,
+        held: &Held<'_>,
+        cfg: FunctionConfig,
+        numbering: Numbering,
+    ) -> Result<FunctionInfo> {
         let core = &self.core;
         let span = tracing::info_span!("register", function = %cfg.name);
         let _enter = span.enter();
@@ -226,9 +248,6 @@ impl Deployer {
         if core.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        // Registrations are rare; one at a time keeps version numbers and
-        // reservations simple.
-        let _registering = self.lock.lock();
         let prev = core.registry.get(&cfg.name);
         let prev_latest = prev
             .as_ref()
@@ -241,8 +260,7 @@ impl Deployer {
             && unchanged(latest, &module_hash, &cfg)
         {
             if numbering == Numbering::Next && prev_draft.is_some() {
-                drop(_registering);
-                return self.publish_latest(&cfg.name);
+                return self.publish_draft(held, &cfg.name);
             }
             let mut info = latest.info();
             info.draft = prev_draft.is_some();
@@ -289,7 +307,12 @@ impl Deployer {
         let prev_reserved = prev_fn.and_then(|f| f.reserved);
         let gate = core.gate_for(cfg.reserved_concurrency, prev_fn);
         core.reserve(prev_reserved, cfg.reserved_concurrency)?;
-        let next = prev_latest.as_ref().map_or(1, |(v, _)| v + 1);
+        let next = match &prev_latest {
+            None => 1,
+            Some((v, _)) => v.checked_add(1).ok_or_else(|| {
+                Error::config("version", "no version number is left for this function")
+            })?,
+        };
         let (version, draft, modified_ms) = match numbering {
             Numbering::Next => (prev_draft.unwrap_or(next), false, now_ms()),
             Numbering::Stage => (prev_draft.unwrap_or(next), true, now_ms()),
@@ -298,9 +321,20 @@ impl Deployer {
                 draft,
                 modified_ms,
             } => {
+                // Restoring and replicating give versions in order: one
+                // that would be renumbered is a history that diverged.
                 let v = match prev_draft {
                     Some(d) if d == version => d,
-                    _ => version.max(next),
+                    _ if version >= next => version,
+                    _ => {
+                        return Err(Error::Store {
+                            reason: format!(
+                                "`{}:{version}` comes after version {} here",
+                                cfg.name,
+                                next - 1
+                            ),
+                        });
+                    }
                 };
                 (
                     v,

@@ -287,6 +287,12 @@ pub(crate) fn function_from_json(
             .ok()
             .filter(|v: &u32| v.to_string() == num)
             .ok_or_else(|| format!("version {num:?} is not a number"))?;
+        if version == 0 || version == u32::MAX {
+            return Err(format!(
+                "version {num} is out of range (1 to {})",
+                u32::MAX - 1
+            ));
+        }
         let hash = ver.module;
         if !(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(format!("`{name}:{version}` has no valid module hash"));
@@ -409,6 +415,16 @@ mod tests {
             read(&bad_number).unwrap_err(),
             r#"version "02" is not a number"#
         );
+        for out_of_range in ["0", "4294967295"] {
+            let entry = OLD_ENTRY.replace(
+                r#""2": {"module""#,
+                &format!(r#""{out_of_range}": {{"module""#),
+            );
+            assert!(
+                read(&entry).unwrap_err().contains("out of range"),
+                "{out_of_range}"
+            );
+        }
         let no_timeout = OLD_ENTRY.replace(r#""timeout_ms": 1500, "#, "");
         assert!(read(&no_timeout).unwrap_err().contains("timeout_ms"));
     }

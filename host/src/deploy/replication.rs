@@ -67,7 +67,9 @@ impl Deployer {
             || have_draft.is_some_and(|d| d > want_max)
             || want.versions.iter().any(|w| match have.get(&w.version) {
                 Some(h) => settled(&w.version) && !same(h, w),
-                None => w.version < have_max,
+                // A version missing here, below what this host has
+                // (its draft included), is history this host lost.
+                None => w.version < have_max.max(have_draft.unwrap_or(0)),
             });
         if diverged {
             self.unregister(name)?;

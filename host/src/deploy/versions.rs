@@ -63,6 +63,9 @@ impl Deployer {
     /// next number, so numbers are never reused.
     pub(crate) fn remove_version(&self, name: &str, version: u32) -> Result<()> {
         let core = &self.core;
+        // One lock over the check, the copy and the removal: no change
+        // lands between them.
+        let held = self.lock.lock();
         if let Some(e) = core.registry.get(name)
             && let Some((&newest, f)) = e.latest()
             && newest == version
@@ -70,13 +73,14 @@ impl Deployer {
             && alias_on(&e, version).is_none()
         {
             let keep = Numbering::Exactly {
-                version: version + 1,
+                version: version.checked_add(1).ok_or_else(|| {
+                    Error::config("version", "no version number is left for this function")
+                })?,
                 draft: true,
                 modified_ms: f.modified_ms,
             };
-            self.publish(f.config.clone(), keep)?;
+            self.publish_held(&held, f.config.clone(), keep)?;
         }
-        let _registering = self.lock.lock();
         let removed = core.registry.update(name, |e| {
             let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
             let f = e
@@ -102,7 +106,7 @@ impl Deployer {
             Ok((Some(next), f))
         })?;
         removed.pool.clear(&core.idle_budget);
-        drop(_registering);
+        drop(held);
         self.persist()
     }
 

@@ -286,6 +286,22 @@ impl Events {
     /// store). Destinations must exist: queues and topics by name,
     /// functions registered.
     pub fn configure(&self, function: &str, config: EventConfig) -> Result<()> {
+        for d in config.on_success.iter().chain([&config.on_failure]) {
+            self.check_destination(d)?;
+        }
+        self.keep_config(function, config)
+    }
+
+    /// [`configure`](Events::configure) without the destination checks:
+    /// a config another host accepted, whose destinations may arrive here
+    /// after it (replication applies functions one by one). An event
+    /// whose destination is missing when it finishes is counted as lost
+    /// to it, as when a destination is removed.
+    pub(crate) fn configure_replicated(&self, function: &str, config: EventConfig) -> Result<()> {
+        self.keep_config(function, config)
+    }
+
+    fn keep_config(&self, function: &str, config: EventConfig) -> Result<()> {
         config.validate()?;
         if function.contains(':') {
             return Err(Error::config(
@@ -294,9 +310,6 @@ impl Events {
             ));
         }
         self.sh.core.registry.resolve(function)?;
-        for d in config.on_success.iter().chain([&config.on_failure]) {
-            self.check_destination(d)?;
-        }
         let json = serde_json::to_vec(&config).unwrap_or_default();
         self.sh
             .store

@@ -134,7 +134,7 @@ impl Host {
         };
         if want != events.configured(name) {
             match want {
-                Some(c) => events.configure(name, c)?,
+                Some(c) => events.configure_replicated(name, c)?,
                 None => {
                     events.remove_config(name)?;
                 }

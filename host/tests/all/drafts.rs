@@ -182,15 +182,18 @@ fn a_draft_survives_a_restart_and_replicates() {
         a.export_function("f").unwrap()
     );
     assert_eq!(env_gen(&b, "f"), "2");
-    b.set_alias("f", "pinned", Alias::to(1)).unwrap();
-    a.set_alias("f", "pinned", Alias::to(1)).unwrap();
+    // Version 1 served once here: a rebuild would lose its counters.
+    assert_eq!(env_gen(&b, "f:1"), "1");
 
     a.stage(probe("f", 3)).unwrap();
     assert!(apply(&a, &b));
     assert_eq!(env_gen(&b, "f"), "3");
     assert_eq!(b.versions("f").unwrap(), vec![1]);
-    // The alias was not lost to a rebuild.
-    assert_eq!(b.aliases("f").unwrap()["pinned"], Alias::to(1));
+    assert_eq!(
+        b.function_metrics("f:1").unwrap().succeeded,
+        1,
+        "version 1 was kept, not rebuilt"
+    );
 
     a.publish_version("f").unwrap();
     assert!(apply(&a, &b));
@@ -212,4 +215,37 @@ fn a_draft_survives_a_restart_and_replicates() {
     assert!(fetched);
     assert_eq!(env_gen(&b, "f"), "4");
     assert_eq!(b.export_function("f").unwrap(), table);
+}
+
+#[test]
+fn a_replica_whose_draft_raced_a_publish_is_rebuilt_to_the_table() {
+    // b removed version 1 locally (its $LATEST became draft 2) while a
+    // published another version 2: b must end as a is, never with its
+    // own code under a's number.
+    let (a, b) = (host(), host());
+    let bytes = Bytes::from(guests::bytes(guests::PROBE));
+    let store = HashMap::from([(blake3::hash(&bytes).to_hex().to_string(), bytes)]);
+    let apply = |from: &Host, to: &Host| {
+        let table = from.export_function("f").unwrap();
+        to.apply_function("f", Some(&table), &mut |h| {
+            store
+                .get(h)
+                .cloned()
+                .ok_or_else(|| format!("no module {h}"))
+        })
+        .unwrap()
+    };
+    a.register(probe("f", 1)).unwrap();
+    assert!(apply(&a, &b));
+    b.remove_version("f", 1).unwrap();
+    assert_eq!(b.function_info("f").unwrap().version, 2);
+    a.register(probe("f", 2)).unwrap();
+    assert!(apply(&a, &b));
+    assert_eq!(
+        b.export_function("f").unwrap(),
+        a.export_function("f").unwrap()
+    );
+    assert_eq!(b.versions("f").unwrap(), vec![1, 2]);
+    assert_eq!(env_gen(&b, "f:2"), "2");
+    assert_eq!(env_gen(&b, "f:1"), "1");
 }

@@ -105,8 +105,9 @@ pub(crate) async fn update_function_code(
     let Some(zip) = req.zip_file else {
         return bad_request("ZipFile (a zip archive or .wasm module, base64) is required");
     };
-    // The entry `Handler` names, as this node knows `$LATEST` now; the
-    // rest of the configuration is read inside the change.
+    // The entry `Handler` names, as `$LATEST` is once this node caught
+    // up; the rest of the configuration is read inside the change.
+    gw.catch_up(&name).await;
     let latest = match gw.host.function_config(&name) {
         Ok(c) => c,
         Err(e) => return refusal(&e),
