@@ -22,6 +22,21 @@ fn env_gen(host: &Host, target: &str) -> String {
         .to_string()
 }
 
+/// Applies `from`'s table of `f` on `to` (the probe module is the only
+/// one there is); whether anything changed.
+fn apply(from: &Host, to: &Host) -> bool {
+    let bytes = Bytes::from(guests::bytes(guests::PROBE));
+    let store = HashMap::from([(blake3::hash(&bytes).to_hex().to_string(), bytes)]);
+    let table = from.export_function("f").unwrap();
+    to.apply_function("f", Some(&table), &mut |h| {
+        store
+            .get(h)
+            .cloned()
+            .ok_or_else(|| format!("no module {h}"))
+    })
+    .unwrap()
+}
+
 fn not_found<T: std::fmt::Debug>(r: fnhost::Result<T>, want: &str) {
     match r {
         Err(Error::NotFound { name }) => assert_eq!(name, want),
@@ -163,18 +178,6 @@ fn a_draft_survives_a_restart_and_replicates() {
     // Another host applies the table: the same draft, the same answers;
     // replacing and publishing the draft follow without a rebuild.
     let b = host();
-    let bytes = Bytes::from(guests::bytes(guests::PROBE));
-    let store = HashMap::from([(blake3::hash(&bytes).to_hex().to_string(), bytes)]);
-    let apply = |from: &Host, to: &Host| {
-        let table = from.export_function("f").unwrap();
-        to.apply_function("f", Some(&table), &mut |h| {
-            store
-                .get(h)
-                .cloned()
-                .ok_or_else(|| format!("no module {h}"))
-        })
-        .unwrap()
-    };
     assert!(apply(&a, &b));
     assert_eq!(b.function_info("f").unwrap(), staged);
     assert_eq!(
@@ -223,18 +226,6 @@ fn a_replica_whose_draft_raced_a_publish_is_rebuilt_to_the_table() {
     // published another version 2: b must end as a is, never with its
     // own code under a's number.
     let (a, b) = (host(), host());
-    let bytes = Bytes::from(guests::bytes(guests::PROBE));
-    let store = HashMap::from([(blake3::hash(&bytes).to_hex().to_string(), bytes)]);
-    let apply = |from: &Host, to: &Host| {
-        let table = from.export_function("f").unwrap();
-        to.apply_function("f", Some(&table), &mut |h| {
-            store
-                .get(h)
-                .cloned()
-                .ok_or_else(|| format!("no module {h}"))
-        })
-        .unwrap()
-    };
     a.register(probe("f", 1)).unwrap();
     assert!(apply(&a, &b));
     b.remove_version("f", 1).unwrap();
