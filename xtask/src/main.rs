@@ -189,11 +189,22 @@ fn fuzz_build() -> Result<(), String> {
     )
 }
 
-/// Builds exactly what the tests build (same profile and feature set, so
-/// wasmtime is not compiled a second time), then runs the built binary at
-/// `rel` (under `target/release`) with `extra` arguments.
+/// Builds exactly what the tests build (`cargo test --no-run`: same
+/// profile, feature set and crate types, so wasmtime is not compiled a
+/// second time, and the guest crates are not linked as host cdylibs,
+/// which `cargo build --workspace` would try and fail at), then runs the
+/// built binary at `rel` (under `target/release`) with `extra` arguments.
 fn run_built(rel: &str, extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--release", "--workspace", "--all-targets"], &[])?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--no-run",
+        ],
+        &[],
+    )?;
     let exe = target_dir().join("release").join(rel);
     eprintln!("xtask: {}", exe.display());
     let status = Command::new(&exe)
