@@ -232,11 +232,7 @@ impl Shared {
                     self.core.admitted(&f);
                     in_flight.insert(rec.id.clone());
                     self.in_flight.store(in_flight.len(), Ordering::Release);
-                    let ctx = EventCtx {
-                        id: Arc::from(rec.id.as_str()),
-                        attempt: rec.attempts + 1,
-                        client_context: None,
-                    };
+                    let ctx = EventCtx::of_event(&rec.id, rec.attempts + 1);
                     let tx = self.completions.0.clone();
                     let signal = self.signal.clone();
                     let job_payload = payload.clone();

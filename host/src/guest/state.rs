@@ -85,19 +85,25 @@ pub(crate) struct Call {
 /// event (event invocations) and the caller's client context.
 #[derive(Debug, Clone)]
 pub(crate) struct EventCtx {
-    /// The event's stable id (the same on every attempt); empty when this
-    /// is not an event invocation.
-    pub id: Arc<str>,
-    /// 1 on the first attempt; 0 when this is not an event invocation.
-    pub attempt: u32,
+    /// For an event invocation: the event's stable id (the same on every
+    /// attempt) and the attempt (1 on the first).
+    pub event: Option<(Arc<str>, u32)>,
     /// Lambda's client context (JSON text), if the caller sent one.
     pub client_context: Option<Arc<str>>,
 }
 
 impl EventCtx {
+    /// An event invocation's context.
+    pub(crate) fn of_event(id: &str, attempt: u32) -> EventCtx {
+        EventCtx {
+            event: Some((Arc::from(id), attempt)),
+            client_context: None,
+        }
+    }
+
     /// The event's id and attempt, for an event invocation.
     pub(crate) fn event(&self) -> Option<(&str, u32)> {
-        (self.attempt > 0).then_some((&*self.id, self.attempt))
+        self.event.as_ref().map(|(id, attempt)| (&**id, *attempt))
     }
 }
 

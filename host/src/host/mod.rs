@@ -164,11 +164,7 @@ impl Host {
         event_id: &str,
         attempt: u32,
     ) -> InvokeFuture {
-        let ctx = EventCtx {
-            id: Arc::from(event_id),
-            attempt: attempt.max(1),
-            client_context: None,
-        };
+        let ctx = EventCtx::of_event(event_id, attempt);
         self.inner.core.future(name, payload.into(), Some(ctx))
     }
 
@@ -183,8 +179,7 @@ impl Host {
         client_context: &str,
     ) -> InvokeFuture {
         let ctx = EventCtx {
-            id: Arc::from(""),
-            attempt: 0,
+            event: None,
             client_context: Some(Arc::from(client_context)),
         };
         self.inner.core.future(name, payload.into(), Some(ctx))

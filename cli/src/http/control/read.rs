@@ -71,21 +71,36 @@ pub(super) fn describe(host: &Host, target: &str) -> Result<Described, Error> {
 /// Lambda's `CodeSha256` (base64 SHA-256 of the uploaded package) and
 /// `CodeSize` (its bytes): kept when the package came through the control
 /// plane, else those of the module (fnhost.toml registers modules as they
-/// are).
-fn code_identity(config: &FunctionConfig) -> (String, u64) {
-    let a = config.annotations();
+/// are), hashed once per module rather than on every read.
+fn code_identity(d: &Described) -> (String, u64) {
+    let a = d.config.annotations();
     if let (Some(sha), Some(size)) = (a.get(keys::CODE_SHA256), a.get(keys::CODE_SIZE))
         && let Ok(size) = size.parse()
     {
         return (sha.clone(), size);
     }
-    let module = config.module_bytes().unwrap_or_default();
-    (package_sha256(&module), module.len() as u64)
+    // One entry per distinct module ever registered here (they are
+    // content-addressed, so an entry never goes stale).
+    static HASHED: std::sync::OnceLock<parking_lot::Mutex<HashMap<String, (String, u64)>>> =
+        std::sync::OnceLock::new();
+    let hashed = HASHED.get_or_init(Default::default);
+    if let Some(known) = hashed.lock().get(&d.info.module_hash) {
+        return known.clone();
+    }
+    // A module file that cannot be read now is not remembered.
+    let Ok(module) = d.config.module_bytes() else {
+        return (package_sha256(&[]), 0);
+    };
+    let identity = (package_sha256(&module), module.len() as u64);
+    hashed
+        .lock()
+        .insert(d.info.module_hash.clone(), identity.clone());
+    identity
 }
 
 /// Lambda's `CodeSha256` of a version (see [`code_identity`]).
-pub(super) fn code_sha256(config: &FunctionConfig) -> String {
-    code_identity(config).0
+pub(super) fn code_sha256(d: &Described) -> String {
+    code_identity(d).0
 }
 
 /// base64(SHA-256(`package`)), Lambda's `CodeSha256`.
@@ -113,7 +128,7 @@ pub(super) fn configuration(
 ) -> Value {
     let info = &d.info;
     let label = version.map_or_else(|| fnhost::LATEST.to_string(), |v| v.to_string());
-    let (sha, size) = code_identity(&d.config);
+    let (sha, size) = code_identity(d);
     let note = |key: &str| d.config.annotations().get(key).cloned();
     let runtime = if info.is_http {
         "provided.wasi-http"

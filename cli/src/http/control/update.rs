@@ -242,7 +242,7 @@ pub(crate) async fn publish_version(
         }
         if let Some(want) = &req.code_sha256 {
             let d = read::describe(h, &n)?;
-            let have = read::code_sha256(&d.config);
+            let have = read::code_sha256(&d);
             if *want != have {
                 return Ok(Outcome::Stale(format!(
                     "CodeSha256 {want:?} is not $LATEST's ({have})"
