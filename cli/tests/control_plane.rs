@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/function_urls.rs"]
+mod function_urls;
 #[path = "support/listening.rs"]
 mod listening;
 
@@ -484,11 +486,12 @@ fn versions(s: &Endpoint) -> Vec<String> {
 /// The deploy cycle a Lambda user runs, with the real AWS CLI and its
 /// waiters: create from a zip, update code and configuration (`$LATEST`
 /// changes, nothing is published), publish, alias, weighted routing,
-/// rollback, delete one version.
+/// rollback, delete one version; then function URLs.
 #[test]
 fn the_aws_cli_runs_a_whole_deploy_cycle() {
     let s = Server::start();
     deploy_cycle(&s, &s);
+    function_urls::url_cycle(&s, &s);
 }
 
 /// The same deploy cycle on a two-node cluster: every change through the
@@ -510,6 +513,7 @@ fn the_deploy_cycle_runs_across_a_two_node_cluster() {
         token: cluster::TOKEN,
     });
     deploy_cycle(&a, &b);
+    function_urls::url_cycle(&a, &b);
 }
 
 /// Changes through `w`, reads and invocations through `r`.

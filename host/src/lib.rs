@@ -140,8 +140,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use exchange::{HttpBody, HttpBodyError, HttpResponse};
 pub use function::registry::Alias;
 pub use function::{
-    FunctionConfig, FunctionInfo, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
-    WASM32_MAX_MEMORY,
+    FunctionConfig, FunctionInfo, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_FUNCTION_ANNOTATIONS,
+    MAX_TIMEOUT, ModuleSource, Reuse, WASM32_MAX_MEMORY,
 };
 pub use host::{Host, HostBuilder, HostStats};
 pub use invocation::Invocation;

@@ -104,28 +104,45 @@ impl FromRequest<Shared> for Authed {
             }
             return Ok(Authed(read_body(body, MAX_CONTROL_BODY).await?));
         }
-        let checked = sigv4::check_headers(&parts.headers, |id| keys.secret(id), SystemTime::now())
-            .map_err(signature_refused)?;
-        let bytes = {
-            let _slot = SIGNED_BODY_SLOTS.acquire().await.map_err(|_| {
-                aws_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceException",
-                    "shutting down",
-                )
-            })?;
-            read_body(body, MAX_CONTROL_BODY).await?
-        };
-        let signed = sigv4::Signed {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            body: &bytes,
-        };
-        checked.verify(&signed).map_err(signature_refused)?;
+        let (_, bytes) =
+            verify_signed(keys, &parts, body, MAX_CONTROL_BODY, &SIGNED_BODY_SLOTS).await?;
         Ok(Authed(bytes))
     }
+}
+
+/// Verifies a SigV4-signed request (`is_sigv4`): every check that needs
+/// no body first, then the body (at most `limit` bytes, read holding one
+/// of `slots`, which bounds what unverified callers make the server
+/// buffer), then the signature over both. `Ok`: the access key id and the
+/// body.
+pub(super) async fn verify_signed(
+    keys: &AdminKeys,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+    limit: usize,
+    slots: &tokio::sync::Semaphore,
+) -> Result<(String, Bytes), Response> {
+    let checked = sigv4::check_headers(&parts.headers, |id| keys.secret(id), SystemTime::now())
+        .map_err(signature_refused)?;
+    let bytes = {
+        let _slot = slots.acquire().await.map_err(|_| {
+            aws_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceException",
+                "shutting down",
+            )
+        })?;
+        read_body(body, limit).await?
+    };
+    let signed = sigv4::Signed {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    let access_key = checked.verify(&signed).map_err(signature_refused)?;
+    Ok((access_key, bytes))
 }
 
 /// A control-API read: open while the control API is off, else

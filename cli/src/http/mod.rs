@@ -19,13 +19,16 @@ pub mod auth;
 pub mod aws;
 pub mod control;
 mod eventstream;
+pub mod function_url;
 mod invoke;
 mod ops;
+mod payload_v2;
 mod routes;
 mod sigv4;
 mod state;
 mod stream_invoke;
 mod streaming;
+mod url_config;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,7 +40,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 pub use auth::AdminKeys;
-pub use routes::{Route, guest_may_set};
+pub use payload_v2::guest_may_set;
+pub use routes::Route;
 pub use state::Gateway;
 
 use aws::plain_error;
@@ -112,6 +116,17 @@ pub fn router(gw: Gateway) -> Router {
                 .delete(control::delete_event_invoke_config),
         )
         .route(
+            "/2021-10-31/functions/{name}/url",
+            axum::routing::post(control::create_function_url)
+                .get(control::get_function_url)
+                .put(control::update_function_url)
+                .delete(control::delete_function_url),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/urls",
+            axum::routing::get(control::list_function_urls),
+        )
+        .route(
             "/2016-08-19/account-settings",
             axum::routing::get(control::account_settings),
         )
@@ -122,6 +137,10 @@ pub fn router(gw: Gateway) -> Router {
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/metrics", axum::routing::get(ops::metrics))
         .fallback(routes::trigger)
+        .layer(axum::middleware::from_fn_with_state(
+            (gw.clone(), Arc::new(function_url::Urls::default())),
+            function_url::dispatch,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             guard_and_log,

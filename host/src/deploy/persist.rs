@@ -37,6 +37,8 @@ pub(crate) struct SavedFunction {
     pub aliases: BTreeMap<String, Alias>,
     /// The newest version is an unpublished draft (`$LATEST` only).
     pub draft: bool,
+    /// Function-level annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 pub(crate) struct DataDir {
@@ -161,6 +163,9 @@ struct StoredFunction {
     /// The newest version is an unpublished draft.
     #[serde(default, skip_serializing_if = "is_false")]
     draft: bool,
+    /// Function-level annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -268,6 +273,7 @@ pub(crate) fn function_json(f: &SavedFunction) -> Value {
             })
             .collect(),
         draft: f.draft,
+        annotations: f.annotations.clone(),
     };
     serde_json::to_value(stored).unwrap_or_default()
 }
@@ -306,6 +312,11 @@ pub(crate) fn function_from_json(
         });
     }
     versions.sort_by_key(|v| v.version);
+    crate::function::check_annotations(
+        &stored.annotations,
+        crate::function::MAX_FUNCTION_ANNOTATIONS,
+    )
+    .map_err(|e| e.to_string())?;
     let aliases = stored
         .aliases
         .into_iter()
@@ -322,6 +333,7 @@ pub(crate) fn function_from_json(
         versions,
         aliases,
         draft: stored.draft,
+        annotations: stored.annotations,
     })
 }
 

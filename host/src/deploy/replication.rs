@@ -125,6 +125,7 @@ impl Deployer {
             self.remove_alias(name, alias)?;
             changed = true;
         }
+        changed |= self.edit_annotations(name, |a| *a = want.annotations.clone())?;
         for v in have
             .keys()
             .filter(|v| !want.versions.iter().any(|w| w.version == **v))

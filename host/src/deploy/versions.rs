@@ -1,10 +1,13 @@
 //! Changing the table: removing functions and versions, moving aliases,
 //! and keeping it on disk (saved after every change, restored at build).
 
+use std::collections::BTreeMap;
+
 use super::persist::{SavedFunction, SavedVersion};
 use super::{Deployer, Numbering};
 use crate::error::{Error, Result};
 use crate::function::registry::{Alias, Entry, check_alias};
+use crate::function::{MAX_FUNCTION_ANNOTATIONS, check_annotations};
 
 impl Deployer {
     /// Re-registers what the data dir holds (through the artifact cache).
@@ -22,6 +25,9 @@ impl Deployer {
                     modified_ms: v.modified_ms,
                 };
                 self.publish(v.config, numbering)?;
+            }
+            if !f.annotations.is_empty() {
+                self.edit_annotations(&f.name, |a| *a = f.annotations.clone())?;
             }
             for (alias, target) in f.aliases {
                 core.registry.update(&f.name, |e| {
@@ -142,6 +148,46 @@ impl Deployer {
         self.persist()
     }
 
+    /// Changes `name`'s function-level annotations with `edit` (refused
+    /// past [`MAX_FUNCTION_ANNOTATIONS`]); whether they changed. Not
+    /// persisted here: callers persist.
+    pub(super) fn edit_annotations(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<bool> {
+        self.core.registry.update(name, |e| {
+            let e = e.ok_or_else(|| Error::NotFound { name: name.into() })?;
+            let mut next = e.clone();
+            edit(&mut next.annotations);
+            check_annotations(&next.annotations, MAX_FUNCTION_ANNOTATIONS)?;
+            let changed = next.annotations != e.annotations;
+            Ok((Some(next), changed))
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None`) function-level annotation `key`
+    /// of `name`, persisted; whether anything changed.
+    pub(crate) fn annotate_function(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        let changed = self.edit_annotations(name, |a| match value {
+            Some(v) => {
+                a.insert(key.to_string(), v.to_string());
+            }
+            None => {
+                a.remove(key);
+            }
+        })?;
+        if changed {
+            self.persist()?;
+        }
+        Ok(changed)
+    }
+
     /// `name`'s versions and aliases as persisted.
     pub(super) fn saved(&self, name: &str) -> Option<SavedFunction> {
         let e = self.core.registry.get(name)?;
@@ -158,6 +204,7 @@ impl Deployer {
                 .collect(),
             aliases: e.aliases.clone(),
             draft: e.draft,
+            annotations: e.annotations.clone(),
             name: name.to_string(),
         })
     }

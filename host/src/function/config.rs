@@ -22,6 +22,27 @@ pub const MAX_ENV_BYTES: usize = 4096;
 /// Most annotations a function version may carry, and most bytes of keys
 /// and values together (see [`FunctionConfig::annotate`]).
 pub const MAX_ANNOTATIONS: (usize, usize) = (64, 16 << 10);
+/// Most function-level annotations a function may carry, and most bytes of
+/// keys and values together (see [`Host::annotate_function`](crate::Host::annotate_function)).
+pub const MAX_FUNCTION_ANNOTATIONS: (usize, usize) = (256, 256 << 10);
+
+/// Refuses `annotations` past `(entries, bytes)`.
+pub(crate) fn check_annotations(
+    annotations: &BTreeMap<String, String>,
+    (max_entries, max_bytes): (usize, usize),
+) -> Result<()> {
+    let bytes: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if annotations.len() > max_entries || bytes > max_bytes {
+        return Err(Error::config(
+            "annotations",
+            format!(
+                "{} entries of {bytes} bytes; at most {max_entries} entries of {max_bytes} bytes",
+                annotations.len()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Where a function's WebAssembly comes from.
 #[derive(Debug, Clone)]
@@ -373,22 +394,7 @@ impl FunctionConfig {
                 format!("{env_bytes} bytes; at most {MAX_ENV_BYTES} allowed"),
             ));
         }
-        let (max_entries, max_bytes) = MAX_ANNOTATIONS;
-        let annotation_bytes: usize = self
-            .annotations
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
-        if self.annotations.len() > max_entries || annotation_bytes > max_bytes {
-            return Err(Error::config(
-                "annotations",
-                format!(
-                    "{} entries of {annotation_bytes} bytes; at most {max_entries} entries of \
-                     {max_bytes} bytes",
-                    self.annotations.len()
-                ),
-            ));
-        }
+        check_annotations(&self.annotations, MAX_ANNOTATIONS)?;
         if self.max_host_call_bytes == 0 || self.max_host_call_bytes > 64 << 20 {
             return Err(Error::config(
                 "max_host_call_bytes",

@@ -13,9 +13,10 @@ pub(crate) mod registry;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use config::check_annotations;
 pub use config::{
-    FunctionConfig, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_TIMEOUT, ModuleSource, Reuse,
-    WASM32_MAX_MEMORY,
+    FunctionConfig, MAX_ANNOTATIONS, MAX_ENV_BYTES, MAX_FUNCTION_ANNOTATIONS, MAX_TIMEOUT,
+    ModuleSource, Reuse, WASM32_MAX_MEMORY,
 };
 
 use crate::guest::{Linked, Spec};

@@ -60,6 +60,8 @@ pub(crate) struct Entry {
     /// (its number is not addressable, no alias may point to it, and it
     /// can be replaced in place). Lambda's mutable `$LATEST`.
     pub draft: bool,
+    /// Function-level annotations (see [`Host::annotate_function`](crate::Host::annotate_function)).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Entry {
@@ -91,6 +93,8 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct Registry {
     map: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Counts changes (see [`Registry::generation`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 thread_local! {
@@ -115,6 +119,12 @@ fn uniform() -> f64 {
 }
 
 impl Registry {
+    /// A number that moves on every change of the table (for callers that
+    /// keep something derived from it).
+    pub(crate) fn generation(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
         self.map.read().get(name).cloned()
     }
@@ -185,6 +195,8 @@ impl Registry {
     ) -> Result<T> {
         let mut map = self.map.write();
         let (next, out) = change(map.get(name).map(|e| &**e))?;
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         match next {
             Some(e) => {
                 map.insert(name.to_string(), Arc::new(e));

@@ -91,6 +91,30 @@ impl Host {
         self.inner.deploy.remove_alias(name, alias)
     }
 
+    /// Sets (`Some`) or removes (`None`) the function-level annotation
+    /// `key` of `name`: caller metadata kept with the function as a whole
+    /// (not with a version), persisted with the table and replicated like
+    /// it (the gateway keeps Lambda's function URL configs here). Removed
+    /// with the function. At most [`MAX_FUNCTION_ANNOTATIONS`](crate::MAX_FUNCTION_ANNOTATIONS)
+    /// (entries, bytes). Returns whether anything changed.
+    pub fn annotate_function(&self, name: &str, key: &str, value: Option<&str>) -> Result<bool> {
+        self.inner.deploy.annotate_function(name, key, value)
+    }
+
+    /// `name`'s function-level annotations (see
+    /// [`annotate_function`](Host::annotate_function)).
+    pub fn function_annotations(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.entry(name)?.annotations.clone())
+    }
+
+    /// A number that moves whenever any function, version, alias or
+    /// function-level annotation changes (here or by replication): a
+    /// caller that keeps an index derived from the table rebuilds it when
+    /// this differs from what it saw.
+    pub fn registry_generation(&self) -> u64 {
+        self.inner.core.registry.generation()
+    }
+
     /// `name`'s table entry, portable to another host: every version
     /// (module hash and configuration), every alias, whether `$LATEST` is
     /// a draft, and its event config if one was set (`"events"`), as JSON

@@ -240,3 +240,54 @@ fn a_replica_whose_draft_raced_a_publish_is_rebuilt_to_the_table() {
     assert_eq!(env_gen(&b, "f:2"), "2");
     assert_eq!(env_gen(&b, "f:1"), "1");
 }
+
+#[test]
+fn function_annotations_persist_replicate_and_are_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let build = || {
+        Host::builder()
+            .data_dir(data.path())
+            .concurrency_limit(8)
+            .build()
+            .unwrap()
+    };
+    let a = build();
+    not_found(a.annotate_function("f", "k", Some("v")), "f");
+    a.register(probe("f", 1)).unwrap();
+    let seen = a.registry_generation();
+    assert!(a.annotate_function("f", "url", Some("one")).unwrap());
+    assert!(
+        a.registry_generation() > seen,
+        "a change moves the generation"
+    );
+    assert!(!a.annotate_function("f", "url", Some("one")).unwrap());
+    assert!(!a.annotate_function("f", "gone", None).unwrap());
+    // A new version keeps them: they belong to the function.
+    a.register(probe("f", 2)).unwrap();
+    let want = std::collections::BTreeMap::from([("url".to_string(), "one".to_string())]);
+    assert_eq!(a.function_annotations("f").unwrap(), want);
+    // Bounded: the refused change leaves what was there.
+    let big = "x".repeat(fnhost::MAX_FUNCTION_ANNOTATIONS.1);
+    match a.annotate_function("f", "big", Some(&big)) {
+        Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, "annotations"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    assert_eq!(a.function_annotations("f").unwrap(), want);
+    drop(a);
+
+    // A restart keeps them; a replica gets them, and their removal.
+    let a = build();
+    assert_eq!(a.function_annotations("f").unwrap(), want);
+    let b = host();
+    assert!(apply(&a, &b));
+    assert_eq!(b.function_annotations("f").unwrap(), want);
+    assert!(a.annotate_function("f", "url", None).unwrap());
+    assert!(apply(&a, &b));
+    assert!(b.function_annotations("f").unwrap().is_empty());
+    assert!(!apply(&a, &b));
+    // They go with the function.
+    a.annotate_function("f", "url", Some("two")).unwrap();
+    a.unregister("f").unwrap();
+    a.register(probe("f", 1)).unwrap();
+    assert!(a.function_annotations("f").unwrap().is_empty());
+}

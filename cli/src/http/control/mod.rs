@@ -36,6 +36,7 @@ mod event_config;
 mod package;
 mod read;
 mod update;
+mod url;
 
 pub(crate) use event_config::{
     delete_event_invoke_config, get_event_invoke_config, put_event_invoke_config,
@@ -48,6 +49,10 @@ pub(crate) use read::{
 pub(crate) use update::{
     delete_function_concurrency, get_function_concurrency, publish_version,
     put_function_concurrency, update_function_code, update_function_configuration,
+};
+pub(crate) use url::{
+    create_function_url, delete_function_url, get_function_url, list_function_urls,
+    update_function_url,
 };
 
 /// The annotation keys (see [`FunctionConfig::annotate`]) under which a
@@ -488,7 +493,13 @@ pub(crate) async fn delete_alias(
     _: Authed,
 ) -> Response {
     let (n, a) = (name.clone(), alias.clone());
-    match change(&gw, &name, None, move |h| h.remove_alias(&n, &a)).await {
+    // The alias' function URL goes with it (as on Lambda).
+    let removed = move |h: &Host| {
+        h.remove_alias(&n, &a)?;
+        h.annotate_function(&n, &crate::http::url_config::key(Some(&a)), None)
+            .map(drop)
+    };
+    match change(&gw, &name, None, removed).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refusal(&e),
     }

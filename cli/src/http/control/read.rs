@@ -110,7 +110,7 @@ pub(super) fn package_sha256(package: &[u8]) -> String {
 }
 
 /// Lambda's time format (`2026-12-03T17:00:00.000+0000`).
-fn lambda_time(t: std::time::SystemTime) -> String {
+pub(super) fn lambda_time(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t)
         .format("%Y-%m-%dT%H:%M:%S%.3f%z")
         .to_string()
