@@ -11,6 +11,9 @@ use fnhost::{ErrorKind, FunctionConfig, Host};
 use fnhost_cli::http::{Gateway, Route, serve};
 use fnhost_test_guests as guests;
 
+/// The control API's admin token in these tests.
+const ADMIN: &str = "http-components-admin";
+
 struct Server {
     host: Host,
     base: String,
@@ -50,6 +53,7 @@ async fn start_component(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let mut gw = Gateway::new(host.clone());
     gw.routes = vec![Route::parse("ANY /{proxy+}", "web").unwrap()];
+    gw.admin.token = Some(ADMIN.into());
     tokio::spawn(serve(
         listener,
         gw,
@@ -140,6 +144,59 @@ async fn the_guests_response_comes_back_with_framing_headers_dropped() {
     assert_eq!(r.status(), 204);
     let m = settled(&s.host).await;
     assert_eq!((m.succeeded, m.failed), (4, 0));
+}
+
+/// A function URL of an HTTP component: the request reaches the guest as
+/// sent (the path without the `/lambda-url/<id>` prefix), and its body
+/// streams back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_component_serves_through_its_function_url() {
+    let s = start(|c| c.timeout(Duration::from_secs(10))).await;
+    let client = reqwest::Client::new();
+    let made = client
+        .post(format!("{}/2021-10-31/functions/web/url", s.base))
+        .bearer_auth(ADMIN)
+        .body(r#"{"AuthType":"NONE"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: serde_json::Value = serde_json::from_str(&made.text().await.unwrap()).unwrap();
+    let url = made["FunctionUrl"].as_str().unwrap();
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix('/'))
+        .unwrap()
+        .to_string();
+    let id = host.split('.').next().unwrap().to_string();
+
+    let r = client
+        .post(format!("{}/lambda-url/{id}/echo?q=1", s.base))
+        .header("x-test", "t1")
+        .body("through the URL")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-amzn-requestid"));
+    assert_eq!(
+        r.text().await.unwrap(),
+        "POST /echo?q=1 x-test=t1 body=through the URL"
+    );
+    // By host name, streamed while the handler runs.
+    let mut r = client
+        .get(format!("{}/stream?n=2&ms=300", s.base))
+        .header("host", &host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.chunk().await.unwrap().unwrap(), "chunk 0\n");
+    assert_eq!(s.host.function_metrics("web").unwrap().in_flight, 1);
+    assert_eq!(r.chunk().await.unwrap().unwrap(), "chunk 1\n");
+    assert!(r.chunk().await.unwrap().is_none());
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.in_flight), (2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,8 +44,11 @@ const PREFIX: &str = "/lambda-url/";
 /// ([`Host::registry_generation`]), so finding a URL costs one lookup.
 #[derive(Default)]
 pub struct Urls {
-    index: parking_lot::Mutex<Option<(u64, Arc<HashMap<String, Target>>)>>,
+    index: parking_lot::Mutex<Option<(u64, Index)>>,
 }
+
+/// URL id → what it serves.
+type Index = Arc<HashMap<String, Target>>;
 
 /// What one URL serves.
 #[derive(Clone)]

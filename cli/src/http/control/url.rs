@@ -79,7 +79,7 @@ fn parse_change(body: &[u8]) -> Result<Change, Box<Response>> {
 fn target(
     raw: &str,
     query: &HashMap<String, String>,
-) -> Result<(String, Option<String>), Response> {
+) -> Result<(String, Option<String>), Box<Response>> {
     let (name, qualifier) = qualified_target(raw, query);
     if let Some(q) = &qualifier
         && (q.is_empty()
@@ -89,10 +89,10 @@ fn target(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     {
-        return Err(bad_request(&format!(
+        return Err(Box::new(bad_request(&format!(
             "Qualifier {q:?}: a function URL belongs to the function or to one of its aliases \
              (an alias name, not $LATEST or a version number)"
-        )));
+        ))));
     }
     Ok((name, qualifier))
 }
@@ -142,7 +142,7 @@ pub(crate) async fn create_function_url(
 ) -> Response {
     let (name, qualifier) = match target(&raw, &query) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let c = match parse_change(&body) {
         Ok(c) => c,
@@ -199,7 +199,7 @@ pub(crate) async fn update_function_url(
 ) -> Response {
     let (name, qualifier) = match target(&raw, &query) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let c = match parse_change(&body) {
         Ok(c) => c,
@@ -246,7 +246,7 @@ pub(crate) async fn delete_function_url(
 ) -> Response {
     let (name, qualifier) = match target(&raw, &query) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (n, q) = (name.clone(), qualifier.clone());
     let removed = change(&gw, &name, None, move |h| {
@@ -274,7 +274,7 @@ pub(crate) async fn get_function_url(
 ) -> Response {
     let (name, qualifier) = match target(&raw, &query) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     gw.catch_up(&name).await;
     match stored(&gw.host, &name, qualifier.as_deref()) {
