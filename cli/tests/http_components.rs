@@ -240,6 +240,40 @@ async fn a_handler_looping_mid_body_ends_the_response_in_error() {
     assert_eq!(m.errors_of(ErrorKind::Timeout), 1);
 }
 
+/// An HTTP/1.0 request over raw TCP; the whole answer (the server
+/// closes the connection).
+async fn http10(base: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut c = tokio::net::TcpStream::connect(base.strip_prefix("http://").unwrap())
+        .await
+        .unwrap();
+    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// HTTP/1.0 has no chunked framing, so a cut body would look whole: such
+/// a client gets the body with a length, or an error status and no body
+/// at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_client_gets_a_whole_body_or_an_error() {
+    let s = start(|c| c.timeout(Duration::from_millis(600))).await;
+    let whole = http10(&s.base, "/stream?n=3&ms=50").await;
+    let (head, body) = whole.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200"), "{whole}");
+    assert!(head.contains("content-length: 24"), "{whole}");
+    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\n");
+    let cut = http10(&s.base, "/spin").await;
+    assert!(cut.starts_with("HTTP/1.0 504"), "{cut}");
+    assert!(!cut.contains("start"), "no part of the cut body: {cut}");
+    let m = settled(&s.host).await;
+    assert_eq!((m.succeeded, m.failed), (1, 1));
+    assert_eq!(m.errors_of(ErrorKind::Timeout), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_a_request_is_429() {
     let s = start(|c| c.reserved_concurrency(1).timeout(Duration::from_secs(10))).await;

@@ -7,7 +7,10 @@
 //! ([`guest_may_set`]): the gateway frames the body. A response the guest
 //! never set is a 502 (504 when the deadline ended it); a body cut short
 //! (deadline, trap, `max_output`) ends the connection's response with an
-//! error, never with a clean end.
+//! error, never with a clean end. An HTTP/1.0 client, which has no
+//! chunked framing to tell a cut body from a whole one, gets the body
+//! buffered (at most the function's `max_output`) with a length, or a
+//! 502/504 instead of a partial body.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,6 +34,11 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
     if !host_ok {
         return plain_error(StatusCode::BAD_REQUEST, "a Host header is required");
     }
+    // An HTTP/1.0 client has no chunked framing: a body cut short would
+    // look complete to it (the connection just closes). Its answer is
+    // buffered (bounded by the function's `max_output`) and sent with a
+    // length, or not at all.
+    let http10 = req.version() <= axum::http::Version::HTTP_10;
     // Admitted here, without a thread: past the limits the client gets
     // its 429 at once instead of waiting behind busy threads.
     let ticket = match gw.host.admit_http(function, req.headers()).await {
@@ -59,6 +67,15 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
                     parts.headers.append(k.clone(), v.clone());
                 }
             }
+            if http10 {
+                let whole = http_body_util::BodyExt::collect(body).await;
+                return match (whole, running.await) {
+                    (Ok(b), Ok(inv)) if inv.outcome.is_ok() => {
+                        Response::from_parts(parts, Body::from(b.to_bytes()))
+                    }
+                    (_, ended) => failed(function, ended),
+                };
+            }
             // The invocation's report and metrics are the host's; the
             // task ends when the handler does.
             tokio::spawn(running);
@@ -71,18 +88,27 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
                 &format!("the function answered with an error: {code}"),
             )
         }
-        Err(_) => match running.await {
-            Ok(inv) => match inv.outcome {
-                Err(Error::Timeout { .. }) => {
-                    plain_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
-                }
-                Err(e) => {
-                    tracing::warn!(target: "fnhost::http", function, error = %e, "function error");
-                    plain_error(StatusCode::BAD_GATEWAY, "Bad Gateway")
-                }
-                Ok(_) => plain_error(StatusCode::BAD_GATEWAY, "the function sent no response"),
-            },
-            Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Err(_) => failed(function, running.await),
+    }
+}
+
+/// The answer when the guest set no response, or (HTTP/1.0) did not
+/// finish its body: 504 when the deadline ended it, else 502.
+fn failed(function: &str, ended: Result<fnhost::Invocation, tokio::task::JoinError>) -> Response {
+    match ended {
+        Ok(inv) => match inv.outcome {
+            Err(Error::Timeout { .. }) => {
+                plain_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
+            }
+            Err(e) => {
+                tracing::warn!(target: "fnhost::http", function, error = %e, "function error");
+                plain_error(StatusCode::BAD_GATEWAY, "Bad Gateway")
+            }
+            Ok(_) => plain_error(
+                StatusCode::BAD_GATEWAY,
+                "the function sent no complete response",
+            ),
         },
+        Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
     }
 }
