@@ -494,6 +494,52 @@ fn the_aws_cli_runs_a_whole_deploy_cycle() {
     function_urls::url_cycle(&s, &s);
 }
 
+/// boto3 for what the CLI cannot do from a program: every botocore
+/// Lambda waiter through the SDK's own waiter machinery (one attempt
+/// each: the state must be there when the call that made it returns),
+/// and a response stream.
+#[test]
+fn boto3_runs_every_waiter_and_reads_a_response_stream() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(guests::HELLO).unwrap();
+    let probe = std::fs::read(guests::PROBE).unwrap();
+    let first = zip_file(dir.path(), "1.zip", &[("b3.wasm", &hello)]);
+    let second = zip_file(dir.path(), "2.zip", &[("b3.wasm", &probe)]);
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/boto3_cycle.py"
+        ))
+        .args([&s.base, s.token])
+        .args([&first, &second].map(|z| z.strip_prefix("fileb://").unwrap()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = s.base.rsplit_once(':').unwrap().1;
+    assert_eq!(
+        got,
+        json!({
+            "created": "$LATEST",
+            "waited": [
+                "function_exists", "function_active", "function_active_v2",
+                "function_updated", "function_updated_v2", "published_version_active"
+            ],
+            "updated": ["$LATEST", "Successful"],
+            "published": "1",
+            "stream": [200, "1", "\"streamed\"", "complete"],
+            "url": format!("lambda-url.local.localhost:{port}/"),
+            "urls": 1,
+            "deleted": true
+        })
+    );
+}
+
 /// The same deploy cycle on a two-node cluster: every change through the
 /// first node, every read and invocation through the second (a control
 /// read catches its node up with the shared registry first).

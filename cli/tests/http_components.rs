@@ -335,13 +335,10 @@ async fn a_javascript_fetch_handler_serves_through_the_gateway() {
     assert_eq!((m.succeeded, m.failed), (3, 0));
 }
 
-/// `InvokeWithResponseStream` through botocore (the AWS SDK core parses
+/// `InvokeWithResponseStream` through boto3 (its core, botocore, parses
 /// the event stream and checks both CRCs of every message).
-fn botocore_stream(s: &Server, function: &str, payload: &str, tail: bool) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/botocore_stream.py"
-    );
+fn boto3_stream(s: &Server, function: &str, payload: &str, tail: bool) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/boto3_stream.py");
     let mut cmd = std::process::Command::new("python3");
     cmd.args([script, &s.base, function, payload]);
     if tail {
@@ -350,7 +347,7 @@ fn botocore_stream(s: &Server, function: &str, payload: &str, tail: bool) -> ser
     let out = cmd.output().expect("python3 runs");
     assert!(
         out.status.success(),
-        "botocore: {}",
+        "boto3: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
@@ -372,7 +369,7 @@ async fn invoke_with_response_stream_sends_payload_chunks_then_invoke_complete()
     let s = std::sync::Arc::new(s);
     let run = |function: &'static str, payload: &'static str, tail: bool| {
         let s = s.clone();
-        tokio::task::spawn_blocking(move || botocore_stream(&s, function, payload, tail))
+        tokio::task::spawn_blocking(move || boto3_stream(&s, function, payload, tail))
     };
     // An HTTP component: its body, chunk by chunk, as it writes it.
     let v = run("web", r#""/stream?n=3&ms=100""#, false).await.unwrap();

@@ -218,20 +218,29 @@ fn run_built(rel: &str, extra: &[String]) -> Result<(), String> {
     }
 }
 
-/// The gateway tests drive the real AWS CLI (`awscli` from PyPI).
+/// The gateway tests drive the real AWS CLI (`awscli` from PyPI) and
+/// boto3 (for what the CLI cannot do: response streams, waiters from a
+/// program).
 fn ensure_aws_cli() {
-    let present = Command::new("aws")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let succeeds = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let present = succeeds("aws", &["--version"]) && succeeds("python3", &["-c", "import boto3"]);
     if !present {
-        eprintln!("xtask: installing the AWS CLI for the gateway tests (pip install awscli)");
+        eprintln!(
+            "xtask: installing the AWS CLI and boto3 for the gateway tests (pip install awscli boto3)"
+        );
         let ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "awscli"])
+            .args(["-m", "pip", "install", "--quiet", "awscli", "boto3"])
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("xtask: could not install awscli; the AWS CLI gateway test will fail");
+            eprintln!(
+                "xtask: could not install awscli and boto3; the AWS CLI gateway tests will fail"
+            );
         }
     }
 }

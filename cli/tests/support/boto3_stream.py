@@ -1,15 +1,16 @@
-# InvokeWithResponseStream through botocore (the AWS SDK core: it parses the event
-# stream and checks both CRCs of every message): prints what it saw as
-# JSON. argv: endpoint, function, payload, [Tail].
+# InvokeWithResponseStream through boto3 (the AWS SDK for Python; its core,
+# botocore, parses the event stream and checks both CRCs of every
+# message): prints what it saw as JSON. argv: endpoint, function, payload,
+# [Tail].
 import json
 import sys
 
-import botocore.session
+import boto3
 from botocore.config import Config
 
 endpoint, function, payload = sys.argv[1:4]
 tail = len(sys.argv) > 4 and sys.argv[4] == "Tail"
-client = botocore.session.get_session().create_client(
+client = boto3.client(
     "lambda",
     endpoint_url=endpoint,
     region_name="us-east-1",
