@@ -413,6 +413,37 @@ fn credentials_are_checked_before_a_body_is_read() {
     );
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     assert!(r.contains("IncompleteSignatureException"), "{r}");
+    // Well-formed SigV4 headers pass without any secret, so bodies wait
+    // for their check in bounded slots: one address holds at most two,
+    // the next is refused at once (not queued behind the slow senders).
+    let now = chrono::Utc::now();
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=k/{}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+        now.format("%Y%m%d"),
+        "0".repeat(64)
+    );
+    let addr = s.base.strip_prefix("http://").unwrap();
+    let open = || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            c,
+            "POST /2015-03-31/functions HTTP/1.1\r\nhost: {addr}\r\nx-amz-date: {}\r\nauthorization: {authorization}\r\ncontent-length: 1000\r\n\r\n",
+            now.format("%Y%m%dT%H%M%SZ")
+        )
+        .unwrap();
+        c
+    };
+    let _slow = [open(), open()];
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut third = open();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut third, &mut buf).expect("an answer at once");
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+    assert!(r.contains("TooManyRequestsException"), "{r}");
 }
 
 /// `POST path` with `body` and no credentials (an invocation); the body

@@ -7,7 +7,9 @@
 //! refused, reads (list and get) stay open. With either, every control
 //! request must be authorized, reads included.
 
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -63,13 +65,72 @@ fn denied(message: &str) -> Response {
     aws_error(StatusCode::FORBIDDEN, "AccessDeniedException", message)
 }
 
-/// SigV4 requests whose body is being read before their signature can be
+/// Slots for SigV4 request bodies read before their signature can be
 /// checked (the signature covers the body). Any access key id signs with
 /// the admin token, so a caller without it can pass the header checks:
-/// this bounds what such callers make the server buffer to
-/// `SIGNED_BODIES × MAX_CONTROL_BODY`.
-const SIGNED_BODIES: usize = 2;
-static SIGNED_BODY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SIGNED_BODIES);
+/// the slots bound what such callers make the server buffer (`total` ×
+/// the body limit), one address holds at most `per_source` of them (past
+/// that: 429 at once), and a body must arrive within [`BODY_DEADLINE`]
+/// (slot wait included; past it: 408), so slow senders cannot keep the
+/// slots from signed callers.
+pub(super) struct BodySlots {
+    total: tokio::sync::Semaphore,
+    per_source: usize,
+    held: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// How long a signed request's body may take to arrive, waiting for a
+/// slot included.
+pub(super) const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One address' claim on a slot, given back on drop.
+struct SourceClaim<'a> {
+    slots: &'a BodySlots,
+    source: Option<IpAddr>,
+}
+
+impl Drop for SourceClaim<'_> {
+    fn drop(&mut self) {
+        let Some(ip) = self.source else { return };
+        let mut held = self.slots.held.lock();
+        if let Some(n) = held.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&ip);
+            }
+        }
+    }
+}
+
+impl BodySlots {
+    pub(super) fn new(total: usize, per_source: usize) -> BodySlots {
+        BodySlots {
+            total: tokio::sync::Semaphore::new(total),
+            per_source,
+            held: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A claim for `source`, `None` when it holds its share already.
+    fn claim(&self, source: Option<IpAddr>) -> Option<SourceClaim<'_>> {
+        if let Some(ip) = source {
+            let mut held = self.held.lock();
+            let n = held.entry(ip).or_insert(0);
+            if *n >= self.per_source {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(SourceClaim {
+            slots: self,
+            source,
+        })
+    }
+}
+
+/// The control API's slots: 4 bodies of up to 70 MiB, 2 per address.
+static SIGNED_BODY_SLOTS: std::sync::LazyLock<BodySlots> =
+    std::sync::LazyLock::new(|| BodySlots::new(4, 2));
 
 fn signature_refused(r: sigv4::Refusal) -> Response {
     aws_error(StatusCode::FORBIDDEN, r.kind, &r.message)
@@ -112,28 +173,50 @@ impl FromRequest<Shared> for Authed {
 
 /// Verifies a SigV4-signed request (`is_sigv4`): every check that needs
 /// no body first, then the body (at most `limit` bytes, read holding one
-/// of `slots`, which bounds what unverified callers make the server
-/// buffer), then the signature over both. `Ok`: the access key id and the
+/// of `slots`, see [`BodySlots`]), then the signature over both. `Ok`: the access key id and the
 /// body.
 pub(super) async fn verify_signed(
     keys: &AdminKeys,
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
     limit: usize,
-    slots: &tokio::sync::Semaphore,
+    slots: &BodySlots,
 ) -> Result<(String, Bytes), Response> {
     let checked = sigv4::check_headers(&parts.headers, |id| keys.secret(id), SystemTime::now())
         .map_err(signature_refused)?;
-    let bytes = {
-        let _slot = slots.acquire().await.map_err(|_| {
+    let source = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let _claim = slots.claim(source).ok_or_else(|| {
+        aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            "too many signed request bodies pending from this address",
+        )
+    })?;
+    let read = async {
+        let _slot = slots.total.acquire().await.map_err(|_| {
             aws_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceException",
                 "shutting down",
             )
         })?;
-        read_body(body, limit).await?
+        read_body(body, limit).await
     };
+    let bytes = tokio::time::timeout(BODY_DEADLINE, read)
+        .await
+        .map_err(|_| {
+            aws_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                &format!(
+                    "the request body did not arrive within {} s",
+                    BODY_DEADLINE.as_secs()
+                ),
+            )
+        })??;
     let signed = sigv4::Signed {
         method: parts.method.as_str(),
         path: parts.uri.path(),

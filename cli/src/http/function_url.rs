@@ -33,9 +33,10 @@ use super::state::{Gateway, Shared};
 use super::url_config::{AuthType, Cors, InvokeMode, UrlConfig, is_url_id, qualifier_of};
 
 /// AWS_IAM URL requests whose body is being read before their signature
-/// can be checked: bounds what unverified callers make the server buffer
-/// to this many of the gateway's `max_body`.
-static URL_BODY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+/// can be checked: 16 of the gateway's `max_body` at once, 4 per address
+/// (see [`BodySlots`](super::auth::BodySlots)).
+static URL_BODY_SLOTS: std::sync::LazyLock<super::auth::BodySlots> =
+    std::sync::LazyLock::new(|| super::auth::BodySlots::new(16, 4));
 
 /// The path prefix that addresses a URL without its host name.
 const PREFIX: &str = "/lambda-url/";
@@ -48,10 +49,9 @@ pub struct Urls {
 }
 
 /// URL id → what it serves.
-type Index = Arc<HashMap<String, Target>>;
+type Index = Arc<HashMap<String, Arc<Target>>>;
 
 /// What one URL serves.
-#[derive(Clone)]
 struct Target {
     /// `name` or `name:alias`.
     function: String,
@@ -59,26 +59,32 @@ struct Target {
 }
 
 impl Urls {
-    fn lookup(&self, host: &Host, id: &str) -> Option<Target> {
-        // Read before building: a change made while building moves it
-        // again, and the next lookup rebuilds.
+    fn lookup(&self, host: &Host, id: &str) -> Option<Arc<Target>> {
+        // One rebuild at a time: requests arriving meanwhile wait for it
+        // instead of each building their own. The generation is read
+        // before building: a change made while building moves it again,
+        // and the next lookup rebuilds.
+        let mut index = self.index.lock();
         let generation = host.registry_generation();
-        if let Some((seen, index)) = &*self.index.lock()
-            && *seen == generation
-        {
-            return index.get(id).cloned();
+        match &*index {
+            Some((seen, built)) if *seen == generation => built.get(id).cloned(),
+            _ => {
+                let built = Arc::new(build_index(host));
+                let found = built.get(id).cloned();
+                *index = Some((generation, built));
+                found
+            }
         }
-        let index = Arc::new(build_index(host));
-        let found = index.get(id).cloned();
-        *self.index.lock() = Some((generation, index));
-        found
     }
 }
 
-fn build_index(host: &Host) -> HashMap<String, Target> {
+fn build_index(host: &Host) -> HashMap<String, Arc<Target>> {
     let mut index = HashMap::new();
     for info in host.functions() {
-        let Ok(notes) = host.function_annotations(&info.name) else {
+        let (Ok(notes), Ok(aliases)) = (
+            host.function_annotations(&info.name),
+            host.aliases(&info.name),
+        ) else {
             continue;
         };
         for (key, value) in &notes {
@@ -88,55 +94,108 @@ fn build_index(host: &Host) -> HashMap<String, Target> {
                 continue;
             };
             let function = match qualifier {
+                // A URL left by an alias that is gone serves nothing.
+                Some(alias) if !aliases.contains_key(alias) => continue,
                 Some(alias) => format!("{}:{alias}", info.name),
                 None => info.name.clone(),
             };
-            index.insert(config.id.clone(), Target { function, config });
+            index.insert(config.id.clone(), Arc::new(Target { function, config }));
         }
     }
     index
 }
 
-/// The URL id a request is addressed to, and for the path-prefix form the
-/// path the function sees.
-fn addressed(req: &Request) -> Option<(String, Option<String>)> {
-    let host = req.uri().host().map(str::to_string).or_else(|| {
-        let h = req.headers().get(header::HOST)?.to_str().ok()?;
-        Some(match h.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
-            _ => h.to_string(),
-        })
-    });
-    if let Some(host) = host {
-        let host = host.to_ascii_lowercase();
-        if let Some((id, _)) = host.split_once(".lambda-url.") {
-            return Some((id.to_string(), None));
-        }
-    }
-    let rest = req.uri().path().strip_prefix(PREFIX)?;
-    let (id, path) = match rest.split_once('/') {
-        Some((id, path)) => (id, format!("/{path}")),
-        None => (rest, "/".to_string()),
-    };
-    Some((id.to_string(), Some(path)))
+fn bad_request(message: &str) -> Response {
+    plain_error(StatusCode::BAD_REQUEST, message)
 }
 
-/// The middleware: URL requests are served here, the rest go on.
+/// The request's host name: the `Host` header, which must agree with the
+/// request target's authority when both are given (an absolute-form
+/// target or HTTP/2's `:authority`), so what routes a request is what a
+/// signature covers. `Ok(None)`: no host name at all.
+fn host_name(req: &Request) -> Result<Option<String>, &'static str> {
+    let strip_port = |h: &str| match h.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name.to_ascii_lowercase()
+        }
+        _ => h.to_ascii_lowercase(),
+    };
+    let header = match req.headers().get(header::HOST) {
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| "the Host header is not a host name")?,
+        ),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    match (header, authority) {
+        (Some(h), Some(a)) if strip_port(h) != strip_port(a) => {
+            Err("the Host header and the request target name different hosts")
+        }
+        (Some(h), _) => Ok(Some(strip_port(h))),
+        (None, Some(a)) => Ok(Some(strip_port(a))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Whether `path` has a `.` or `..` segment (also percent-encoded) or an
+/// empty one before its end: a URL request's path is used as sent, so it
+/// must be the one its signature's canonical form (dot segments removed)
+/// names.
+fn has_dot_or_empty_segment(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    segments.iter().enumerate().any(|(i, seg)| {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".." || (seg.is_empty() && i + 1 != segments.len())
+    })
+}
+
+/// The URL id a request is addressed to, and for the path-prefix form the
+/// path the function sees; `Ok(None)`: no URL's request.
+fn addressed(req: &Request) -> Result<Option<(String, Option<String>)>, &'static str> {
+    let by_host = host_name(req)?.and_then(|h| {
+        h.split_once(".lambda-url.")
+            .map(|(id, _)| (id.to_string(), None))
+    });
+    let by_path = || {
+        let rest = req.uri().path().strip_prefix(PREFIX)?;
+        Some(match rest.split_once('/') {
+            Some((id, path)) => (id.to_string(), Some(format!("/{path}"))),
+            None => (rest.to_string(), Some("/".to_string())),
+        })
+    };
+    let Some(found) = by_host.or_else(by_path) else {
+        return Ok(None);
+    };
+    if has_dot_or_empty_segment(req.uri().path()) {
+        return Err("a function URL's path may not have '.', '..' or empty segments");
+    }
+    Ok(Some(found))
+}
+
+/// The middleware: URL requests are served here, the rest go on. A
+/// request whose host name cannot be read, or disagrees with its target,
+/// is refused here whatever it is addressed to.
 pub(super) async fn dispatch(
     State((gw, urls)): State<(Shared, Arc<Urls>)>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some((id, path)) = addressed(&req) else {
-        return next.run(req).await;
+    let (id, path) = match addressed(&req) {
+        Ok(Some(found)) => found,
+        Ok(None) => return next.run(req).await,
+        Err(why) => return bad_request(why),
     };
+    if req.method() == Method::CONNECT {
+        return plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served");
+    }
     let target = if is_url_id(&id) {
         urls.lookup(&gw.host, &id)
     } else {
         None
     };
     match target {
-        Some(t) => serve(&gw, t, path, req).await,
+        Some(t) => serve(&gw, &t, path, req).await,
         None => plain_error(StatusCode::NOT_FOUND, "no such function URL"),
     }
 }
@@ -145,7 +204,7 @@ fn forbidden() -> Response {
     plain_error(StatusCode::FORBIDDEN, "Forbidden")
 }
 
-async fn serve(gw: &Gateway, t: Target, path: Option<String>, req: Request) -> Response {
+async fn serve(gw: &Gateway, t: &Target, path: Option<String>, req: Request) -> Response {
     let source_ip = source_ip(&req);
     let (mut parts, body) = req.into_parts();
     let origin = parts.headers.get(header::ORIGIN).cloned();
@@ -226,8 +285,8 @@ async fn serve(gw: &Gateway, t: Target, path: Option<String>, req: Request) -> R
             Err(e) => plain_refusal(&e),
         }
     };
-    if let (Some(cors), Some(origin)) = (cors, &origin) {
-        decorate(cors, origin, resp.headers_mut());
+    if let Some(cors) = cors {
+        decorate(cors, origin.as_ref(), resp.headers_mut());
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
@@ -322,9 +381,11 @@ fn preflight(cors: &Cors, origin: &HeaderValue) -> Response {
     resp
 }
 
-/// Sets an answer's CORS headers from `cors` (the function's own
-/// `Access-Control-*` headers are dropped).
-fn decorate(cors: &Cors, origin: &HeaderValue, h: &mut HeaderMap) {
+/// Sets an answer's CORS headers from `cors` for a request from `origin`
+/// (none: not a cross-origin request). The function's own
+/// `Access-Control-*` headers are dropped either way, and the answer
+/// varies by `Origin` (so a cache does not hand one origin's to another).
+fn decorate(cors: &Cors, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
     let theirs: Vec<_> = h
         .keys()
         .filter(|k| k.as_str().starts_with("access-control-"))
@@ -334,7 +395,7 @@ fn decorate(cors: &Cors, origin: &HeaderValue, h: &mut HeaderMap) {
         h.remove(k);
     }
     h.append(header::VARY, HeaderValue::from_static("Origin"));
-    let Some(allowed) = allowed_origin(cors, origin) else {
+    let Some(allowed) = origin.and_then(|o| allowed_origin(cors, o)) else {
         return;
     };
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
@@ -364,22 +425,78 @@ mod tests {
     #[test]
     fn requests_are_addressed_by_host_name_or_path_prefix() {
         let id = "abcdefghijklmnopqrstuvwxyz012345";
+        let found = |r: &Request| addressed(r).ok().flatten();
         let by_host = req(&format!("{id}.lambda-url.local.localhost:9000"), "/x/y?q=1");
-        assert_eq!(addressed(&by_host), Some((id.to_string(), None)));
+        assert_eq!(found(&by_host), Some((id.to_string(), None)));
         let upper = req(
             &format!("{}.LAMBDA-URL.local.localhost", id.to_uppercase()),
             "/",
         );
-        assert_eq!(addressed(&upper), Some((id.to_string(), None)));
+        assert_eq!(found(&upper), Some((id.to_string(), None)));
         let by_path = req("127.0.0.1:9000", &format!("/lambda-url/{id}/x/y?q=1"));
         assert_eq!(
-            addressed(&by_path),
+            found(&by_path),
             Some((id.to_string(), Some("/x/y".to_string())))
         );
         let bare = req("127.0.0.1:9000", &format!("/lambda-url/{id}"));
-        assert_eq!(addressed(&bare), Some((id.to_string(), Some("/".into()))));
-        assert_eq!(addressed(&req("127.0.0.1:9000", "/hello")), None);
-        assert_eq!(addressed(&req("127.0.0.1:9000", "/lambda-urlx/a")), None);
+        assert_eq!(found(&bare), Some((id.to_string(), Some("/".into()))));
+        let trailing = req("127.0.0.1:9000", &format!("/lambda-url/{id}/a/"));
+        assert_eq!(found(&trailing), Some((id.to_string(), Some("/a/".into()))));
+        assert!(matches!(
+            addressed(&req("127.0.0.1:9000", "/hello")),
+            Ok(None)
+        ));
+        assert!(matches!(
+            addressed(&req("[::1]:9000", "/lambda-urlx/a")),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused_before_any_route() {
+        let id = "abcdefghijklmnopqrstuvwxyz012345";
+        let status = |r: Request| {
+            addressed(&r)
+                .err()
+                .map(|e| bad_request(e).status().as_u16())
+        };
+        // Dot and empty segments: the signed (canonical) path would name
+        // another URL or route than the one served.
+        for path in [
+            format!("/lambda-url/{id}/../other/x"),
+            format!("/lambda-url/{id}/%2E%2e/x"),
+            format!("/lambda-url/{id}/./x"),
+            format!("/lambda-url/{id}//x"),
+        ] {
+            assert_eq!(status(req("127.0.0.1:9000", &path)), Some(400), "{path}");
+        }
+        let host = format!("{id}.lambda-url.local.localhost");
+        assert_eq!(status(req(&host, "/a/../b")), Some(400));
+        // The target's authority must be the Host header's.
+        let absolute = Request::builder()
+            .uri("http://127.0.0.1:9000/2015-03-31/functions")
+            .header("host", &host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(status(absolute), Some(400));
+        let agreeing = Request::builder()
+            .uri(format!("http://{host}:9000/p"))
+            .header("host", format!("{host}:9000"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            addressed(&agreeing).ok().flatten(),
+            Some((id.to_string(), None))
+        );
+        // A Host that is not text is refused, not passed on.
+        let mut bytes = host.into_bytes();
+        bytes.push(0xff);
+        let odd = Request::builder()
+            .uri("/2015-03-31/functions")
+            .header("host", HeaderValue::from_bytes(&bytes).unwrap())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(status(odd), Some(400));
     }
 
     async fn body_of(r: Response) -> Vec<u8> {
@@ -436,12 +553,19 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        decorate(&cors, &b, &mut h);
+        decorate(&cors, Some(&b), &mut h);
         assert!(
             !h.contains_key("access-control-allow-origin"),
             "the function's own is dropped"
         );
-        decorate(&cors, &a, &mut h);
+        h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        decorate(&cors, None, &mut h);
+        assert!(
+            !h.contains_key("access-control-allow-origin"),
+            "also without an Origin"
+        );
+        assert_eq!(h["vary"], "Origin");
+        decorate(&cors, Some(&a), &mut h);
         assert_eq!(h["access-control-expose-headers"], "x-a");
         let any = Cors {
             allow_origins: Some(vec!["*".into()]),

@@ -186,9 +186,12 @@ pub(super) fn described_response(
     status: u64,
     body: Vec<u8>,
 ) -> Response {
+    // An informational status would hand the connection over (101) or
+    // leave the client waiting for the real answer: not the guest's.
     let Some(status) = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(|s| !s.is_informational())
     else {
         return plain_error(
             StatusCode::BAD_GATEWAY,
@@ -266,8 +269,16 @@ mod tests {
             (200, &br#"{"message":"hi"}"#[..])
         );
         assert!(headers.contains(&("content-type".into(), "application/json".into())));
-        // An invalid status code or base64 body is a gateway error.
-        assert_eq!(parts(http_response(br#"{"statusCode":7}"#)).await.0, 502);
+        // An invalid or informational status code, or a bad base64
+        // body, is a gateway error.
+        for status in ["7", "101", "65736"] {
+            let out = format!(r#"{{"statusCode":{status}}}"#);
+            assert_eq!(
+                parts(http_response(out.as_bytes())).await.0,
+                502,
+                "{status}"
+            );
+        }
         assert_eq!(
             parts(http_response(
                 br#"{"statusCode":200,"body":"!!","isBase64Encoded":true}"#

@@ -105,6 +105,10 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
             ),
         );
     }
+    // A 2xx answer to CONNECT would make the connection a tunnel.
+    if parts.method == Method::CONNECT {
+        return plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served");
+    }
     let Some((route, params)) = gw
         .routes
         .iter()

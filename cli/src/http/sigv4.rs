@@ -272,6 +272,14 @@ pub fn check_headers<'a>(
 ) -> Result<Checked<'a>, Refusal> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let auth = parse_authorization(header("authorization").unwrap_or("")).map_err(incomplete)?;
+    // Lambda's scope: a signature made for another service (one a guest
+    // saw, say) is not one for this API.
+    if auth.service != "lambda" {
+        return Err(invalid(format!(
+            "Credential should be scoped to correct service: 'lambda', not {:?}",
+            auth.service
+        )));
+    }
     let amz_date =
         header("x-amz-date").ok_or_else(|| incomplete("the request has no X-Amz-Date"))?;
     let at =

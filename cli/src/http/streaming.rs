@@ -9,7 +9,7 @@
 //! (deadline, trap, `max_output`) ends the connection's response with an
 //! error, never with a clean end. An HTTP/1.0 client, which has no
 //! chunked framing to tell a cut body from a whole one, gets the body
-//! buffered (at most the function's `max_output`) with a length, or a
+//! buffered (at most the gateway's body limit) with a length, or a
 //! 502/504 instead of a partial body.
 
 use axum::body::Body;
@@ -36,8 +36,8 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
     }
     // An HTTP/1.0 client has no chunked framing: a body cut short would
     // look complete to it (the connection just closes). Its answer is
-    // buffered (bounded by the function's `max_output`) and sent with a
-    // length, or not at all.
+    // buffered (at most the gateway's body limit) and sent with a length,
+    // or not at all.
     let http10 = req.version() <= axum::http::Version::HTTP_10;
     // Admitted here, without a thread: past the limits the client gets
     // its 429 at once instead of waiting behind busy threads.
@@ -68,7 +68,11 @@ pub(super) async fn serve(gw: &Gateway, function: &str, req: Request) -> Respons
                 }
             }
             if http10 {
-                let whole = http_body_util::BodyExt::collect(body).await;
+                // At most the gateway's body limit is held per such
+                // answer (as for any buffered answer), whatever the
+                // function's `max_output`.
+                let limited = http_body_util::Limited::new(body, gw.max_body);
+                let whole = http_body_util::BodyExt::collect(limited).await;
                 return match (whole, running.await) {
                     (Ok(b), Ok(inv)) if inv.outcome.is_ok() => {
                         Response::from_parts(parts, Body::from(b.to_bytes()))

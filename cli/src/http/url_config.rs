@@ -100,6 +100,16 @@ impl Cors {
                 }
             }
         }
+        // Any origin may then read credentialed answers: refused, as API
+        // Gateway refuses it.
+        if self.allow_credentials == Some(true)
+            && self
+                .allow_origins
+                .as_deref()
+                .is_some_and(|o| o.iter().any(|o| o == "*"))
+        {
+            return Err("Cors: AllowCredentials cannot be true with AllowOrigins \"*\"".into());
+        }
         if self.max_age.is_some_and(|a| a > 86_400) {
             return Err("Cors.MaxAge: at most 86400 (seconds)".into());
         }
@@ -187,6 +197,11 @@ mod tests {
             },
             Cors {
                 max_age: Some(86_401),
+                ..Cors::default()
+            },
+            Cors {
+                allow_credentials: Some(true),
+                allow_origins: Some(vec!["*".into()]),
                 ..Cors::default()
             },
             Cors {

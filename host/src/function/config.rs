@@ -24,7 +24,7 @@ pub const MAX_ENV_BYTES: usize = 4096;
 pub const MAX_ANNOTATIONS: (usize, usize) = (64, 16 << 10);
 /// Most function-level annotations a function may carry, and most bytes of
 /// keys and values together (see [`Host::annotate_function`](crate::Host::annotate_function)).
-pub const MAX_FUNCTION_ANNOTATIONS: (usize, usize) = (256, 256 << 10);
+pub const MAX_FUNCTION_ANNOTATIONS: (usize, usize) = (256, 1 << 20);
 
 /// Refuses `annotations` past `(entries, bytes)`.
 pub(crate) fn check_annotations(

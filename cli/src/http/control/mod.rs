@@ -466,6 +466,11 @@ async fn set_alias(gw: Shared, name: String, existing: Option<String>, body: &[u
         }
         let target = merged(current, asked)?;
         h.set_alias(&n, &a, target)?;
+        if creating {
+            // A new alias starts without a URL, whatever a raced delete
+            // may have left under its name.
+            h.annotate_function(&n, &crate::http::url_config::key(Some(&a)), None)?;
+        }
         Ok(target)
     };
     match change(&gw, &name, None, set).await {
