@@ -97,6 +97,23 @@ fn target(
     Ok((name, qualifier))
 }
 
+/// What a create or update names and asks for.
+fn target_and_change(
+    raw: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(String, Option<String>, Change), Box<Response>> {
+    let (name, qualifier) = target(raw, query)?;
+    Ok((name, qualifier, parse_change(body)?))
+}
+
+/// Keeps `config` as `name`'s URL config of `qualifier`.
+fn save(h: &Host, name: &str, qualifier: Option<&str>, config: &UrlConfig) -> fnhost::Result<()> {
+    let value = serde_json::to_string(config).unwrap_or_default();
+    h.annotate_function(name, &key(qualifier), Some(&value))
+        .map(drop)
+}
+
 /// `name`'s URL config of `qualifier`, if it has one. `NotFound` when the
 /// function (or the alias) does not exist.
 fn stored(host: &Host, name: &str, qualifier: Option<&str>) -> fnhost::Result<Option<UrlConfig>> {
@@ -140,12 +157,8 @@ pub(crate) async fn create_function_url(
     headers: HeaderMap,
     Authed(body): Authed,
 ) -> Response {
-    let (name, qualifier) = match target(&raw, &query) {
+    let (name, qualifier, c) = match target_and_change(&raw, &query, &body) {
         Ok(t) => t,
-        Err(r) => return *r,
-    };
-    let c = match parse_change(&body) {
-        Ok(c) => c,
         Err(r) => return *r,
     };
     let Some(auth) = c.auth_type else {
@@ -165,8 +178,7 @@ pub(crate) async fn create_function_url(
         if stored(h, &n, q.as_deref())?.is_some() {
             return Ok(Outcome::Refused);
         }
-        let value = serde_json::to_string(&config).unwrap_or_default();
-        h.annotate_function(&n, &key(q.as_deref()), Some(&value))?;
+        save(h, &n, q.as_deref(), &config)?;
         Ok(Outcome::Done(config.clone()))
     })
     .await;
@@ -197,12 +209,8 @@ pub(crate) async fn update_function_url(
     headers: HeaderMap,
     Authed(body): Authed,
 ) -> Response {
-    let (name, qualifier) = match target(&raw, &query) {
+    let (name, qualifier, c) = match target_and_change(&raw, &query, &body) {
         Ok(t) => t,
-        Err(r) => return *r,
-    };
-    let c = match parse_change(&body) {
-        Ok(c) => c,
         Err(r) => return *r,
     };
     let (n, q) = (name.clone(), qualifier.clone());
@@ -222,8 +230,7 @@ pub(crate) async fn update_function_url(
         }
         if config != before {
             config.modified_ms = now_ms();
-            let value = serde_json::to_string(&config).unwrap_or_default();
-            h.annotate_function(&n, &key(q.as_deref()), Some(&value))?;
+            save(h, &n, q.as_deref(), &config)?;
         }
         Ok(Outcome::Done(config))
     })
