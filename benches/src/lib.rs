@@ -5,6 +5,7 @@
 
 #![deny(missing_docs)]
 
+pub mod charts;
 mod component;
 
 pub use component::{RawComponent, RawComponentInstance, RawComponentState};
@@ -23,6 +24,24 @@ pub struct Stats {
     pub p99: Duration,
     /// Operations per second over the whole run.
     pub throughput: f64,
+    /// Latency at each of [`charts::PERCENTILES`], when every operation
+    /// was timed.
+    pub percentiles: Option<[Duration; 7]>,
+}
+
+impl Stats {
+    /// The stats of `sorted` latencies (at least one), `throughput`
+    /// operations per second.
+    pub fn of_sorted(sorted: &[Duration], throughput: f64) -> Stats {
+        let n = sorted.len();
+        let at = |pct: f64| sorted[((n as f64 * pct / 100.0) as usize).min(n - 1)];
+        Stats {
+            p50: sorted[n / 2],
+            p99: sorted[(n * 99 / 100).min(n - 1)],
+            throughput,
+            percentiles: Some(charts::PERCENTILES.map(at)),
+        }
+    }
 }
 
 /// Runs `f` `n` times after `n / 10` warm-up runs, timing each call.
@@ -39,11 +58,7 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Stats {
     }
     let total = start.elapsed();
     samples.sort_unstable();
-    Stats {
-        p50: samples[n / 2],
-        p99: samples[(n * 99 / 100).min(n - 1)],
-        throughput: n as f64 / total.as_secs_f64(),
-    }
+    Stats::of_sorted(&samples, n as f64 / total.as_secs_f64())
 }
 
 /// A spread of per-round figures: median, min and max.
@@ -172,6 +187,7 @@ pub fn queue_round(
         p50: m.duration().p50,
         p99: m.duration().p99,
         throughput: (batches * payloads.len()) as f64 / start.elapsed().as_secs_f64(),
+        percentiles: None,
     }
 }
 
@@ -194,6 +210,7 @@ pub fn measure_threads(threads: usize, n: usize, f: impl Fn() + Sync) -> Stats {
         p50: stats[0].p50,
         p99: stats[0].p99,
         throughput: (threads * (n + n / 10)) as f64 / total.as_secs_f64(),
+        percentiles: stats[0].percentiles,
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use fnhost::{FunctionConfig, Host};
+use fnhost_benches::charts::Charts;
 use fnhost_benches::{
     Raw, Stats, Submit, fmt_dur, measure, measure_threads, process_echo, queue_round, rounds,
     rss_bytes, thread_echo,
@@ -27,6 +28,21 @@ struct Report {
     rows: Vec<Row>,
     targets: Vec<(String, String, bool)>,
     notes: Vec<String>,
+    charts: Charts,
+}
+
+/// A duration in µs, as the charts draw it.
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e3
+}
+
+/// A case's latency curve for the charts (`None` when it was not timed
+/// per operation).
+fn curve(label: &str, s: &Stats) -> Option<(String, Vec<f64>)> {
+    Some((
+        label.to_string(),
+        s.percentiles?.iter().map(|d| us(*d)).collect(),
+    ))
 }
 
 impl Report {
@@ -90,6 +106,7 @@ fn main() -> Result<()> {
         rows: Vec::new(),
         targets: Vec::new(),
         notes: Vec::new(),
+        charts: Charts::default(),
     };
     // Every ratio below comes from interleaved rounds (see `rounds`).
     const R: usize = 5;
@@ -132,6 +149,14 @@ fn main() -> Result<()> {
         "fnhost invoke, fresh instance, 64 B",
         fresh.b(),
         format!("{} raw-fresh", fresh.p50_ratio()),
+    );
+    r.charts.latency.extend(
+        [
+            curve("raw wasmtime, fresh instance", &fresh.a()),
+            curve("fnhost invoke, fresh instance", &fresh.b()),
+        ]
+        .into_iter()
+        .flatten(),
     );
     let fr = fresh.p50_ratio().median;
     r.target(
@@ -252,6 +277,14 @@ fn main() -> Result<()> {
         process.b(),
         format!("{} fnhost fresh p50", process.p50_ratio()),
     );
+    r.charts.ladder = vec![
+        ("raw wasmtime, reused instance".into(), us(warm.a().p50)),
+        ("fnhost, warm reuse".into(), us(warm.b().p50)),
+        ("raw wasmtime, fresh instance".into(), us(fresh.a().p50)),
+        ("fnhost, fresh instance".into(), us(fresh.b().p50)),
+        ("thread spawn + join".into(), us(thread.b().p50)),
+        ("process spawn".into(), us(process.b().p50)),
+    ];
     r.target(
         "fresh invoke ≥ 200× faster than process spawn",
         format!("{}", process.p50_ratio()),
@@ -318,8 +351,15 @@ fn main() -> Result<()> {
     hq1.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
     let hq2 = host(2, true)?;
     hq2.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
+    let mut scaling: [(String, Vec<(u32, f64)>); 3] = [
+        ("raw wasmtime, fresh, N threads".into(), Vec::new()),
+        ("fnhost invoke_batch, N workers".into(), Vec::new()),
+        ("fnhost invoke_async, N workers".into(), Vec::new()),
+    ];
     for (workers, hq) in [(1usize, &hq1), (2, &hq2)] {
         let b = rounds(R, || raw_threads(workers), || batch(hq));
+        scaling[0].1.push((workers as u32, b.a().throughput));
+        scaling[1].1.push((workers as u32, b.b().throughput));
         if workers == 2 {
             r.row(
                 "raw-fresh, 64 B, 2 threads (baseline)",
@@ -343,6 +383,7 @@ fn main() -> Result<()> {
             );
         }
         let f = rounds(R, || raw_threads(workers), || futures(hq));
+        scaling[2].1.push((workers as u32, f.b().throughput));
         r.row(
             format!("fnhost invoke_async via queue, {workers} worker(s), 256 futures"),
             f.b(),
@@ -358,6 +399,7 @@ fn main() -> Result<()> {
             vs.median >= 0.9,
         );
     }
+    r.charts.scaling = scaling.to_vec();
     let scale = rounds(R, || batch(&hq1), || batch(&hq2)).throughput_ratio();
     let raw_scale = rounds(R, || raw_threads(1), || raw_threads(2)).throughput_ratio();
     r.target(
@@ -451,6 +493,18 @@ fn main() -> Result<()> {
         fmt_dur(median),
         warm_runs.len()
     ));
+    if let Some([build, register, call]) = phases_of(&line) {
+        let in_process = (build + register + call) / 1e3;
+        r.charts.cold_start = vec![
+            (
+                "process start (loader, runtime, main)".into(),
+                (us(median) / 1e3 - in_process).max(0.0),
+            ),
+            ("Host::build".into(), build / 1e3),
+            ("register (artifact cache hit)".into(), register / 1e3),
+            ("first invocation".into(), call / 1e3),
+        ];
+    }
     let zero = line.contains("compiles=0");
     r.target(
         "new process, warm cache: thumbnail registered + first result ≤ 5 ms, 0 compiles",
@@ -576,6 +630,16 @@ fn main() -> Result<()> {
     report_http::report(&mut r, quick, R)?;
 
     print_report(&r, quick);
+    // A full run's pictures are BENCHMARKS.md's; a quick run's go to
+    // target/.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(if quick {
+        "../target/bench-charts"
+    } else {
+        "../docs/bench"
+    });
+    for p in r.charts.write(&dir)? {
+        eprintln!("wrote {}", p.display());
+    }
     Ok(())
 }
 
@@ -619,19 +683,36 @@ fn child_host(cache: &std::path::Path) -> Result<Host> {
 fn cold_start_child(cache: PathBuf) -> Result<()> {
     let t = Instant::now();
     let host = child_host(&cache)?;
+    let built = t.elapsed();
     host.register(FunctionConfig::from_file("thumbnail", guests::THUMBNAIL))?;
+    let registered = t.elapsed();
     let png = guests::sample_png(64, 64);
     let out = host
         .invoke("thumbnail", &png)?
         .outcome
         .context("thumbnail failed")?;
     anyhow::ensure!(out.starts_with(b"{\"source\""), "unexpected output");
+    let done = t.elapsed();
     println!(
-        "in-process {} , compiles={}",
-        fmt_dur(t.elapsed()),
-        host.stats().compiles
+        "in-process {} , compiles={} ; phases_us build={} register={} first_call={}",
+        fmt_dur(done),
+        host.stats().compiles,
+        built.as_micros(),
+        (registered - built).as_micros(),
+        (done - registered).as_micros()
     );
     Ok(())
+}
+
+/// The phases a cold-start child printed (µs), and its in-process total.
+fn phases_of(line: &str) -> Option<[f64; 3]> {
+    let rest = line.split_once("phases_us ")?.1;
+    let mut out = [0.0; 3];
+    for (slot, key) in out.iter_mut().zip(["build=", "register=", "first_call="]) {
+        let v = rest.split(' ').find_map(|w| w.strip_prefix(key))?;
+        *slot = v.parse().ok()?;
+    }
+    Some(out)
 }
 
 /// Child of the snapshot case: registers news with a snapshot on `cache`

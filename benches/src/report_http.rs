@@ -190,12 +190,8 @@ async fn load(client: &reqwest::Client, addr: SocketAddr, dur: Duration) -> Stat
     }
     let total = started.elapsed();
     all.sort_unstable();
-    let n = all.len().max(1);
-    Stats {
-        p50: all[n / 2],
-        p99: all[(n * 99 / 100).min(n - 1)],
-        throughput: all.len() as f64 / total.as_secs_f64(),
-    }
+    assert!(!all.is_empty(), "no request completed in {dur:?}");
+    Stats::of_sorted(&all, all.len() as f64 / total.as_secs_f64())
 }
 
 pub(crate) fn report(r: &mut Report, quick: bool, rounds_n: usize) -> Result<()> {
