@@ -136,12 +136,13 @@ where
         .x_label_style(FONT)
         .draw()
         .map_err(drawing)?;
+    // The first entry on top; each row: its label, then its bar.
     for (i, (label, value)) in entries.iter().enumerate() {
-        let y = i as f64;
+        let y = (entries.len() - 1 - i) as f64;
         let color = COLORS[i % COLORS.len()].mix(0.75);
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(floor, y + 0.2), (*value, y + 0.8)],
+                [(floor, y + 0.08), (*value, y + 0.55)],
                 color.filled(),
             )))
             .map_err(drawing)?;
@@ -149,7 +150,7 @@ where
         chart
             .draw_series(std::iter::once(Text::new(
                 text,
-                (floor, y + 0.05),
+                (floor, y + 0.95),
                 FONT.into_font(),
             )))
             .map_err(drawing)?;

@@ -1,8 +1,10 @@
 //! The raw-wasmtime component baseline: a component of the world
 //! `fnhost:function/handler` run the way an embedder would with
 //! wasmtime and wasmtime-wasi alone (bindgen, `InstancePre`, WASI 0.2 from
-//! `add_to_linker_sync`, stdout and stderr discarded), on an engine built
-//! with fnhost's settings (`fnhost::wasmtime_config`).
+//! `add_to_linker_sync`, stdout and stderr discarded; `wasi:http` from
+//! wasmtime-wasi-http, as fnhost links it for every component: a
+//! componentize-js guest imports it), on an engine built with fnhost's
+//! settings (`fnhost::wasmtime_config`).
 
 use std::path::Path;
 
@@ -11,6 +13,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::SinkOutputStream;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 mod wit {
     wasmtime::component::bindgen!({
@@ -24,7 +27,18 @@ use wit::fnhost::function::{capabilities, context, types};
 /// Store data of the raw component baseline.
 pub struct RawComponentState {
     ctx: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
+}
+
+impl WasiHttpView for RawComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
 }
 
 impl WasiView for RawComponentState {
@@ -117,6 +131,7 @@ impl RawComponent {
         };
         let mut linker: Linker<RawComponentState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         wit::Handler::add_to_linker::<RawComponentState, HasSelf<RawComponentState>>(
             &mut linker,
             |s| s,
@@ -137,6 +152,7 @@ impl RawComponent {
             &self.engine,
             RawComponentState {
                 ctx,
+                http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
             },
         );
