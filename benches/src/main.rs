@@ -497,7 +497,7 @@ fn main() -> Result<()> {
         let in_process = (build + register + call) / 1e3;
         r.charts.cold_start = vec![
             (
-                "process start (loader, runtime, main)".into(),
+                "process spawn, start and exit".into(),
                 (us(median) / 1e3 - in_process).max(0.0),
             ),
             ("Host::build".into(), build / 1e3),
