@@ -16,6 +16,7 @@ use fnhost_benches::{
 use fnhost_test_guests as guests;
 
 mod report_components;
+mod report_gateway;
 mod report_http;
 
 struct Row {
@@ -113,6 +114,12 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--http") {
         // Only the HTTP component rows (issue #20).
         report_http::report(&mut r, quick, R)?;
+        print_report(&r, quick);
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--gateway") {
+        // Only the gateway rows (issue #22).
+        report_gateway::report(&mut r, quick, R)?;
         print_report(&r, quick);
         return Ok(());
     }
@@ -628,6 +635,8 @@ fn main() -> Result<()> {
     report_components::report(&mut r, quick, R)?;
     eprintln!("HTTP components");
     report_http::report(&mut r, quick, R)?;
+    eprintln!("gateway");
+    report_gateway::report(&mut r, quick, R)?;
 
     print_report(&r, quick);
     // A full run's pictures are BENCHMARKS.md's; a quick run's go to

@@ -27,7 +27,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::Report;
 
 /// Concurrent keep-alive connections of the load.
-const CONNECTIONS: usize = 8;
+pub(crate) const CONNECTIONS: usize = 8;
 
 /// Store data of the raw server's instances.
 struct RawState {
@@ -166,18 +166,41 @@ async fn fnhost_server(host: Host) -> Result<SocketAddr> {
 /// requests completed per second.
 async fn load(client: &reqwest::Client, addr: SocketAddr, dur: Duration) -> Stats {
     let url = format!("http://{addr}/hello");
+    load_with(client, &url, None, b"hello from rust", dur).await
+}
+
+/// `CONNECTIONS` closed loops of one request to `url` (a POST of `body`,
+/// else a GET) for `dur`, each answer checked against `expect`: every
+/// latency, and the requests completed per second.
+pub(crate) async fn load_with(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<bytes::Bytes>,
+    expect: &[u8],
+    dur: Duration,
+) -> Stats {
     let end = Instant::now() + dur;
     let started = Instant::now();
+    let expect = bytes::Bytes::copy_from_slice(expect);
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url, body, expect) = (
+                client.clone(),
+                url.to_string(),
+                body.clone(),
+                expect.clone(),
+            );
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < end {
                     let t = Instant::now();
-                    let r = client.get(&url).send().await.expect("request");
-                    let body = r.bytes().await.expect("body");
-                    assert_eq!(&body[..], b"hello from rust");
+                    let req = match &body {
+                        Some(b) => client.post(&url).body(b.clone()),
+                        None => client.get(&url),
+                    };
+                    let r = req.send().await.expect("request");
+                    let got = r.bytes().await.expect("body");
+                    assert_eq!(got, expect);
                     lat.push(t.elapsed());
                 }
                 lat
