@@ -193,23 +193,11 @@ fn latency(path: &Path, series: &[(String, Vec<f64>)]) -> Result<()> {
         .label_style(FONT)
         .draw()
         .map_err(drawing)?;
-    for (i, (label, values)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .map(|(j, v)| (j as f64, *v))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(drawing)?
-            .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(drawing)?;
-    }
-    legend(&mut chart)
+    let lines = series.iter().map(|(label, values)| {
+        let points = values.iter().enumerate().map(|(j, v)| (j as f64, *v));
+        (label.as_str(), points.collect())
+    });
+    draw_lines(&mut chart, lines)
 }
 
 /// Throughput by worker count, one line per case.
@@ -249,19 +237,35 @@ fn scaling(path: &Path, series: &[(String, Vec<(u32, f64)>)]) -> Result<()> {
         .label_style(FONT)
         .draw()
         .map_err(drawing)?;
-    for (i, (label, points)) in series.iter().enumerate() {
+    let lines = series.iter().map(|(label, points)| {
+        let points = points.iter().map(|(w, v)| (*w as f64, *v));
+        (label.as_str(), points.collect())
+    });
+    draw_lines(&mut chart, lines)
+}
+
+/// One labelled line with its points marked per `(label, points)`, then
+/// the legend.
+fn draw_lines<'a, 'l, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: impl Iterator<Item = (&'l str, Vec<(f64, f64)>)>,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (label, points)) in lines.enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = points.iter().map(|(w, v)| (*w as f64, *v)).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(drawing)?
-            .label(label.as_str())
+            .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
             .map_err(drawing)?;
     }
-    legend(&mut chart)
+    legend(chart)
 }
 
 fn legend<'a, X, Y>(chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>) -> Result<()>
