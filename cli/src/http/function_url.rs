@@ -113,13 +113,9 @@ fn bad_request(message: &str) -> Response {
 /// request target's authority when both are given (an absolute-form
 /// target or HTTP/2's `:authority`), so what routes a request is what a
 /// signature covers. `Ok(None)`: no host name at all.
-fn host_name(req: &Request) -> Result<Option<String>, &'static str> {
-    let strip_port = |h: &str| match h.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name.to_ascii_lowercase()
-        }
-        _ => h.to_ascii_lowercase(),
-    };
+fn host_name(req: &Request) -> Result<Option<&str>, &'static str> {
+    // Every request passes here: nothing is allocated for one that is
+    // not a URL's.
     let header = match req.headers().get(header::HOST) {
         Some(h) => Some(
             h.to_str()
@@ -129,13 +125,33 @@ fn host_name(req: &Request) -> Result<Option<String>, &'static str> {
     };
     let authority = req.uri().authority().map(|a| a.as_str());
     match (header, authority) {
-        (Some(h), Some(a)) if strip_port(h) != strip_port(a) => {
+        (Some(h), Some(a)) if !strip_port(h).eq_ignore_ascii_case(strip_port(a)) => {
             Err("the Host header and the request target name different hosts")
         }
         (Some(h), _) => Ok(Some(strip_port(h))),
         (None, Some(a)) => Ok(Some(strip_port(a))),
         (None, None) => Ok(None),
     }
+}
+
+/// `h` without its `:port`.
+fn strip_port(h: &str) -> &str {
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => h,
+    }
+}
+
+/// The URL id a host name names (`<id>.lambda-url.…`, any case), lower-cased.
+fn url_id_of(host: &str) -> Option<String> {
+    const MARK: &[u8] = b".lambda-url.";
+    let at = host
+        .as_bytes()
+        .windows(MARK.len())
+        .position(|w| w.eq_ignore_ascii_case(MARK))?;
+    Some(host[..at].to_ascii_lowercase())
 }
 
 /// Whether `path` has a `.` or `..` segment (also percent-encoded) or an
@@ -153,10 +169,7 @@ fn has_dot_or_empty_segment(path: &str) -> bool {
 /// The URL id a request is addressed to, and for the path-prefix form the
 /// path the function sees; `Ok(None)`: no URL's request.
 fn addressed(req: &Request) -> Result<Option<(String, Option<String>)>, &'static str> {
-    let by_host = host_name(req)?.and_then(|h| {
-        h.split_once(".lambda-url.")
-            .map(|(id, _)| (id.to_string(), None))
-    });
+    let by_host = host_name(req)?.and_then(url_id_of).map(|id| (id, None));
     let by_path = || {
         let rest = req.uri().path().strip_prefix(PREFIX)?;
         Some(match rest.split_once('/') {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::read::{arn, lambda_time};
 use super::{bad_request, change, json_body};
 use crate::http::auth::{Authed, Reader};
-use crate::http::aws::{aws_error, qualified_target, refusal};
+use crate::http::aws::{aws_error, function_and_qualifier, qualified_target, refusal};
 use crate::http::state::Shared;
 use crate::http::url_config::{
     AuthType, Cors, InvokeMode, UrlConfig, fresh_id, key, now_ms, qualifier_of, url_of,
@@ -303,7 +303,7 @@ pub(crate) async fn list_function_urls(
     headers: HeaderMap,
     _: Reader,
 ) -> Response {
-    let (name, _) = qualified_target(&raw, &HashMap::new());
+    let (name, _) = function_and_qualifier(&raw);
     let page = match query.get("MaxItems").map(|m| m.parse::<usize>()) {
         None => 50,
         Some(Ok(n)) if (1..=50).contains(&n) => n,
