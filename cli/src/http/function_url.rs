@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fnhost::Host;
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::aws::{plain_error, plain_refusal, read_body};
 use super::payload_v2::{CameIn, described_response, event_v2, http_response, source_ip};
-use super::state::{Gateway, Shared};
+use super::state::Gateway;
 use super::url_config::{AuthType, Cors, InvokeMode, UrlConfig, is_url_id, qualifier_of};
 
 /// AWS_IAM URL requests whose body is being read before their signature
@@ -186,31 +186,31 @@ fn addressed(req: &Request) -> Result<Option<(String, Option<String>)>, &'static
     Ok(Some(found))
 }
 
-/// The middleware: URL requests are served here, the rest go on. A
-/// request whose host name cannot be read, or disagrees with its target,
-/// is refused here whatever it is addressed to.
-pub(super) async fn dispatch(
-    State((gw, urls)): State<(Shared, Arc<Urls>)>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// Serves `req` when it is a function URL's (`None`: it is not, and goes
+/// on to the API and the trigger routes). A request whose host name cannot
+/// be read, or disagrees with its target, is refused here whatever it is
+/// addressed to.
+pub(super) async fn dispatch(gw: &Gateway, urls: &Urls, req: Request) -> Result<Response, Request> {
     let (id, path) = match addressed(&req) {
         Ok(Some(found)) => found,
-        Ok(None) => return next.run(req).await,
-        Err(why) => return bad_request(why),
+        Ok(None) => return Err(req),
+        Err(why) => return Ok(bad_request(why)),
     };
     if req.method() == Method::CONNECT {
-        return plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served");
+        return Ok(plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served",
+        ));
     }
     let target = if is_url_id(&id) {
         urls.lookup(&gw.host, &id)
     } else {
         None
     };
-    match target {
-        Some(t) => serve(&gw, &t, path, req).await,
+    Ok(match target {
+        Some(t) => serve(gw, &t, path, req).await,
         None => plain_error(StatusCode::NOT_FOUND, "no such function URL"),
-    }
+    })
 }
 
 fn forbidden() -> Response {

@@ -52,9 +52,11 @@ pub const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Bytes of log tail returned by `X-Amz-Log-Type: Tail` (Lambda's 4 KB).
 pub const LOG_TAIL: usize = 4096;
 
-/// The router: Lambda API, health, metrics, then trigger routes.
-pub fn router(gw: Gateway) -> Router {
-    let gw: Shared = Arc::new(gw);
+/// The router of the Lambda API, health and metrics (unknown API paths
+/// fall back to `trigger`, which answers them as AWS does). The
+/// [`front`] runs ahead of it and serves function URLs and trigger routes
+/// itself.
+fn api_router(gw: Shared) -> Router {
     Router::new()
         .route(
             "/2015-03-31/functions/{name}/invocations",
@@ -137,31 +139,35 @@ pub fn router(gw: Gateway) -> Router {
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/metrics", axum::routing::get(ops::metrics))
         .fallback(routes::trigger)
-        .layer(axum::middleware::from_fn_with_state(
-            (gw.clone(), Arc::new(function_url::Urls::default())),
-            function_url::dispatch,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            gw.clone(),
-            guard_and_log,
-        ))
         .with_state(gw)
 }
+
+/// Whether `path` is the router's (the Lambda API's, `/healthz`,
+/// `/metrics`) rather than a trigger route's.
+fn for_router(path: &str) -> bool {
+    aws::is_api_path(path) || path == "/healthz" || path == "/metrics"
+}
+
+/// What the front holds: the gateway and the function URL index.
+type FrontState = (Shared, Arc<function_url::Urls>);
 
 /// Header on every answer a cluster node gives while it cannot reach NATS:
 /// the answer comes from what this node has alone.
 pub const CLUSTER_STATE_HEADER: &str = "fnhost-cluster";
 
-/// Header-size limit, the cluster-state header and one structured log line
-/// per request.
-async fn guard_and_log(
-    axum::extract::State(gw): axum::extract::State<Shared>,
+/// Ahead of routing, for every request: the header-size limit, function
+/// URLs, trigger routes (served here, without the router's matching and
+/// boxing: they are the hot path), then the router; the cluster-state
+/// header and one structured log line per request.
+async fn front(
+    axum::extract::State((gw, urls)): axum::extract::State<FrontState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // A reference count, not a copy of the path (every request passes).
+    let uri = req.uri().clone();
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -175,11 +181,15 @@ async fn guard_and_log(
             ),
         )
     } else {
-        next.run(req).await
+        match function_url::dispatch(&gw, &urls, req).await {
+            Ok(resp) => resp,
+            Err(req) if for_router(uri.path()) => next.run(req).await,
+            Err(req) => routes::trigger(axum::extract::State(gw.clone()), req).await,
+        }
     };
     // Every Lambda API answer carries a request id (invocations carry
     // their own).
-    if aws::is_api_path(&path)
+    if aws::is_api_path(uri.path())
         && !resp.headers().contains_key("x-amzn-RequestId")
         && let Ok(v) = axum::http::HeaderValue::from_str(&crate::ids::fresh(""))
     {
@@ -194,7 +204,7 @@ async fn guard_and_log(
     tracing::info!(
         target: "fnhost::http",
         %method,
-        path,
+        path = uri.path(),
         status = resp.status().as_u16(),
         duration_us = started.elapsed().as_micros() as u64,
         "request"
@@ -213,7 +223,12 @@ pub async fn serve(
     let host = gateway.host.clone();
     let cluster = gateway.cluster.clone();
     let stopping = cluster.clone();
-    let app = router(gateway);
+    let gw: Shared = Arc::new(gateway);
+    let front_state: FrontState = (gw.clone(), Arc::new(function_url::Urls::default()));
+    let app = tower_layer::Layer::layer(
+        &axum::middleware::from_fn_with_state(front_state, front),
+        api_router(gw),
+    );
     // No Nagle delay: a response's last piece (a streamed body's end
     // chunk) would otherwise wait for the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -221,7 +236,9 @@ pub async fn serve(
     });
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+            app,
+        ),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;

@@ -61,69 +61,74 @@ impl Route {
         })
     }
 
-    /// Path parameters when `method` and `path` match.
-    fn matches(&self, method: &Method, path: &str) -> Option<serde_json::Map<String, Value>> {
+    /// Whether `method` and `path` match (no allocation: every request
+    /// is matched against the routes).
+    fn matches(&self, method: &Method, path: &str) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
-            return None;
+            return false;
         }
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        for seg in &self.segments {
+            if seg.starts_with('{') && seg.ends_with("+}") {
+                return parts.next().is_some();
+            }
+            match parts.next() {
+                Some(part) if (seg.starts_with('{') && seg.ends_with('}')) || seg == part => {}
+                _ => return false,
+            }
+        }
+        parts.next().is_none()
+    }
+
+    /// The path parameters of a `path` this route [`matches`](Route::matches).
+    fn params(&self, path: &str) -> serde_json::Map<String, Value> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut params = serde_json::Map::new();
         for (i, seg) in self.segments.iter().enumerate() {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-                if i >= parts.len() {
-                    return None;
-                }
-                params.insert(name.into(), Value::String(parts[i..].join("/")));
-                return Some(params);
+                let rest = parts.get(i..).unwrap_or_default();
+                params.insert(name.into(), Value::String(rest.join("/")));
+                break;
             }
-            let part = parts.get(i)?;
-            match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => {
-                    params.insert(name.into(), Value::String((*part).into()));
-                }
-                None if seg == part => {}
-                None => return None,
+            if let (Some(name), Some(part)) = (
+                seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')),
+                parts.get(i),
+            ) {
+                params.insert(name.into(), Value::String((*part).into()));
             }
         }
-        (parts.len() == self.segments.len()).then_some(params)
+        params
     }
 }
 
 /// HTTP trigger routes: an API Gateway HTTP API (payload 2.0) event in, the
 /// function's response object (or plain result) out.
 pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response {
-    let source_ip = source_ip(&req);
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    if super::aws::is_api_path(&path) {
+    let path = req.uri().path();
+    if super::aws::is_api_path(path) {
         return super::aws::aws_error(
             axum::http::StatusCode::NOT_FOUND,
             "UnknownOperationException",
             &format!(
                 "{} {path} is not a Lambda API operation fnhost serves",
-                parts.method
+                req.method()
             ),
         );
     }
     // A 2xx answer to CONNECT would make the connection a tunnel.
-    if parts.method == Method::CONNECT {
+    if req.method() == Method::CONNECT {
         return plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served");
     }
-    let Some((route, params)) = gw
-        .routes
-        .iter()
-        .find_map(|r| r.matches(&parts.method, &path).map(|p| (r, p)))
-    else {
+    let Some(route) = gw.routes.iter().find(|r| r.matches(req.method(), path)) else {
         return plain_error(StatusCode::NOT_FOUND, "Not Found");
     };
-    if gw
-        .host
-        .function_info(&route.function)
-        .is_ok_and(|i| i.is_http)
-    {
-        let function = route.function.clone();
-        return super::streaming::serve(&gw, &function, Request::from_parts(parts, body)).await;
+    if gw.host.is_http_component(&route.function) {
+        return super::streaming::serve(&gw, &route.function, req).await;
     }
+    let source_ip = source_ip(&req);
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let params = route.params(path);
     let body = match read_body(body, gw.max_body).await {
         Ok(b) => b,
         Err(_) => return plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
@@ -135,7 +140,7 @@ pub(super) async fn trigger(State(gw): State<Shared>, req: Request) -> Response 
         .unwrap_or("localhost");
     let came_in = CameIn {
         route_key: &route.key,
-        raw_path: &path,
+        raw_path: path,
         api_id: "fnhost",
         domain_prefix: domain.split('.').next().unwrap_or(domain),
         source_ip,
@@ -163,15 +168,27 @@ mod tests {
     #[test]
     fn routes_match_params_and_greedy_proxies() {
         let r = Route::parse("ANY /hello/{proxy+}", "f").unwrap();
-        assert_eq!(
-            r.matches(&Method::GET, "/hello/a/b").unwrap()["proxy"],
-            "a/b"
-        );
-        assert!(r.matches(&Method::GET, "/hello").is_none());
+        assert!(r.matches(&Method::GET, "/hello/a/b"));
+        assert_eq!(r.params("/hello/a/b")["proxy"], "a/b");
+        assert!(!r.matches(&Method::GET, "/hello"));
+        assert!(!r.matches(&Method::GET, "/other/a"));
         let r = Route::parse("GET /users/{id}", "f").unwrap();
-        assert_eq!(r.matches(&Method::GET, "/users/7").unwrap()["id"], "7");
-        assert!(r.matches(&Method::POST, "/users/7").is_none());
-        assert!(r.matches(&Method::GET, "/users/7/x").is_none());
+        assert!(r.matches(&Method::GET, "/users/7"));
+        assert_eq!(r.params("/users/7")["id"], "7");
+        assert_eq!(r.params("/users/7").len(), 1);
+        assert!(!r.matches(&Method::POST, "/users/7"));
+        assert!(!r.matches(&Method::GET, "/users/7/x"));
+        assert!(!r.matches(&Method::GET, "/users"));
+        assert!(!r.matches(&Method::GET, "/people/7"));
+        let r = Route::parse("GET /a/{x}/c/{rest+}", "f").unwrap();
+        assert!(r.matches(&Method::GET, "//a/1/c/2/3/"));
+        let p = r.params("//a/1/c/2/3/");
+        assert_eq!(
+            (p["x"].as_str(), p["rest"].as_str()),
+            (Some("1"), Some("2/3"))
+        );
+        assert!(!r.matches(&Method::GET, "/a/1/d/2"));
+        assert!(!r.matches(&Method::GET, "/a/1/c"));
         assert!(Route::parse("FETCH /x", "f").is_err());
         assert!(Route::parse("GET x", "f").is_err());
         assert!(Route::parse("GET /{a+}/b", "f").is_err());

@@ -124,6 +124,19 @@ impl Host {
             .execute_input(&f, version, input, permit, None))
     }
 
+    /// Whether `name` (`function[:qualifier]`) is an HTTP component (a
+    /// `wasi:http/proxy` component, served with
+    /// [`invoke_http`](Host::invoke_http)): a lookup, cheaper than
+    /// [`function_info`](Host::function_info) for a server deciding how to
+    /// serve each request. `false` when nothing has that name.
+    pub fn is_http_component(&self, name: &str) -> bool {
+        self.inner
+            .core
+            .registry
+            .resolve_primary(name)
+            .is_ok_and(|f| f.linked.is_http())
+    }
+
     /// [`invoke_http`](Host::invoke_http)'s admission alone, for an async
     /// caller: the future gets a concurrency slot (waiting up to the
     /// function's `max_wait` without blocking a thread) or the refusal

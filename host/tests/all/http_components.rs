@@ -370,16 +370,28 @@ fn every_response_body_shares_the_cap_and_must_be_finished() {
     let x = send(&host, "web", get("/unfinished"));
     let (body, end) = frames(block_on(x.response).unwrap().unwrap());
     assert_eq!(text(&body), "partial");
-    assert_eq!(
-        end.as_deref(),
-        Some("the handler failed before finishing the body")
-    );
+    assert_eq!(end.as_deref(), Some("incomplete HTTP response"));
     let inv = x.invocation.join().unwrap();
     assert!(
         matches!(&inv.outcome, Err(Error::Guest { kind, .. }) if kind == "IncompleteResponse"),
         "{:?}",
         inv.outcome
     );
+
+    // A body the guest finished is whole, whatever the handler does next
+    // (as `wasmtime serve` has it): the client has it all, the invocation
+    // is the trap.
+    let x = send(&host, "web", get("/finish-then-trap"));
+    let (body, end) = frames(block_on(x.response).unwrap().unwrap());
+    assert_eq!((text(&body).as_str(), end), ("complete", None));
+    let inv = x.invocation.join().unwrap();
+    assert!(
+        matches!(&inv.outcome, Err(Error::Trap { .. })),
+        "{:?}",
+        inv.outcome
+    );
+    let m = host.function_metrics("web").unwrap();
+    assert_eq!((m.succeeded, m.failed), (1, 3));
 }
 
 #[test]

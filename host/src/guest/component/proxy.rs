@@ -9,14 +9,16 @@
 //! All of an instance's response bodies share the function's
 //! `max_output`: the write that would cross it fails, the client's stream
 //! ends with an error, and the invocation is `OutputTooLarge`. A response
-//! body taken and never finished makes the invocation `IncompleteResponse`
-//! (never a clean end for the client); the request body stops at
-//! `max_input` and at the deadline.
+//! body ends cleanly for the client only when the guest finished it
+//! (`outgoing-body.finish`) with no write refused: at that moment, not
+//! when the handler returns. A body taken and never finished (a trap, the
+//! deadline, a handler that returned without finishing) ends with an
+//! error, and the invocation is `IncompleteResponse` (or the failure that
+//! cut it); the request body stops at `max_input` and at the deadline.
 
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -39,7 +41,7 @@ use wasmtime_wasi_http::p2::types::{
 use super::super::instance::Failure;
 use super::super::state::State;
 use crate::error::Error;
-use crate::exchange::{Exchange, HttpBody, HttpBodyError};
+use crate::exchange::{Exchange, HttpBodyError};
 
 /// The handler's type: `handle: func(request: incoming-request,
 /// response-out: response-outparam)`.
@@ -129,8 +131,9 @@ impl Budget {
 /// incomplete, whatever the handler returns).
 pub(crate) struct Responses {
     pub budget: Arc<Budget>,
-    /// `outgoing-body` resources of responses: (rep, stream taken).
-    open: Vec<(u32, bool)>,
+    /// `outgoing-body` resources of responses: (rep, stream taken, set
+    /// when the guest finishes it).
+    open: Vec<(u32, bool, Arc<AtomicBool>)>,
 }
 
 impl Responses {
@@ -152,13 +155,21 @@ impl Responses {
         let entry = self
             .open
             .iter_mut()
-            .find(|(r, taken)| *r == rep && !*taken)?;
+            .find(|(r, taken, _)| *r == rep && !*taken)?;
         entry.1 = true;
         Some(self.budget.clone())
     }
 
+    /// Marks body `rep` as finished (`true`, ahead of the end its reader
+    /// sees) or not (`false`: its finish failed).
+    fn mark(&self, rep: u32, finished: bool) {
+        if let Some((_, _, done)) = self.open.iter().find(|(r, _, _)| *r == rep) {
+            done.store(finished, Ordering::Release);
+        }
+    }
+
     fn finished(&mut self, rep: u32) {
-        self.open.retain(|(r, _)| *r != rep);
+        self.open.retain(|(r, _, _)| *r != rep);
     }
 
     /// Whether every response body taken was finished.
@@ -183,9 +194,25 @@ pub(crate) fn response_body(
     if st.p2().responses.open.len() >= MAX_OPEN_BODIES {
         return Ok((Err(()),));
     }
+    let rep = resp.rep();
     let body = st.http().body(resp)?;
     if let Ok(body) = &body {
-        st.p2().responses.open.push((body.rep(), false));
+        let done = Arc::new(AtomicBool::new(false));
+        let p2 = st.p2();
+        let budget = p2.responses.budget.clone();
+        p2.responses.open.push((body.rep(), false, done.clone()));
+        // The response's body as its reader will see it: its end tells
+        // whether the guest finished it.
+        let response = Resource::<HostOutgoingResponse>::new_borrow(rep);
+        let out = p2.table.get_mut(&response)?;
+        if let Some(inner) = out.body.take() {
+            let ended = Finished {
+                inner,
+                done,
+                budget,
+            };
+            out.body = Some(ended.boxed_unsync());
+        }
     }
     Ok((body,))
 }
@@ -198,14 +225,23 @@ pub(crate) fn finish_body(
 ) -> wasmtime::Result<(Result<(), ErrorCode>,)> {
     let rep = body.rep();
     let st = store.data_mut();
-    let finished = match st.http().finish(body, trailers) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(e.downcast()?),
-    };
-    if finished.is_ok() {
-        st.p2().responses.finished(rep);
+    // Marked before the end is sent: the reader that sees the end sees
+    // the mark. A finish that fails sends an error end instead.
+    st.p2().responses.mark(rep, true);
+    let finished = st.http().finish(body, trailers);
+    let responses = &mut st.p2().responses;
+    match finished {
+        Ok(()) => {
+            responses.finished(rep);
+            Ok((Ok(()),))
+        }
+        Err(e) => {
+            // Unmarked before a trap drops the body (its reader would see
+            // a clean end otherwise).
+            responses.mark(rep, false);
+            Ok((Err(e.downcast()?),))
+        }
     }
-    Ok((finished,))
 }
 
 /// One request through `proxy`'s handler; the response goes to the
@@ -220,12 +256,7 @@ pub(crate) fn serve(
         respond,
         max_body,
     } = exchange;
-    let (verdict, settled) = tokio::sync::oneshot::channel();
-    let served = serve_here(store, proxy, (request, max_body), respond, settled);
-    // The body's end waits for this: a handler that failed (or never
-    // finished its body) must not look like a complete response.
-    let _ = verdict.send(served.is_ok());
-    served
+    serve_here(store, proxy, (request, max_body), respond)
 }
 
 fn serve_here(
@@ -236,7 +267,6 @@ fn serve_here(
         u64,
     ),
     respond: crate::exchange::Respond,
-    settled: tokio::sync::oneshot::Receiver<bool>,
 ) -> Result<(), Failure> {
     let st = store.data_mut();
     let budget = st.p2().responses.budget.clone();
@@ -250,13 +280,8 @@ fn serve_here(
         let resp = resp
             .map(|r| {
                 r.map(|body| {
-                    Settled {
-                        inner: body
-                            .map_err(|e| HttpBodyError::from_body(&e))
-                            .boxed_unsync(),
-                        settled: Some(settled),
-                    }
-                    .boxed_unsync()
+                    body.map_err(|e| HttpBodyError::from_body(&e))
+                        .boxed_unsync()
                 })
             })
             .map_err(|e| HttpBodyError::from_code(&e));
@@ -281,43 +306,45 @@ fn serve_here(
     }
 }
 
-/// A response body whose end is the handler's verdict: it ends cleanly
-/// only when the handler returned without failing; otherwise (a trap, the
-/// deadline, a body never finished) with an error, so a cut response never
-/// looks complete to the client.
-struct Settled {
-    inner: HttpBody,
-    settled: Option<tokio::sync::oneshot::Receiver<bool>>,
+/// A response body as its reader sees it: it ends cleanly only when the
+/// guest finished it and no write was refused (wasmtime-wasi-http's body
+/// also ends without an error when its resource is dropped unfinished: a
+/// trap, the deadline, a handler that returned without finishing).
+struct Finished {
+    inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+    /// Set by `outgoing-body.finish` before it sends the end.
+    done: Arc<AtomicBool>,
+    budget: Arc<Budget>,
 }
 
-impl Body for Settled {
+impl Body for Finished {
     type Data = Bytes;
-    type Error = HttpBodyError;
+    type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpBodyError>>> {
-        if self.settled.is_some() {
-            match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Ready(None) => {}
-                other => return other,
-            }
+    ) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {}
+            other => return other,
         }
-        let Some(settled) = self.settled.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let ok = match Pin::new(settled).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(verdict) => verdict.unwrap_or(false),
-        };
-        self.settled = None;
-        if ok {
-            Poll::Ready(None)
-        } else {
-            Poll::Ready(Some(Err(HttpBodyError {
-                message: "the handler failed before finishing the body".into(),
-            })))
+        if !self.done.load(Ordering::Acquire) {
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)));
         }
+        match self.budget.over.load(Ordering::Relaxed) {
+            0 => Poll::Ready(None),
+            _ => Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
+                Some(self.budget.max),
+            )))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -12,6 +12,7 @@
 //!   written to the one sent;
 //! - `/unfinished`: part of a body, then a return without `finish` (the
 //!   body left open);
+//! - `/finish-then-trap`: a whole body `complete`, finished, then a trap;
 //! - `/error-code?bytes=N`: the response is an `internal-error` whose text
 //!   is `N` bytes;
 //! - `/` (how Lambda's Invoke APIs send a payload: as the body): a JSON
@@ -158,6 +159,11 @@ fn dispatch(target: &str, req: Option<IncomingRequest>, out: ResponseOutparam) {
             // Neither finished nor dropped (a dropped body is aborted):
             // the instance ends with it still open.
             std::mem::forget(body);
+        }
+        "/finish-then-trap" => {
+            respond(out, 200, &[], |s| write(s, b"complete"));
+            // The response is whole; the handler fails after it.
+            std::process::abort();
         }
         "/error-code" => {
             // An error-code with a payload as long as the guest likes.
