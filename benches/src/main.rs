@@ -10,14 +10,14 @@ use anyhow::{Context as _, Result};
 use fnhost::{FunctionConfig, Host};
 use fnhost_benches::charts::Charts;
 use fnhost_benches::{
-    Raw, Stats, Submit, fmt_dur, measure, measure_threads, process_echo, queue_round, rounds,
-    rss_bytes, thread_echo,
+    Raw, Stats, fmt_dur, measure, measure_threads, process_echo, rounds, rss_bytes, thread_echo,
 };
 use fnhost_test_guests as guests;
 
 mod report_components;
 mod report_gateway;
 mod report_http;
+mod report_queue;
 
 struct Row {
     case: String,
@@ -101,6 +101,31 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if args.get(1).map(String::as_str) == Some("--profile-queue") {
+        // A steady loop of 256-invocation rounds through the worker pool
+        // (`--profile-queue async|batch WORKERS`), for `perf record`.
+        let how = match args.get(2).map(String::as_str) {
+            Some("batch") => fnhost_benches::Submit::Batch,
+            _ => fnhost_benches::Submit::Async,
+        };
+        let workers = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(1);
+        let h = host(workers, true)?;
+        h.register(FunctionConfig::from_bytes(
+            "echo",
+            guests::bytes(guests::ECHO),
+        ))?;
+        let payloads: Vec<bytes::Bytes> = (0..256)
+            .map(|_| bytes::Bytes::from(vec![b'x'; 64]))
+            .collect();
+        let t = Instant::now();
+        let (mut n, mut rate) = (0, 0.0);
+        while t.elapsed() < Duration::from_secs(5) {
+            rate += fnhost_benches::queue_round(&h, "echo", &payloads, 10, how).throughput;
+            n += 1;
+        }
+        println!("{how:?}, {workers} worker(s): {:.0}/s", rate / n as f64);
+        return Ok(());
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let n = if quick { 2_000 } else { 20_000 };
     let mut r = Report {
@@ -120,6 +145,14 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--gateway") {
         // Only the gateway rows (issue #22).
         report_gateway::report(&mut r, quick, R)?;
+        print_report(&r, quick);
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--queue") {
+        // Only the worker-pool rows (issue #22 item 3).
+        let echo = guests::bytes(guests::ECHO);
+        let raw = Raw::new(&echo, 2000)?;
+        report_queue::report(&mut r, quick, R, &echo, &raw, &[b'x'; 64])?;
         print_report(&r, quick);
         return Ok(());
     }
@@ -344,77 +377,7 @@ fn main() -> Result<()> {
         cost.median <= 1.03,
     );
 
-    eprintln!("queue path");
-    let payloads: Vec<bytes::Bytes> = (0..256).map(|_| bytes::Bytes::from(p64.clone())).collect();
-    let batches = if quick { 4 } else { 20 };
-    let batch = |hq: &Host| queue_round(hq, "echo", &payloads, batches, Submit::Batch);
-    let futures = |hq: &Host| queue_round(hq, "echo", &payloads, batches, Submit::Async);
-    let raw_threads = |t: usize| {
-        measure_threads(t, batches * 256 / t, || {
-            assert_eq!(raw.fresh_call(&p64).unwrap().len(), 64)
-        })
-    };
-    let hq1 = host(1, true)?;
-    hq1.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let hq2 = host(2, true)?;
-    hq2.register(FunctionConfig::from_bytes("echo", echo.clone()))?;
-    let mut scaling: [(String, Vec<(u32, f64)>); 3] = [
-        ("raw wasmtime, fresh, N threads".into(), Vec::new()),
-        ("fnhost invoke_batch, N workers".into(), Vec::new()),
-        ("fnhost invoke_async, N workers".into(), Vec::new()),
-    ];
-    for (workers, hq) in [(1usize, &hq1), (2, &hq2)] {
-        let b = rounds(R, || raw_threads(workers), || batch(hq));
-        scaling[0].1.push((workers as u32, b.a().throughput));
-        scaling[1].1.push((workers as u32, b.b().throughput));
-        if workers == 2 {
-            r.row(
-                "raw-fresh, 64 B, 2 threads (baseline)",
-                b.a(),
-                "throughput baseline",
-            );
-        }
-        r.row(
-            format!("fnhost invoke_batch via queue, {workers} worker(s), 256 in flight"),
-            b.b(),
-            format!(
-                "{} raw-fresh {workers}-thread throughput",
-                b.throughput_ratio()
-            ),
-        );
-        if workers == 2 {
-            r.target(
-                "queue throughput, 2 workers ≥ 0.7× raw-fresh on 2 threads",
-                format!("{}", b.throughput_ratio()),
-                b.throughput_ratio().median >= 0.7,
-            );
-        }
-        let f = rounds(R, || raw_threads(workers), || futures(hq));
-        scaling[2].1.push((workers as u32, f.b().throughput));
-        r.row(
-            format!("fnhost invoke_async via queue, {workers} worker(s), 256 futures"),
-            f.b(),
-            format!(
-                "{} raw-fresh {workers}-thread throughput",
-                f.throughput_ratio()
-            ),
-        );
-        let vs = rounds(R, || batch(hq), || futures(hq)).throughput_ratio();
-        r.target(
-            format!("invoke_async ≥ 0.9× invoke_batch throughput, {workers} worker(s)"),
-            format!("{vs}"),
-            vs.median >= 0.9,
-        );
-    }
-    r.charts.scaling = scaling.to_vec();
-    let scale = rounds(R, || batch(&hq1), || batch(&hq2)).throughput_ratio();
-    let raw_scale = rounds(R, || raw_threads(1), || raw_threads(2)).throughput_ratio();
-    r.target(
-        "queue throughput, 2 workers ≥ 1.6× 1 worker",
-        format!("{scale} (raw wasmtime itself: {raw_scale} from 1 to 2 threads)"),
-        scale.median >= 1.6,
-    );
-    drop((hq1, hq2));
+    report_queue::report(&mut r, quick, R, &echo, &raw, &p64)?;
 
     eprintln!("realistic guests");
     let image = guests::sample_png(1024, 1024);

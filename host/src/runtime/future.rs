@@ -34,7 +34,7 @@ enum FutState {
         /// wait for a slot.
         wait_until: Option<Instant>,
     },
-    Waiting(futures_channel::oneshot::Receiver<Result<Invocation>>),
+    Waiting(tokio::sync::oneshot::Receiver<Result<Invocation>>),
     Ready(Option<Result<Invocation>>),
 }
 
@@ -101,7 +101,7 @@ impl Future for InvokeFuture {
                     match core.acquire(f, Wait::Poll { waker, until }) {
                         Slot::Got(permit) => {
                             core.admitted(f);
-                            let (tx, rx) = futures_channel::oneshot::channel();
+                            let (tx, rx) = tokio::sync::oneshot::channel();
                             core.enqueue(Job {
                                 function: f.clone(),
                                 version: *version,
